@@ -1,0 +1,1 @@
+"""Answering: retrieval, generation, guard checks and the chat session (issues 4-6)."""

@@ -1,0 +1,206 @@
+"""The `docent` command line: a thin layer over ingest.pipeline (and, later, bot)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from docent import __version__
+from docent.settings import Settings, SettingsError, load_settings
+
+EXIT_CODES_HELP = """\b
+Exit status:
+  0    every file was ingested (or was unchanged)
+  1    some files failed (each is listed with its reason; the rest were ingested)
+  2    bad usage or settings
+  3    another docent process is writing this collection
+  4    the collection was built with another embedding model (use --reembed)
+  5    the collection cannot be opened or written
+  130  interrupted (finished files were saved; run again to continue)
+"""
+
+
+class Context:
+    def __init__(self, settings: Settings, home: str | None):
+        self.settings = settings
+        self.home = home
+
+    def ingestor(self):
+        from ingest.pipeline import Ingestor
+        return Ingestor(self.settings, home=self.home)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"docent: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="docent")
+@click.option("--home", metavar="DIR", envvar="DOCENT_HOME",
+              help="Folder holding the collections [env DOCENT_HOME; default: the project's indexes/].")
+@click.option("--settings", "settings_file", metavar="FILE", envvar="DOCENT_SETTINGS",
+              help="A TOML file overriding the default settings [env DOCENT_SETTINGS].")
+@click.pass_context
+def main(ctx: click.Context, home: str | None, settings_file: str | None) -> None:
+    """docent answers questions about your own documents, on your own machine.
+
+    \b
+    Start here:
+      docent ingest ~/company-docs        index a folder (again: only what changed)
+      docent sources                      what the index holds
+      docent remove ~/company-docs/x.pdf  drop a file from the index
+
+    Indexes are kept per collection (default: "default") under --home.
+    Settings: docent/settings.toml, overridden by --settings FILE and by env
+    DOCENT_<SECTION>__<KEY> (e.g. DOCENT_EMBEDDING__BACKEND=torch).
+    """
+    try:
+        settings = load_settings(settings_file)
+    except SettingsError as exc:
+        _fail(str(exc), 2)
+    ctx.obj = Context(settings, home)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=True, dir_okay=True))
+@click.option("-c", "--collection", metavar="NAME", help="Collection to write [default: settings ingest.collection, 'default'].")
+@click.option("--reembed", is_flag=True, help="Re-embed every stored chunk with the configured model (after changing embedding.model).")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Also skip paths matching GLOB (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.pass_obj
+def ingest(obj: Context, paths, collection, reembed, exclude, as_json, quiet) -> None:
+    """Load, chunk, embed and index PATHS (files or folders).
+
+    Re-running only does what changed: new and edited files are embedded, files deleted
+    from an ingested folder leave the index, renamed files reuse their vectors.
+    Markdown, text, reST, HTML, PDF and Word (.docx) are read; other files are listed
+    as skipped. A file that cannot be read gets one line with the reason and the rest
+    goes on. Ctrl-C keeps every finished file; the index is never half-written.
+    """
+    if not paths and not reembed:
+        raise click.UsageError("give at least one file or folder to ingest (or --reembed)")
+    from ingest.pipeline import EXIT_LOCKED, EXIT_MODEL_MISMATCH, EXIT_STORE
+    from ingest.store import CollectionLocked, EmbeddingMismatch, StoreError
+    from ingest.embedder import EmbedderError
+
+    settings = obj.settings
+    if exclude:
+        settings = settings.with_values("ingest", exclude=settings.ingest.exclude + tuple(exclude))
+    from ingest.pipeline import Ingestor
+    ingestor = Ingestor(settings, home=obj.home)
+    bar = _ProgressBar(disabled=quiet or as_json)
+    try:
+        report = ingestor.ingest(paths, collection=collection, reembed=reembed, progress=bar.update)
+    except CollectionLocked as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    except EmbeddingMismatch as exc:
+        _fail(str(exc), EXIT_MODEL_MISMATCH)
+    except (StoreError, EmbedderError) as exc:
+        _fail(str(exc), EXIT_STORE)
+    finally:
+        bar.close()
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for r in report.failed:
+            click.echo(f"failed: {r.path}: {r.reason}", err=True)
+        if report.skipped:
+            shown = ", ".join(r.path for r in report.skipped[:5])
+            more = f" and {len(report.skipped) - 5} more" if len(report.skipped) > 5 else ""
+            click.echo(f"skipped (unsupported format): {shown}{more}", err=True)
+        click.echo(report.summary())
+    sys.exit(report.exit_code)
+
+
+class _ProgressBar:
+    """tqdm on stderr, shown only on a terminal; failures are printed as they happen."""
+
+    def __init__(self, disabled: bool):
+        self.disabled = disabled
+        self.bar = None
+
+    def update(self, event) -> None:
+        if self.disabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+            self.bar = tqdm(total=event.total, unit="file", desc="ingest", file=sys.stderr,
+                            disable=None, dynamic_ncols=True, leave=False)
+        self.bar.update(event.done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@main.command()
+@click.option("-c", "--collection", metavar="NAME", help="Collection to list [default: 'default'].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@click.pass_obj
+def sources(obj: Context, collection, as_json) -> None:
+    """What the index holds: file, chunks, status, last ingested."""
+    from ingest.store import StoreError
+    ingestor = obj.ingestor()
+    try:
+        records = ingestor.sources(collection)
+    except StoreError as exc:
+        _fail(str(exc), 5)
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in records], indent=2))
+        return
+    if not records:
+        click.echo("the collection is empty")
+        return
+    width = min(70, max(len(r.path) for r in records))
+    click.echo(f"{'file':<{width}}  {'chunks':>6}  {'status':<6}  last ingested")
+    for r in records:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.ingested_at))
+        path = r.path if len(r.path) <= width else "…" + r.path[-(width - 1):]
+        line = f"{path:<{width}}  {r.n_chunks:>6}  {r.status:<6}  {when}"
+        if r.status != "ok" and r.error:
+            line += f"  ({r.error})"
+        click.echo(line)
+    ok = [r for r in records if r.status == "ok"]
+    click.echo(f"{len(records)} files ({len(ok)} ok, {len(records) - len(ok)} failed), "
+               f"{sum(r.n_chunks for r in records)} chunks")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("-c", "--collection", metavar="NAME", help="Collection to change [default: 'default'].")
+@click.pass_obj
+def remove(obj: Context, paths, collection) -> None:
+    """Drop files (or everything under folders) from the index. The files themselves are not touched."""
+    from ingest.store import CollectionLocked, StoreError
+    try:
+        removed = obj.ingestor().remove(paths, collection)
+    except CollectionLocked as exc:
+        _fail(str(exc), 3)
+    except StoreError as exc:
+        _fail(str(exc), 5)
+    if not removed:
+        _fail("none of these paths is in the index (see `docent sources`)", 1)
+    for path in removed:
+        click.echo(f"removed: {path}")
+
+
+@main.command()
+@click.pass_obj
+def collections(obj: Context) -> None:
+    """List the collections under the home folder."""
+    ingestor = obj.ingestor()
+    names = ingestor.collections()
+    click.echo(f"home: {ingestor.home}")
+    for name in names:
+        click.echo(name)
+    if not names:
+        click.echo("(no collections yet: run `docent ingest PATH`)")
+
+
+if __name__ == "__main__":
+    main()

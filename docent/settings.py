@@ -1,0 +1,166 @@
+"""One settings object for the whole of docent: defaults file + optional user file +
+profile + environment, loaded once by the entry point and passed down.
+
+Nothing here reads configuration at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS_FILE = Path(__file__).resolve().parent / "settings.toml"
+ENV_PREFIX = "DOCENT_"
+
+
+class SettingsError(ValueError):
+    """A settings file or environment override that cannot be used."""
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    home: str = ""
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    collection: str = "default"
+    max_file_mb: float = 50
+    exclude: tuple[str, ...] = (".*", "__pycache__", "node_modules", "*~", "*.tmp")
+    checkpoint_seconds: float = 60
+
+
+@dataclass(frozen=True)
+class ChunkingSettings:
+    max_tokens: int = 240
+    min_tokens: int = 48
+    overlap_tokens: int = 24
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    model: str = "all-MiniLM-L6-v2"
+    backend: str = "onnx-int8"
+    batch_size: int = 32
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class Settings:
+    paths: PathSettings = field(default_factory=PathSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
+    chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    profile: str = ""
+
+    def home_dir(self, override: str | os.PathLike | None = None) -> Path:
+        """Where collections live: --home, else settings/env DOCENT_HOME, else indexes/."""
+        if override:
+            return Path(override).expanduser().resolve()
+        if self.paths.home:
+            return Path(self.paths.home).expanduser().resolve()
+        return PROJECT_ROOT / "indexes"
+
+    def with_values(self, section: str, **values: Any) -> "Settings":
+        """A copy with some values of one section changed (used by CLI flags and tests)."""
+        return replace(self, **{section: replace(getattr(self, section), **values)})
+
+
+_SECTIONS = {"paths": PathSettings, "ingest": IngestSettings, "chunking": ChunkingSettings,
+             "embedding": EmbeddingSettings}
+
+
+def load_settings(
+    file: str | os.PathLike | None = None,
+    profile: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the settings: defaults file, then the user file, then the profile, then env.
+
+    `env` defaults to os.environ; tests pass their own mapping.
+    """
+    env = os.environ if env is None else env
+    data = _read_toml(DEFAULTS_FILE)
+    profiles = data.pop("profile", {})
+    file = file or env.get(ENV_PREFIX + "SETTINGS")
+    if file:
+        user = _read_toml(Path(file))
+        profiles.update(user.pop("profile", {}))
+        _merge(data, user)
+    profile = profile if profile is not None else env.get(ENV_PREFIX + "PROFILE", "")
+    if profile:
+        if profile not in profiles:
+            raise SettingsError(f"unknown settings profile {profile!r} (known: {', '.join(sorted(profiles)) or 'none'})")
+        for dotted, value in profiles[profile].items():
+            _set_dotted(data, dotted, value) if not isinstance(value, dict) else _merge(data.setdefault(dotted, {}), value)
+    if env.get(ENV_PREFIX + "HOME"):
+        data.setdefault("paths", {})["home"] = env[ENV_PREFIX + "HOME"]
+    for key, raw in env.items():
+        if key.startswith(ENV_PREFIX) and "__" in key:
+            section, _, name = key[len(ENV_PREFIX):].lower().partition("__")
+            _set_dotted(data, f"{section}.{name}", raw, from_env=True)
+    return _build(data, profile)
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError(f"settings file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _set_dotted(data: dict, dotted: str, value: Any, from_env: bool = False) -> None:
+    section, _, name = dotted.partition(".")
+    if section not in _SECTIONS or name not in {f.name for f in fields(_SECTIONS[section])}:
+        if from_env:
+            raise SettingsError(f"unknown setting in environment: {ENV_PREFIX}{section.upper()}__{name.upper()}")
+        raise SettingsError(f"unknown setting {dotted!r}")
+    data.setdefault(section, {})[name] = value
+
+
+def _coerce(cls: type, name: str, value: Any) -> Any:
+    default = next(f for f in fields(cls) if f.name == name).default
+    try:
+        if isinstance(default, bool):
+            return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes", "on"}
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"setting {cls.__name__}.{name}: cannot use {value!r}") from None
+
+
+def _build(data: dict, profile: str) -> Settings:
+    sections = {}
+    for section, cls in _SECTIONS.items():
+        values = data.get(section, {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise SettingsError(f"unknown setting(s) in [{section}]: {', '.join(sorted(unknown))}")
+        sections[section] = cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
+    unknown_sections = set(data) - set(_SECTIONS)
+    if unknown_sections:
+        raise SettingsError(f"unknown settings section(s): {', '.join(sorted(unknown_sections))}")
+    return Settings(profile=profile, **sections)
