@@ -1,0 +1,87 @@
+"""Shared fakes and fixtures. The real embedding model is exercised in test_embedder.py
+and the CLI tests; elsewhere a fake keeps tests fast and deterministic."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from docent.settings import load_settings  # noqa: E402
+
+
+class FakeEmbedder:
+    """Bag-of-words hashed into `dim` buckets, L2-normalised: texts sharing words are
+    close, so retrieval behaves sensibly, and every call is counted."""
+
+    max_tokens = 256
+
+    def __init__(self, name: str = "fake-embedder", dim: int = 64, fail_on: str | None = None):
+        self.name, self.dim = name, dim
+        self.seconds = 0.0
+        self.calls: list[list[str]] = []
+        self.fail_on = fail_on   # raise KeyboardInterrupt when a text contains this
+
+    def warm_up(self) -> None:
+        pass
+
+    def count_tokens(self, texts):
+        return [len(re.findall(r"\w+|[^\w\s]", t)) + 2 for t in texts]
+
+    def embed(self, texts):
+        started = time.perf_counter()
+        texts = list(texts)
+        self.calls.append(texts)
+        if self.fail_on and any(self.fail_on in t for t in texts):
+            raise KeyboardInterrupt
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                bucket = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
+                out[row, bucket % self.dim] += 1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.where(norms == 0, 1, norms)
+        self.seconds += time.perf_counter() - started
+        return out
+
+    @property
+    def embedded_texts(self) -> list[str]:
+        return [t for call in self.calls for t in call]
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Test-profile settings with the index home in a temporary folder."""
+    return load_settings(profile="test", env={}).with_values("paths", home=str(tmp_path / "home"))
+
+
+@pytest.fixture
+def fake_embedder():
+    return FakeEmbedder()
+
+
+@pytest.fixture
+def docs(tmp_path) -> Path:
+    """A small folder of documents in three formats."""
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "install.md").write_text(
+        "# Install\n\nRun the installer with sudo. It needs 2 GB of disk.\n\n"
+        "## Linux\n\nUse the apt repository and run apt install docent.\n\n"
+        "## Windows\n\nDouble-click the MSI package and follow the wizard.\n", encoding="utf-8")
+    (root / "faq.txt").write_text(
+        "How do I rotate API keys?\n\nOpen the admin console and press Rotate. Old keys stop working "
+        "after 24 hours.\n", encoding="utf-8")
+    (root / "guide.rst").write_text(
+        "User guide\n==========\n\nBackups\n-------\n\nBackups run nightly at 02:00 and are kept "
+        "for 30 days.\n\nRestore\n-------\n\nTo restore, stop the service and run docent-restore.\n",
+        encoding="utf-8")
+    return root
