@@ -1,0 +1,96 @@
+"""The `docent` command as a user runs it, with the real (int8 ONNX) embedding model."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from docent.cli import main
+from ingest.pipeline import Ingestor
+from ingest.store import CollectionWriter
+
+from conftest import FakeEmbedder
+
+
+@pytest.fixture
+def run(tmp_path):
+    home = tmp_path / "home"
+
+    def invoke(*args):
+        runner = CliRunner()
+        return runner.invoke(main, ["--home", str(home), *map(str, args)],
+                             env={"DOCENT_PROFILE": "test", "DOCENT_SETTINGS": None}, catch_exceptions=False)
+    invoke.home = home
+    return invoke
+
+
+def test_ingest_sources_reingest_and_remove(run, docs):
+    first = run("ingest", docs)
+    assert first.exit_code == 0, first.output
+    assert "3 added" in first.output
+    listing = run("sources")
+    assert listing.exit_code == 0
+    for name in ("install.md", "faq.txt", "guide.rst"):
+        assert name in listing.output
+    assert "3 files (3 ok, 0 failed)" in listing.output
+    again = run("ingest", docs)
+    assert again.exit_code == 0 and "3 unchanged" in again.output and "0 chunks embedded" in again.output
+    removed = run("remove", docs / "faq.txt")
+    assert removed.exit_code == 0 and "removed:" in removed.output
+    assert "faq.txt" not in run("sources").output
+
+
+def test_failed_and_skipped_files_are_named_with_reasons_and_exit_1(run, docs):
+    (docs / "empty.txt").write_text("   \n")
+    (docs / "logo.png").write_bytes(b"\x89PNG\r\n")
+    result = run("ingest", docs)
+    assert result.exit_code == 1
+    assert f"failed: {docs / 'empty.txt'}: empty file" in result.output
+    assert "skipped (unsupported format)" in result.output and "logo.png" in result.output
+    assert "3 added" in result.output and "1 failed" in result.output
+
+
+def test_json_report(run, docs):
+    result = run("ingest", docs, "--json", "-c", "team")
+    data = json.loads(result.output)
+    assert data["collection"] == "team" and data["counts"]["added"] == 3
+    assert data["chunks_embedded"] > 0
+    sources = json.loads(run("sources", "-c", "team", "--json").output)
+    assert {s["status"] for s in sources} == {"ok"} and len(sources) == 3
+
+
+def test_second_writer_gets_a_clear_message_and_status_3(run, docs):
+    run("ingest", docs)
+    with CollectionWriter(run.home, "default", model=None, dim=None):
+        result = run("ingest", docs)
+    assert result.exit_code == 3
+    assert "being written by another docent process" in result.output
+
+
+def test_model_mismatch_says_what_to_do_and_reembed_fixes_it(run, docs, settings):
+    settings = settings.with_values("paths", home=str(run.home))
+    Ingestor(settings, FakeEmbedder()).ingest([docs])
+    result = run("ingest", docs)
+    assert result.exit_code == 4
+    assert "fake-embedder" in result.output and "--reembed" in result.output
+    fixed = run("ingest", "--reembed", docs)
+    assert fixed.exit_code == 0 and "re-embedded" in fixed.output
+
+
+def test_usage_errors(run, tmp_path):
+    assert run("ingest").exit_code == 2
+    missing = run("ingest", tmp_path / "nope")
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert run("sources", "-c", "nothing").exit_code == 5
+
+
+def test_help_explains_itself_without_loading_heavy_libraries():
+    code = ("import sys; from docent.cli import main\n"
+            "try:\n    main(['ingest', '--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'faiss', 'sentence_transformers', 'onnxruntime', 'pypdf') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "Exit status" in out and "--reembed" in out and "--collection" in out
+    assert "HEAVY []" in out

@@ -1,0 +1,86 @@
+"""kill -9 at arbitrary moments of a real ingest process: the index must stay readable,
+with vectors and metadata agreeing, and the next run must finish the job."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from docent.settings import load_settings
+from ingest.pipeline import Ingestor
+from ingest.store import Collection
+
+from conftest import FakeEmbedder
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from conftest import FakeEmbedder
+    from docent.settings import load_settings
+    import ingest.pipeline as pipeline
+    from ingest.pipeline import Ingestor
+
+    class Slow(FakeEmbedder):
+        def embed(self, texts):
+            time.sleep(0.02)
+            return super().embed(texts)
+
+    pipeline._EMBED_POOL = 1          # commit after every file: many chances to be killed mid-write
+    settings = load_settings(profile="test", env={{}}).with_values("paths", home={home!r})
+    print("ready", flush=True)
+    report = Ingestor(settings, Slow()).ingest([{docs!r}])
+    sys.exit(report.exit_code)
+""")
+
+
+def _check(home: Path) -> int:
+    with Collection(home, "default") as coll:
+        index = coll.vector_index()
+        assert index.ntotal == coll.chunk_count()
+        ids = [int(index.id_map.at(i)) for i in range(index.ntotal)]
+        assert len(coll.chunks(ids)) == len(ids)
+        for f in coll.files():
+            assert len(coll.chunks_of(f.path)) == f.n_chunks
+        return len(coll.files())
+
+
+def test_kill_9_at_any_moment_leaves_a_readable_consistent_index(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(60):
+        (docs / f"page{i:02d}.md").write_text(f"# Page {i}\n\n" + f"Paragraph about subject {i}. " * 40)
+    home = tmp_path / "home"
+    script = SCRIPT.format(tests=str(Path(__file__).parent), home=str(home), docs=str(docs))
+    seen = []
+    for delay in (0.4, 0.7, 1.0, 1.3):
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if (home / "default" / "docent.sqlite").exists():
+            seen.append(_check(home))
+    assert seen and max(seen) > 0, "the runs were killed before anything was committed"
+    settings = load_settings(profile="test", env={}).with_values("paths", home=str(home))
+    report = Ingestor(settings, FakeEmbedder()).ingest([docs])
+    assert not report.failed
+    assert _check(home) == 60
+    assert not [p for p in (home / "default").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_ctrl_c_stops_with_status_130_and_keeps_finished_files(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(60):
+        (docs / f"page{i:02d}.md").write_text(f"# Page {i}\n\n" + f"Paragraph about subject {i}. " * 40)
+    home = tmp_path / "home"
+    script = SCRIPT.format(tests=str(Path(__file__).parent), home=str(home), docs=str(docs))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    assert 0 < _check(home) < 60
