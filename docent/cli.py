@@ -84,14 +84,13 @@ def ingest(obj: Context, paths, collection, reembed, exclude, as_json, quiet) ->
     """
     if not paths and not reembed:
         raise click.UsageError("give at least one file or folder to ingest (or --reembed)")
-    from ingest.pipeline import EXIT_LOCKED, EXIT_MODEL_MISMATCH, EXIT_STORE
-    from ingest.store import CollectionLocked, EmbeddingMismatch, StoreError
     from ingest.embedder import EmbedderError
+    from ingest.pipeline import EXIT_LOCKED, EXIT_MODEL_MISMATCH, EXIT_STORE, Ingestor
+    from ingest.store import CollectionLocked, EmbeddingMismatch, StoreError
 
     settings = obj.settings
     if exclude:
         settings = settings.with_values("ingest", exclude=settings.ingest.exclude + tuple(exclude))
-    from ingest.pipeline import Ingestor
     ingestor = Ingestor(settings, home=obj.home)
     bar = _ProgressBar(disabled=quiet or as_json)
     try:
@@ -144,12 +143,13 @@ class _ProgressBar:
 @click.pass_obj
 def sources(obj: Context, collection, as_json) -> None:
     """What the index holds: file, chunks, status, last ingested."""
+    from ingest.pipeline import EXIT_STORE
     from ingest.store import StoreError
     ingestor = obj.ingestor()
     try:
         records = ingestor.sources(collection)
     except StoreError as exc:
-        _fail(str(exc), 5)
+        _fail(str(exc), EXIT_STORE)
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in records], indent=2))
         return
@@ -176,15 +176,16 @@ def sources(obj: Context, collection, as_json) -> None:
 @click.pass_obj
 def remove(obj: Context, paths, collection) -> None:
     """Drop files (or everything under folders) from the index. The files themselves are not touched."""
+    from ingest.pipeline import EXIT_LOCKED, EXIT_SOME_FAILED, EXIT_STORE
     from ingest.store import CollectionLocked, StoreError
     try:
         removed = obj.ingestor().remove(paths, collection)
     except CollectionLocked as exc:
-        _fail(str(exc), 3)
+        _fail(str(exc), EXIT_LOCKED)
     except StoreError as exc:
-        _fail(str(exc), 5)
+        _fail(str(exc), EXIT_STORE)
     if not removed:
-        _fail("none of these paths is in the index (see `docent sources`)", 1)
+        _fail("none of these paths is in the index (see `docent sources`)", EXIT_SOME_FAILED)
     for path in removed:
         click.echo(f"removed: {path}")
 

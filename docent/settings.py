@@ -45,7 +45,7 @@ class ChunkingSettings:
 class EmbeddingSettings:
     model: str = "all-MiniLM-L6-v2"
     backend: str = "onnx-int8"
-    batch_size: int = 32
+    batch_size: int = 8
     threads: int = 0
 
 
