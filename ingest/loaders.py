@@ -51,6 +51,16 @@ def load_file(path: Path, max_bytes: int | None = None) -> ExtractedDocument:
 # ---------------------------------------------------------------- reading
 
 def _read(path: Path, max_bytes: int | None) -> bytes:
+    check_file(path, max_bytes)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise LoadError(_os_reason(exc)) from None
+
+
+def check_file(path: Path, max_bytes: int | None = None):
+    """stat() a file we are about to read; LoadError if it is missing, not a regular file,
+    too large or empty. Cheap: the pipeline calls it before hashing."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -62,13 +72,10 @@ def _read(path: Path, max_bytes: int | None) -> bytes:
     if not stat.S_ISREG(st.st_mode):       # a FIFO or device would block or never end
         raise LoadError("not a regular file")
     if max_bytes is not None and st.st_size > max_bytes:
-        raise LoadError(f"too large: {st.st_size / 1e6:.1f} MB (limit {max_bytes / 1e6:.3g} MB)")
+        raise LoadError(f"too large: {st.st_size / 1e6:.1f} MB (limit {max_bytes / 1e6:.3g} MB; see ingest.max_file_mb)")
     if st.st_size == 0:
         raise LoadError("empty file")
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise LoadError(_os_reason(exc)) from None
+    return st
 
 
 def _os_reason(exc: OSError) -> str:

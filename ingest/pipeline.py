@@ -238,7 +238,7 @@ class Ingestor:
         fmt = loaders.format_for(path)
         digest = None
         try:
-            size, mtime_ns = self._check_file(path, max_bytes)
+            st = loaders.check_file(path, max_bytes)
             digest = file_hash(path)
             if stored and stored.status == "ok" and stored.content_hash == digest:
                 return _Examined(key, result=FileResult(key, "unchanged", chunks=stored.n_chunks))
@@ -256,23 +256,11 @@ class Ingestor:
         chunks = [NewChunk(d.text, d.heading_path, d.page, d.page_end, d.start, d.end,
                            chunk_hash(d.embed_text), d.n_tokens) for d in drafts]
         record = FileRecord(
-            path=key, format=doc.format, content_hash=digest, size=size, mtime_ns=mtime_ns, status="ok",
+            path=key, format=doc.format, content_hash=digest, size=st.st_size, mtime_ns=st.st_mtime_ns, status="ok",
             error=None, failed_hash=None, n_chunks=len(chunks), pages=len(doc.pages) or None,
             title=doc.title, ingested_at=time.time())
         result = FileResult(key, "updated" if stored and stored.content_hash else "added", chunks=len(chunks))
         return _Examined(key, staged=_Staged(record, chunks, result))
-
-    @staticmethod
-    def _check_file(path: Path, max_bytes: int) -> tuple[int, int]:
-        if path.is_symlink() and not path.exists():
-            raise LoadError("broken symlink (target missing)")
-        st = path.stat()
-        if not path.is_file():
-            raise LoadError("not a regular file")
-        if st.st_size > max_bytes:
-            raise LoadError(f"too large: {st.st_size / 1e6:.1f} MB (limit {max_bytes / 1e6:.0f} MB; "
-                            f"raise ingest.max_file_mb)")
-        return st.st_size, st.st_mtime_ns
 
     @staticmethod
     def _failed(writer: CollectionWriter, item: "_Examined", stored: FileRecord | None) -> FileResult:

@@ -278,7 +278,7 @@ def test_control_characters_without_nul_are_binary(tmp_path):
 def test_too_large_file_is_refused_before_reading(tmp_path, monkeypatch):
     p = make_text(tmp_path / "huge.txt", "x" * 5000)
     monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read a file over the limit"))
-    with pytest.raises(LoadError, match=r"^too large: 0\.0 MB \(limit 0\.001 MB\)$"):
+    with pytest.raises(LoadError, match=r"^too large: 0\.0 MB \(limit 0\.001 MB; see ingest.max_file_mb\)$"):
         load_file(p, max_bytes=1000)
 
 
