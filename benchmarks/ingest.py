@@ -24,7 +24,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# This file is called ingest.py: make `import ingest` find the package, not this script.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
 DEFAULT_DOCS = ROOT.parent / "shared" / "eval" / "docs"
+DOCS_QA = ROOT.parent / "shared" / "eval" / "docs_qa.jsonl"
 EXCLUDE = ["_licenses", "README.md"]
 
 
@@ -41,6 +45,36 @@ def _corpus_files(root: Path) -> list[Path]:
     return files
 
 
+def _answerable_questions() -> list[dict]:
+    if not DOCS_QA.is_file():
+        return []
+    return [q for q in map(json.loads, DOCS_QA.open(encoding="utf-8")) if q["answerable"]]
+
+
+def _rank_scores(ranked_paths: list[list[str]], questions: list[dict], docs: Path) -> dict:
+    """hit@1, hit@5, MRR@10 of a passage from one of the question's source files."""
+    ranks = []
+    for paths, q in zip(ranked_paths, questions):
+        rels = [os.path.relpath(p, docs) for p in paths]
+        ranks.append(next((i + 1 for i, r in enumerate(rels[:10]) if r in q["source_paths"]), None))
+    n = len(ranks) or 1
+    return {"questions": len(ranks), "hit@1": sum(1 for r in ranks if r == 1) / n,
+            "hit@5": sum(1 for r in ranks if r and r <= 5) / n,
+            "mrr@10": sum(1 / r for r in ranks if r) / n}
+
+
+def docs_qa_retrieval_docent(ingestor, docs: Path) -> dict:
+    """Dense retrieval only (hybrid retrieval and reranking are issue 4's)."""
+    from ingest.store import Collection
+    questions = _answerable_questions()
+    if not questions:
+        return {}
+    with Collection(ingestor.home, ingestor.settings.ingest.collection) as coll:
+        hits = coll.search(ingestor.embedder.embed([q["question"] for q in questions]), 10)
+        paths = [[c.path for c in coll.chunks([i for i, _ in row])] for row in hits]
+    return _rank_scores(paths, questions, docs)
+
+
 def worker_docent(docs: Path, home: Path, backend: str) -> dict:
     """Three runs as a user would do them: first, unchanged, one file edited."""
     from docent.settings import load_settings
@@ -53,6 +87,7 @@ def worker_docent(docs: Path, home: Path, backend: str) -> dict:
     t0 = time.perf_counter()
     first = ingestor.ingest([docs])
     first_wall = time.perf_counter() - t0
+    retrieval = docs_qa_retrieval_docent(ingestor, docs)
     t0 = time.perf_counter()
     second = ingestor.ingest([docs])
     second_wall = time.perf_counter() - t0
@@ -69,6 +104,7 @@ def worker_docent(docs: Path, home: Path, backend: str) -> dict:
         "unchanged_wall_s": second_wall, "unchanged_counts": second.count("unchanged"),
         "edit_wall_s": edit_wall, "edit_updated": third.count("updated"),
         "edit_chunks_embedded": third.chunks_embedded, "peak_rss_mb": _peak_rss_mb(),
+        "docs_qa_retrieval": retrieval,
     }
 
 
@@ -104,8 +140,12 @@ def worker_langchain(docs: Path, out: Path) -> dict:
     store = FAISS.from_documents(chunks, embeddings)
     embed_s = time.perf_counter() - t_embed
     store.save_local(str(out))
-    return {"files": len(_corpus_files(docs)) - len(failed), "failed": failed, "chunks": len(chunks),
-            "wall_s": time.perf_counter() - t0, "embed_s": embed_s, "peak_rss_mb": _peak_rss_mb()}
+    wall = time.perf_counter() - t0
+    questions = _answerable_questions()
+    paths = [[d.metadata["source"] for d in store.similarity_search(q["question"], k=10)] for q in questions]
+    return {"docs_qa_retrieval": _rank_scores(paths, questions, docs) if questions else {},
+            "files": len(_corpus_files(docs)) - len(failed), "failed": failed, "chunks": len(chunks),
+            "wall_s": wall, "embed_s": embed_s, "peak_rss_mb": _peak_rss_mb()}
 
 
 def _run_worker(args: list[str]) -> dict:
@@ -135,6 +175,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="use only the first N files (0: all)")
     parser.add_argument("--backends", default="onnx-int8,torch", help="docent embedding backends to run")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--keep", type=Path, help="copy the built indexes here for inspection")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ingest.json")
     parser.add_argument("--worker", choices=["docent", "langchain"], help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
@@ -175,6 +216,10 @@ def main() -> None:
             r = _run_worker(["--worker", "langchain", "--docs", str(corpus), "--home", str(Path(tmp) / "lc")])
             results["runs"]["langchain-tutorial/torch"] = r
             print(f"langchain: {r['wall_s']:.1f} s", flush=True)
+        if args.keep:
+            for built in Path(tmp).iterdir():
+                if built.name.startswith(("home-", "lc", "docs")):
+                    shutil.copytree(built, args.keep / built.name, dirs_exist_ok=True)
     _report(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
@@ -195,6 +240,10 @@ def _report(results: dict) -> None:
         speed = f"{base['wall_s'] / r['wall_s']:.2f}x" if base else "-"
         print(f"{name:<26}{r['chunks']:>8}{r['wall_s']:>9.1f}{r['chunks'] / r['wall_s']:>10.1f}{share:>10.0%}"
               f"{r['peak_rss_mb']:>9.0f}{unchanged:>11}{cli:>8}{edit:>9}{speed:>8}")
+        q = r.get("docs_qa_retrieval") or {}
+        if q:
+            print(f"  docs_qa retrieval (dense, {q['questions']} answerable questions): hit@1 {q['hit@1']:.3f}  "
+                  f"hit@5 {q['hit@5']:.3f}  MRR@10 {q['mrr@10']:.3f}")
         if r.get("failed"):
             print(f"  failed: {len(r['failed'])}: {r['failed'][:3]}")
     print("\nvs LC: LangChain tutorial wall time / this pipeline's wall time on the same files (>1: faster).")

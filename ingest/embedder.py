@@ -167,8 +167,11 @@ class OnnxEmbedder(Embedder):
         _offline()
         import onnxruntime as ort
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
+        if self.settings.threads:
+            options.intra_op_num_threads = self.settings.threads
+        # No busy-waiting between runs, so the loader thread is not starved of a core
+        # (alone, no measurable cost either way: benchmarks/README.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         try:
             self._session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
