@@ -254,6 +254,23 @@ def _faiss_from_sqlite(conn: sqlite3.Connection, dim: int):
     return index
 
 
+def _load_vectors(conn: sqlite3.Connection, directory: Path, generation: int, dim: int):
+    """The FAISS file of `generation`, or a rebuild from SQLite if that file is missing,
+    unreadable or disagrees with the chunk table."""
+    index = None
+    path = _vectors_file(directory, generation)
+    if path.is_file():
+        import faiss
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError:
+            index = None
+    count = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    if index is None or index.ntotal != count or index.d != dim:
+        index = _faiss_from_sqlite(conn, dim)
+    return index
+
+
 class Collection(_Base):
     """Read side: what the bot and `docent sources` use. Never takes the writer lock."""
 
@@ -293,18 +310,7 @@ class Collection(_Base):
             generation = int(info.get("generation", 0))
             if self._index is not None and generation == self._generation:
                 return self._index
-            dim = int(info["embedding_dim"])
-            expected = self.chunk_count()
-            index = None
-            path = _vectors_file(self.directory, generation)
-            if path.is_file():
-                import faiss
-                try:
-                    index = faiss.read_index(str(path))
-                except RuntimeError:
-                    index = None
-            if index is None or index.ntotal != expected:
-                index = _faiss_from_sqlite(self.conn, dim)
+            index = _load_vectors(self.conn, self.directory, generation, int(info["embedding_dim"]))
             self._index, self._generation = index, generation
             return index
         finally:
@@ -420,18 +426,8 @@ class CollectionWriter(_Base):
 
     def _vector_index(self):
         if self._index is None:
-            gen = int(self.info().get("generation", 0))
-            path = _vectors_file(self.directory, gen)
-            index = None
-            if path.is_file():
-                import faiss
-                try:
-                    index = faiss.read_index(str(path))
-                except RuntimeError:
-                    index = None
-            if index is None or index.ntotal != self.chunk_count() or index.d != self.dim:
-                index = _faiss_from_sqlite(self.conn, self.dim) if self.chunk_count() else _new_faiss(self.dim)
-            self._index = index
+            generation = int(self.info().get("generation", 0))
+            self._index = _load_vectors(self.conn, self.directory, generation, self.dim)
         return self._index
 
     def _cleanup_orphans(self) -> None:

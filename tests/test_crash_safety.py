@@ -47,13 +47,18 @@ def _check(home: Path) -> int:
         return len(coll.files())
 
 
-def test_kill_9_at_any_moment_leaves_a_readable_consistent_index(tmp_path):
+def _setup(tmp_path: Path) -> tuple[Path, Path, str]:
+    """60 pages to ingest, and the script of an ingest process that commits after each."""
     docs = tmp_path / "docs"
     docs.mkdir()
     for i in range(60):
         (docs / f"page{i:02d}.md").write_text(f"# Page {i}\n\n" + f"Paragraph about subject {i}. " * 40)
     home = tmp_path / "home"
-    script = SCRIPT.format(tests=str(Path(__file__).parent), home=str(home), docs=str(docs))
+    return docs, home, SCRIPT.format(tests=str(Path(__file__).parent), home=str(home), docs=str(docs))
+
+
+def test_kill_9_at_any_moment_leaves_a_readable_consistent_index(tmp_path):
+    docs, home, script = _setup(tmp_path)
     seen = []
     for delay in (0.4, 0.7, 1.0, 1.3):
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -72,12 +77,7 @@ def test_kill_9_at_any_moment_leaves_a_readable_consistent_index(tmp_path):
 
 
 def test_ctrl_c_stops_with_status_130_and_keeps_finished_files(tmp_path):
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for i in range(60):
-        (docs / f"page{i:02d}.md").write_text(f"# Page {i}\n\n" + f"Paragraph about subject {i}. " * 40)
-    home = tmp_path / "home"
-    script = SCRIPT.format(tests=str(Path(__file__).parent), home=str(home), docs=str(docs))
+    docs, home, script = _setup(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(1.0)
