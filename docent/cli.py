@@ -85,7 +85,7 @@ def ingest(obj: Context, paths, collection, reembed, exclude, as_json, quiet) ->
     if not paths and not reembed:
         raise click.UsageError("give at least one file or folder to ingest (or --reembed)")
     from ingest.embedder import EmbedderError
-    from ingest.pipeline import EXIT_LOCKED, EXIT_MODEL_MISMATCH, EXIT_STORE, Ingestor
+    from ingest.pipeline import EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_MODEL_MISMATCH, EXIT_STORE, Ingestor
     from ingest.store import CollectionLocked, EmbeddingMismatch, StoreError
 
     settings = obj.settings
@@ -101,6 +101,9 @@ def ingest(obj: Context, paths, collection, reembed, exclude, as_json, quiet) ->
         _fail(str(exc), EXIT_MODEL_MISMATCH)
     except (StoreError, EmbedderError) as exc:
         _fail(str(exc), EXIT_STORE)
+    except KeyboardInterrupt:      # before the run started (opening the collection): nothing written
+        bar.close()
+        _fail("interrupted; the index is unchanged", EXIT_INTERRUPTED)
     finally:
         bar.close()
     if as_json:

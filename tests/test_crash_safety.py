@@ -47,6 +47,14 @@ def _check(home: Path) -> int:
         return len(coll.files())
 
 
+def _committed_files(home: Path) -> int:
+    try:
+        with Collection(home, "default") as coll:
+            return len(coll.files())
+    except Exception:           # created but not yet initialised: nothing committed
+        return 0
+
+
 def _setup(tmp_path: Path) -> tuple[Path, Path, str]:
     """60 pages to ingest, and the script of an ingest process that commits after each."""
     docs = tmp_path / "docs"
@@ -80,7 +88,12 @@ def test_ctrl_c_stops_with_status_130_and_keeps_finished_files(tmp_path):
     docs, home, script = _setup(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
-    time.sleep(1.0)
+    # Interrupt once the run is under way (a first file committed), however slow the machine.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (home / "default" / "docent.sqlite").exists() and _committed_files(home) > 0:
+            break
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 130
+    assert proc.wait(timeout=60) == 130
     assert 0 < _check(home) < 60
