@@ -180,11 +180,20 @@ def _stored_chunk(row: sqlite3.Row) -> StoredChunk:
 
 
 class _Base:
-    """Queries shared by the reader and the writer."""
+    """Queries shared by the reader and the writer; both are context managers."""
 
     conn: sqlite3.Connection
     directory: Path
     name: str
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def info(self) -> dict[str, str]:
         return {r["key"]: r["value"] for r in self.conn.execute("SELECT key, value FROM info")}
@@ -287,12 +296,6 @@ class Collection(_Base):
 
     def close(self) -> None:
         self.conn.close()
-
-    def __enter__(self) -> "Collection":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def check_model(self, model: str, dim: int) -> None:
         self._model_check(model, dim)
@@ -404,12 +407,6 @@ class CollectionWriter(_Base):
             self.conn.close()
         finally:
             self._lock.release()
-
-    def __enter__(self) -> "CollectionWriter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def _init_info(self, model: str, dim: int) -> None:
         with_values = {"schema_version": SCHEMA_VERSION, "embedding_model": model, "embedding_dim": dim,
