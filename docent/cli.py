@@ -1,4 +1,4 @@
-"""The `docent` command line: a thin layer over ingest.pipeline (and, later, bot)."""
+"""The `docent` command line: a thin layer over ingest.pipeline and bot/."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ class Context:
         self.settings = settings
         self.home = home
 
+    def answerer(self):
+        from bot.answer import Answerer
+        return Answerer(self.settings, home=self.home)
+
     def ingestor(self):
         from ingest.pipeline import Ingestor
         return Ingestor(self.settings, home=self.home)
@@ -53,6 +57,9 @@ def main(ctx: click.Context, home: str | None, settings_file: str | None) -> Non
       docent ingest ~/company-docs        index a folder (again: only what changed)
       docent sources                      what the index holds
       docent remove ~/company-docs/x.pdf  drop a file from the index
+      docent ask "How do I rotate the API keys?"   a cited answer (streamed)
+      docent chat                         a conversation with follow-ups
+      docent retrieve "api keys" -k 5     just the best passages
 
     Indexes are kept per collection (default: "default") under --home.
     Settings: docent/settings.toml, overridden by --settings FILE and by env
@@ -205,6 +212,12 @@ def collections(obj: Context) -> None:
     if not names:
         click.echo("(no collections yet: run `docent ingest PATH`)")
 
+
+from docent.cli_answer import ask, chat, retrieve  # noqa: E402  (commands kept in their own module)
+
+main.add_command(ask)
+main.add_command(chat)
+main.add_command(retrieve)
 
 if __name__ == "__main__":
     main()

@@ -50,11 +50,52 @@ class EmbeddingSettings:
 
 
 @dataclass(frozen=True)
+class RetrievalSettings:
+    mode: str = "hybrid"
+    k: int = 4
+    candidates: int = 30
+    rrf_k: int = 60
+    keyword_weight: float = 1.0
+    rerank: str = "none"
+    rerank_candidates: int = 12
+    dedupe_overlap: float = 0.8
+    merge_neighbours: bool = True
+    min_score: float = 0.0
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    backend: str = "llama-cpp"
+    model: str = "qwen2.5-coder-1.5b"
+    context_window: int = 4096
+    max_answer_tokens: int = 320
+    temperature: float = 0.0
+    seed: int = 0
+    threads: int = 0
+    base_url: str = ""
+    server_model: str = ""
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_seconds: float = 120
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    prompts: str = ""
+    style: str = "grammar"
+    fallback: str = "extractive"
+    history_turns: int = 3
+    max_question_chars: int = 2000
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: PathSettings = field(default_factory=PathSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    answer: AnswerSettings = field(default_factory=AnswerSettings)
     profile: str = ""
 
     def home_dir(self, override: str | os.PathLike | None = None) -> Path:
@@ -65,13 +106,20 @@ class Settings:
             return Path(self.paths.home).expanduser().resolve()
         return PROJECT_ROOT / "indexes"
 
+    def prompts_dir(self) -> Path:
+        """Prompt templates: answer.prompts, else the project's prompts/."""
+        if self.answer.prompts:
+            return Path(self.answer.prompts).expanduser().resolve()
+        return PROJECT_ROOT / "prompts"
+
     def with_values(self, section: str, **values: Any) -> "Settings":
         """A copy with some values of one section changed (used by CLI flags and tests)."""
         return replace(self, **{section: replace(getattr(self, section), **values)})
 
 
 _SECTIONS = {"paths": PathSettings, "ingest": IngestSettings, "chunking": ChunkingSettings,
-             "embedding": EmbeddingSettings}
+             "embedding": EmbeddingSettings, "retrieval": RetrievalSettings,
+             "generation": GenerationSettings, "answer": AnswerSettings}
 
 
 def load_settings(

@@ -85,3 +85,59 @@ def docs(tmp_path) -> Path:
         "for 30 days.\n\nRestore\n-------\n\nTo restore, stop the service and run docent-restore.\n",
         encoding="utf-8")
     return root
+
+
+class FakeGenerator:
+    """A language model that answers from a script: `respond(messages) -> str`, streamed
+    word by word. Token counts are words, so window arithmetic is easy to check; every
+    call's messages are kept. `down=True` fails like an unreachable server."""
+
+    supports_grammar = False
+
+    def __init__(self, respond=None, context_window: int = 4096, down: bool = False):
+        self.respond = respond or (lambda messages: "Old keys stop working after 24 hours [1].")
+        self.context_window = context_window
+        self.name = "fake-llm"
+        self.down = down
+        self.calls: list[list[dict]] = []
+        self.warmed = False
+
+    def warm_up(self):
+        self.warmed = True
+
+    def count_tokens(self, messages):
+        return sum(len(m["content"].split()) + 4 for m in messages)
+
+    def stream(self, messages, *, max_tokens, temperature=None, stop=(), grammar=None):
+        from bot.generators import GeneratorError
+        self.calls.append(list(messages))
+        if self.down:
+            raise GeneratorError("cannot reach the model server at http://127.0.0.1:9 (connection refused)")
+        words = re.findall(r"\S+\s*", self.respond(messages))
+        for word in words[:max_tokens]:
+            yield word
+
+    def user_prompts(self) -> list[str]:
+        return [call[-1]["content"] for call in self.calls]
+
+
+@pytest.fixture
+def collection(settings, fake_embedder, docs):
+    """The `docs` folder ingested (with the fake embedder) into the default collection."""
+    from ingest.pipeline import Ingestor
+    Ingestor(settings, embedder=fake_embedder).ingest([docs])
+    return settings
+
+
+@pytest.fixture
+def make_answerer(collection, fake_embedder):
+    """answerer(generator=None, **setting overrides per section) over `collection`."""
+    from bot.answer import Answerer
+    from bot.retrieval import Retriever
+
+    def make(generator=None, **sections):
+        s = collection
+        for section, values in sections.items():
+            s = s.with_values(section, **values)
+        return Answerer(s, retriever=Retriever(s, fake_embedder), generator=generator or FakeGenerator())
+    return make

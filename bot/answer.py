@@ -1,0 +1,352 @@
+"""Question in, cited answer out (streamed), or an honest "the documents don't say".
+
+    answerer = Answerer(settings)                 # retriever + generator + prompts
+    answerer.warm_up("default")                   # models load here, not on the first question
+    run = answerer.stream("How do I rotate the API keys?")
+    for event in run: ...                         # Event("token", text) / Event("replace", text)
+    run.answer.to_dict()                          # the `ask --json` object
+
+Steps: check the question -> rewrite a follow-up into a standalone question -> retrieve ->
+abstain early when nothing relevant was found -> number the passages that fit the
+model's window -> stream the model's answer (a grammar forces the citation format when
+the backend allows it) with dangling markers filtered out -> parse citations -> if the
+model said it cannot answer: abstain and list the closest passages; if no sentence is
+backed by its cited passage: fall back to the passages' own best sentences.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+from bot.citations import CitationFilter, clean, cited_numbers, find_markers
+from bot.prompts import Prompts
+from bot.retrieval import Passage, RetrievalResult, Retriever
+from docent.settings import Settings
+
+STYLES = ("grammar", "plain")
+FALLBACKS = ("extractive", "none")
+# How a model says it cannot answer (the prompt asks for exactly "I don't know.").
+ABSTAIN_PATTERN = re.compile(
+    r"^\W*(i don'?t know|i do not know|i cannot answer|i can'?t answer|the (passages|documents|context) (do not|don'?t)"
+    r"|(this|that) (is not|isn'?t) (mentioned|covered|stated)|there is no (information|mention))", re.I)
+
+
+class AnswerError(Exception):
+    """The question cannot be answered as asked (empty, too long, no collection...)."""
+
+
+@dataclass
+class Event:
+    kind: str        # "token": text to append; "replace": the answer was rewritten, show `text` instead
+    text: str
+
+
+@dataclass
+class Answer:
+    question: str
+    standalone_question: str
+    text: str
+    abstained: bool
+    passages: list[Passage]
+    cited: list[int]
+    flags: list[dict] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+    fallback: str | None = None          # "extractive" when the passages' sentences replaced the model's
+    abstain_reason: str | None = None    # "retrieval" (nothing relevant) or "model" (it said so)
+    dropped_passages: int = 0            # retrieved passages that did not fit the model's window
+
+    @property
+    def citations(self) -> list[dict]:
+        return [self.passages[n - 1].to_dict(n) for n in self.cited if 0 < n <= len(self.passages)]
+
+    def to_dict(self) -> dict:
+        return {"answer": self.text, "abstained": self.abstained, "citations": self.citations,
+                "flags": self.flags, "timings": self.timings, "question": self.question,
+                "standalone_question": self.standalone_question, "fallback": self.fallback,
+                "abstain_reason": self.abstain_reason}
+
+
+class AnswerRun:
+    """Iterate for events; `answer` is set once the iteration has finished."""
+
+    def __init__(self, events: Iterator[Event]):
+        self._events = events
+        self.answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[Event]:
+        return self._events
+
+    def finish(self) -> Answer:
+        for _ in self._events:
+            pass
+        assert self.answer is not None
+        return self.answer
+
+
+def citation_grammar(k: int) -> str:
+    """GBNF: either exactly "I don't know." or one to four sentences, each closed by a
+    citation of a passage that exists."""
+    numbers = " | ".join(f'"{n}"' for n in range(1, k + 1))
+    return (
+        'root ::= idk | answer\n'
+        'idk ::= "I don\'t know."\n'
+        'answer ::= sentence (" " sentence)? (" " sentence)? (" " sentence)?\n'
+        # Inside a sentence a full stop must not be followed by a space ("v1.2" and
+        # "e.g.," pass): the next sentence can only start after a citation.
+        'sentence ::= [A-Za-z0-9"\'`(*$-] body " [" num "]" "."?\n'
+        'body ::= ([^\\[\\]\\n.] | "." [^ \\[\\]\\n])*\n'
+        f'num ::= {numbers}\n')
+
+
+CONTENT_STOP = frozenset("""a an the of to in on for by with and or is are was were be been it its this that these
+those as at from can may must should will would do does not no you your we our they their there here which what
+when where who how use used using""".split())
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"[a-z0-9][a-z0-9_.\-/]*", text.lower()) if w not in CONTENT_STOP and len(w) > 1}
+
+
+def supported_by(sentence: str, passage: str, threshold: float = 0.6) -> bool:
+    """Cheap lexical check: most of the sentence's content words are in the passage.
+    (The groundedness guard does the real check; this only decides the fallback.)"""
+    words = _content_words(find_markers_removed(sentence))
+    if not words:
+        return True
+    present = _content_words(passage)
+    stems = {w[:5] for w in present}
+    hits = sum(1 for w in words if w in present or w[:5] in stems)
+    return hits / len(words) >= threshold
+
+
+def find_markers_removed(text: str) -> str:
+    out, pos = [], 0
+    for marker in find_markers(text):
+        out.append(text[pos:marker.start])
+        pos = marker.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def split_sentences(text: str) -> list[str]:
+    parts = re.split(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n{2,}", text.strip())
+    return [p.strip() for p in parts if p and p.strip()]
+
+
+class Answerer:
+    def __init__(self, settings: Settings, retriever: Retriever | None = None, generator=None,
+                 prompts: Prompts | None = None, home=None):
+        self.settings = settings
+        self.config = settings.answer
+        if self.config.style not in STYLES:
+            raise AnswerError(f"unknown answer.style {self.config.style!r}: use one of {', '.join(STYLES)}")
+        if self.config.fallback not in FALLBACKS:
+            raise AnswerError(f"unknown answer.fallback {self.config.fallback!r}: use one of {', '.join(FALLBACKS)}")
+        self.retriever = retriever or Retriever(settings, home=home)
+        self._generator = generator
+        self.prompts = prompts or Prompts(settings.prompts_dir())
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            from bot.generators import make_generator
+            self._generator = make_generator(self.settings.generation)
+        return self._generator
+
+    def warm_up(self, collection: str | None = None) -> None:
+        self.retriever.warm_up(collection)
+        self.generator.warm_up()
+        # Read the templates now: a broken one fails at start, not on the first question.
+        for name in ("answer.system.txt", "answer.user.txt", "passage.txt", "abstain.txt", "abstain.closest.txt",
+                     "condense.system.txt", "condense.user.txt"):
+            self.prompts.template(name)
+
+    # --- the steps ---------------------------------------------------------------------
+
+    def check_question(self, question: str) -> str:
+        question = (question or "").strip()
+        if not question:
+            raise AnswerError("the question is empty: type what you want to know")
+        limit = self.config.max_question_chars
+        if len(question) > limit:
+            raise AnswerError(f"the question is {len(question):,} characters long; the limit is {limit:,} "
+                              f"(setting answer.max_question_chars): ask about one thing at a time")
+        return question
+
+    def condense(self, question: str, history: Sequence[tuple[str, str]]) -> str:
+        """A follow-up rewritten as a standalone question, using the last turns."""
+        turns = list(history)[-self.config.history_turns:]
+        if not turns:
+            return question
+        lines = []
+        for asked, answered in turns:
+            lines.append(f"User: {asked}")
+            lines.append(f"Assistant: {_plain(answered)[:400]}")
+        messages = [{"role": "system", "content": self.prompts.render("condense.system.txt")},
+                    {"role": "user", "content": self.prompts.render("condense.user.txt", history="\n".join(lines),
+                                                                    question=question)}]
+        text = "".join(self.generator.stream(messages, max_tokens=64, stop=["\n"])).strip().strip('"').strip()
+        text = re.sub(r"^(standalone question|question)\s*:\s*", "", text, flags=re.I).strip()
+        if not text or len(text) > 3 * len(question) + 200 or ABSTAIN_PATTERN.match(text):
+            # The model did not rewrite it: search with the last question as context.
+            return f"{turns[-1][0]} {question}"
+        return text
+
+    def build_messages(self, question: str, passages: Sequence[Passage]) -> tuple[list[dict], int]:
+        """The chat messages with as many passages (best first) as fit the model's window,
+        leaving room for the answer. Returns (messages, passages used)."""
+        budget = self.settings.generation.context_window - self.settings.generation.max_answer_tokens - 8
+        prefix = [{"role": "system", "content": self.prompts.render("answer.system.txt")}]
+        for example in self.prompts.examples("answer.examples.jsonl"):
+            prefix.append({"role": "user", "content": self._user(example["question"], [
+                (i + 1, p["location"], p["text"]) for i, p in enumerate(example["passages"])])})
+            prefix.append({"role": "assistant", "content": example["answer"]})
+        used = list(passages)
+        while True:
+            blocks = [(i + 1, p.location, p.text) for i, p in enumerate(used)]
+            messages = prefix + [{"role": "user", "content": self._user(question, blocks)}]
+            if self.generator.count_tokens(messages) <= budget:
+                return messages, len(used)
+            if len(used) > 1:
+                used = used[:-1]
+                continue
+            if len(prefix) > 1:
+                prefix = prefix[:1]      # no room for the examples: keep the rules and the passage
+                continue
+            if used and len(used[0].text) > 200:
+                p = used[0]
+                used = [Passage(p.chunk_ids, p.source, p.page, p.page_end, p.heading_path,
+                                p.text[: int(len(p.text) * 0.7)], p.score, p.dense, p.keyword)]
+                continue
+            raise AnswerError(f"the question does not fit the model's window of "
+                              f"{self.settings.generation.context_window} tokens")
+
+    def _user(self, question: str, blocks: Sequence[tuple[int, str, str]]) -> str:
+        rendered = "\n\n".join(self.prompts.render("passage.txt", n=n, location=location, text=text.strip())
+                               for n, location, text in blocks)
+        return self.prompts.render("answer.user.txt", passages=rendered, question=question)
+
+    def closest(self, passages: Sequence[Passage], limit: int = 3) -> str:
+        lines = [f"[{i + 1}] {p.location}: {_snippet(p.text)}" for i, p in enumerate(passages[:limit])]
+        return self.prompts.render("abstain.closest.txt", closest="\n".join(lines)) if lines else ""
+
+    def extractive(self, question: str, passages: Sequence[Passage], limit: int = 2) -> tuple[str, list[int]]:
+        """The passages' own sentences that best match the question, with their citations."""
+        candidates = [(n + 1, s) for n, p in enumerate(passages) for s in split_sentences(p.text)
+                      if 20 <= len(s) <= 600]
+        if not candidates:
+            return "", []
+        embedder = self.retriever.embedder
+        vectors = embedder.embed([question] + [s for _, s in candidates])
+        scores = vectors[1:] @ vectors[0]
+        # Earlier (better-ranked) passages get a small edge on ties.
+        order = sorted(range(len(candidates)), key=lambda i: -(float(scores[i]) - 0.01 * candidates[i][0]))
+        chosen = sorted(order[:limit], key=lambda i: (candidates[i][0], i))
+        text = " ".join(f"{_strip_end(candidates[i][1])} [{candidates[i][0]}]." for i in chosen)
+        return text, list(dict.fromkeys(candidates[i][0] for i in chosen))
+
+    # --- the whole answer --------------------------------------------------------------
+
+    def ask(self, question: str, collection: str | None = None, history: Sequence[tuple[str, str]] = ()) -> Answer:
+        return self.stream(question, collection, history).finish()
+
+    def stream(self, question: str, collection: str | None = None,
+               history: Sequence[tuple[str, str]] = ()) -> AnswerRun:
+        question = self.check_question(question)    # raise before anything streams
+        run = AnswerRun(iter(()))
+        run._events = self._events(run, question, collection, history)
+        return run
+
+    def _events(self, run: AnswerRun, question: str, collection: str | None,
+                history: Sequence[tuple[str, str]]) -> Iterator[Event]:
+        from bot.retrieval import RetrievalError
+        started = time.perf_counter()
+        timings: dict = {}
+        standalone = self.condense(question, history) if history else question
+        if history:
+            timings["condense_ms"] = _ms(started)
+        try:
+            found: RetrievalResult = self.retriever.retrieve(standalone, collection)
+        except RetrievalError as exc:
+            raise AnswerError(str(exc)) from None
+        timings["retrieve_ms"] = round(found.timings.get("retrieve_ms", 0.0), 1)
+        passages = found.passages
+        threshold = self.settings.retrieval.min_score
+        if not passages or found.top_dense < threshold:
+            text = self.prompts.render("abstain.txt")
+            closest = self.closest(passages)
+            text = text + ("\n\n" + closest if closest else "")
+            timings.update(first_token_ms=_ms(started), total_ms=_ms(started), tokens=0)
+            run.answer = Answer(question, standalone, text, True, passages, [], timings=timings,
+                                abstain_reason="retrieval")
+            yield Event("token", text)
+            return
+
+        messages, used = self.build_messages(standalone, passages)
+        dropped, passages = len(passages) - used, passages[:used]
+        grammar = None
+        if self.config.style == "grammar" and getattr(self.generator, "supports_grammar", False):
+            grammar = citation_grammar(len(passages))
+        valid = range(1, len(passages) + 1)
+        shown = CitationFilter(valid)
+        pieces: list[str] = []
+        first = None
+        for piece in self.generator.stream(messages, max_tokens=self.settings.generation.max_answer_tokens,
+                                           grammar=grammar):
+            if first is None:
+                first = _ms(started)
+            pieces.append(piece)
+            visible = shown.feed(piece)
+            if visible:
+                yield Event("token", visible)
+        tail = shown.finish()
+        if tail:
+            yield Event("token", tail)
+        timings["first_token_ms"] = first if first is not None else _ms(started)
+        timings["tokens"] = len(pieces)
+        raw = "".join(pieces).strip()
+        text, flags = clean(raw, valid)
+        answer = Answer(question, standalone, text, False, passages, [n for n in cited_numbers(text) if n in valid],
+                        flags=flags, timings=timings, dropped_passages=dropped)
+
+        if not text or ABSTAIN_PATTERN.match(text):
+            answer.abstained, answer.abstain_reason, answer.cited = True, "model", []
+            closest = self.closest(passages)
+            if closest:
+                answer.text = (text or self.prompts.render("abstain.txt")) + "\n\n" + closest
+                yield Event("token", "\n\n" + closest)
+        elif self.config.fallback == "extractive" and not self._backed(text, passages):
+            replacement, cited = self.extractive(standalone, passages)
+            if replacement:
+                answer.text, answer.cited, answer.fallback = replacement, cited, "extractive"
+                yield Event("replace", replacement)
+        timings["total_ms"] = _ms(started)
+        run.answer = answer
+
+    def _backed(self, text: str, passages: Sequence[Passage]) -> bool:
+        """At least one sentence cites a passage that holds most of its words."""
+        for sentence in split_sentences(text):
+            numbers = cited_numbers(sentence)
+            if any(0 < n <= len(passages) and supported_by(sentence, passages[n - 1].text) for n in numbers):
+                return True
+        return False
+
+
+def _plain(text: str) -> str:
+    return " ".join(find_markers_removed(text).split())
+
+
+def _snippet(text: str, limit: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def _strip_end(sentence: str) -> str:
+    return sentence.rstrip().rstrip(".").rstrip()
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 1)

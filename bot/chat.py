@@ -1,0 +1,32 @@
+"""A conversation: questions with the turns before them, so a follow-up ("and for
+staging?") is rewritten into a standalone question before retrieval."""
+
+from __future__ import annotations
+
+from bot.answer import Answerer, AnswerRun
+
+
+class ChatSession:
+    def __init__(self, answerer: Answerer, collection: str | None = None):
+        self.answerer = answerer
+        self.collection = collection
+        self.history: list[tuple[str, str]] = []    # (question, answer text)
+
+    def clear(self) -> None:
+        self.history.clear()
+
+    def stream(self, question: str) -> AnswerRun:
+        run = self.answerer.stream(question, self.collection, tuple(self.history))
+        events = run._events
+
+        def recorded():
+            yield from events
+            answer = run.answer
+            # An abstention is kept out of the history: it has no subject to carry forward.
+            if answer is not None and not answer.abstained:
+                self.history.append((answer.standalone_question, answer.text))
+        run._events = recorded()
+        return run
+
+    def ask(self, question: str):
+        return self.stream(question).finish()

@@ -1,0 +1,286 @@
+"""Finding the passages that answer a question: dense + keyword search, fused, cleaned up.
+
+    retriever = Retriever(settings, embedder)        # embedder: ingest.embedder (lazy weights)
+    result = retriever.retrieve("rotate API keys", collection="default")
+    result.passages[0].source, .page, .heading, .text, .score
+
+Stages (each measured in benchmarks/answer.py; the settings say which run):
+1. dense: FAISS cosine over the chunk vectors, `candidates` best;
+2. keyword: SQLite FTS5 BM25 over chunk text + headings, `candidates` best;
+3. reciprocal-rank fusion of the two lists (mode = hybrid);
+4. optional second-stage rerank by a larger embedder (rerank = a model name);
+5. near-duplicate passages dropped (the same text ingested twice, e.g. a PDF and its
+   HTML copy), then chunks that sit next to each other in one file merged into one
+   passage, so the model reads a section whole instead of two halves.
+
+`top_dense` (the best cosine of any candidate) is what abstention compares with
+retrieval.min_score: a fused rank says nothing about whether anything matched at all.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from docent.settings import RetrievalSettings, Settings
+
+if TYPE_CHECKING:
+    from ingest.store import Collection, StoredChunk
+
+MODES = ("hybrid", "dense", "keyword")
+
+
+class RetrievalError(Exception):
+    """The question cannot be searched (no collection, empty collection, wrong model)."""
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrieved passage: a chunk, or neighbouring chunks of one file merged."""
+    chunk_ids: tuple[int, ...]
+    source: str                      # the file's path as it was ingested
+    page: int | None
+    page_end: int | None
+    heading_path: tuple[str, ...]
+    text: str
+    score: float                     # the ranking score of the last stage that ran
+    dense: float | None = None       # cosine with the question, when known
+    keyword: float | None = None     # BM25, when the keyword search found it
+
+    @property
+    def heading(self) -> str:
+        return " > ".join(self.heading_path)
+
+    @property
+    def location(self) -> str:
+        """"guide/install.md, p. 3, Install > Linux" — how a citation names its place."""
+        parts = [self.source]
+        if self.page is not None:
+            pages = f"{self.page}-{self.page_end}" if self.page_end and self.page_end != self.page else str(self.page)
+            parts.append(f"p. {pages}")
+        if self.heading_path:
+            parts.append(self.heading)
+        return ", ".join(parts)
+
+    def to_dict(self, n: int | None = None) -> dict:
+        """The stable JSON shape shared by `retrieve --json` and the citations of `ask --json`."""
+        out = {"n": n, "source": self.source, "page": self.page, "heading": self.heading,
+               "text": self.text, "score": round(self.score, 4)}
+        return out
+
+
+@dataclass
+class RetrievalResult:
+    question: str
+    passages: list[Passage]
+    top_dense: float                 # best cosine among the dense candidates (0 when none)
+    timings: dict[str, float] = field(default_factory=dict)   # ms per stage
+
+
+# Words that carry no topic: dropped from the keyword query so BM25 ranks on the rest
+# (FTS5's porter tokenizer has no stop list of its own).
+STOPWORDS = frozenset("""a about an and are as at be by can could do does did for from how i if in into is it
+its me my of on or our should so than that the their them then there these this those to us was we were what
+when where which who whom why will with would you your yes no not please tell explain show give""".split())
+
+
+def keyword_query(question: str) -> str:
+    words = re.findall(r"\w+", question.lower())
+    kept = [w for w in words if w not in STOPWORDS]
+    return " ".join(kept or words)
+
+
+def rrf(rankings: Sequence[Sequence[int]], k: int, weights: Sequence[float] | None = None) -> dict[int, float]:
+    """Reciprocal-rank fusion: sum of weight / (k + rank) over the lists an id appears in."""
+    scores: dict[int, float] = {}
+    for index, ranking in enumerate(rankings):
+        weight = 1.0 if weights is None else weights[index]
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
+    return scores
+
+
+def _shingles(text: str, n: int = 3) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    if len(words) < n:
+        return {tuple(words)} if words else set()
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def near_duplicate(a: str, b: str, threshold: float) -> bool:
+    """True when one text's word 3-grams are mostly (>= threshold) inside the other's."""
+    sa, sb = _shingles(a), _shingles(b)
+    if not sa or not sb:
+        return a.strip() == b.strip()
+    return len(sa & sb) / min(len(sa), len(sb)) >= threshold
+
+
+class Retriever:
+    """Hybrid retrieval over one collection at a time. Collections are opened once and
+    kept (their FAISS index is reloaded only when a writer has published a new one)."""
+
+    def __init__(self, settings: Settings, embedder=None, home: str | Path | None = None, reranker=None):
+        self.settings = settings
+        self.config: RetrievalSettings = settings.retrieval
+        if self.config.mode not in MODES:
+            raise RetrievalError(f"unknown retrieval.mode {self.config.mode!r}: use one of {', '.join(MODES)}")
+        self.home = settings.home_dir(home)
+        self._embedder = embedder
+        self._reranker = reranker
+        self._collections: dict[str, "Collection"] = {}
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from ingest.embedder import make_embedder
+            self._embedder = make_embedder(self.settings.embedding)
+        return self._embedder
+
+    @property
+    def reranker(self):
+        if self._reranker is None and self.config.rerank not in ("", "none"):
+            from ingest.embedder import make_embedder
+            self._reranker = make_embedder(replace(self.settings.embedding, model=self.config.rerank, backend="torch"))
+        return self._reranker
+
+    def warm_up(self, collection: str | None = None) -> None:
+        """Load the models (and the collection's vectors) before the first question."""
+        self.embedder.warm_up()
+        if self.reranker is not None:
+            self.reranker.warm_up()
+        if collection:
+            self.collection(collection).vector_index()
+
+    def collection(self, name: str | None = None) -> "Collection":
+        from ingest.store import Collection, StoreError
+        name = name or self.settings.ingest.collection
+        if name not in self._collections:
+            try:
+                opened = Collection(self.home, name)
+                opened.check_model(self.embedder.name, self.embedder.dim)
+            except StoreError as exc:
+                raise RetrievalError(str(exc)) from None
+            self._collections[name] = opened
+        return self._collections[name]
+
+    def close(self) -> None:
+        for opened in self._collections.values():
+            opened.close()
+        self._collections.clear()
+
+    def retrieve(self, question: str, collection: str | None = None, k: int | None = None,
+                 mode: str | None = None, rerank: bool | None = None) -> RetrievalResult:
+        """The k best passages for the question (fewer when the collection is small)."""
+        k = k or self.config.k
+        mode = mode or self.config.mode
+        if mode not in MODES:
+            raise RetrievalError(f"unknown retrieval mode {mode!r}: use one of {', '.join(MODES)}")
+        store = self.collection(collection)
+        if store.chunk_count() == 0:
+            raise RetrievalError(f"collection '{store.name}' holds no passages yet: ingest some documents first")
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        want = max(self.config.candidates, k)
+
+        # The dense search runs in every mode: abstention needs its cosine scores.
+        vector = self.embedder.embed([question])
+        timings["embed_ms"] = _ms(started)
+        dense = store.search(vector, want)[0]
+        timings["dense_ms"] = _ms(started) - timings["embed_ms"]
+        cosine = dict(dense)
+        keyword: list[tuple[int, float]] = []
+        if mode in ("hybrid", "keyword"):
+            mark = time.perf_counter()
+            keyword = store.keyword_search(keyword_query(question), want)
+            timings["keyword_ms"] = _ms(mark)
+        bm25 = dict(keyword)
+
+        if mode == "dense":
+            ranked = [(i, s) for i, s in dense]
+        elif mode == "keyword":
+            ranked = [(i, s) for i, s in keyword]
+        else:
+            fused = rrf([[i for i, _ in dense], [i for i, _ in keyword]], self.config.rrf_k,
+                        [1.0, self.config.keyword_weight])
+            ranked = sorted(fused.items(), key=lambda item: -item[1])
+
+        mark = time.perf_counter()
+        use_rerank = self.reranker is not None if rerank is None else (rerank and self.reranker is not None)
+        pool = max(k, self.config.rerank_candidates) if use_rerank else max(k * 3, k + 8)
+        chunks = {c.id: c for c in store.chunks([i for i, _ in ranked[:pool]])}
+        ranked = [(i, s) for i, s in ranked[:pool] if i in chunks]
+        if use_rerank:
+            ranked = self._rerank(question, [(chunks[i], s) for i, s in ranked])
+            timings["rerank_ms"] = _ms(mark)
+            mark = time.perf_counter()
+
+        kept: list[tuple["StoredChunk", float]] = []
+        for chunk_id, score in ranked:
+            chunk = chunks[chunk_id]
+            if any(near_duplicate(chunk.text, other.text, self.config.dedupe_overlap) for other, _ in kept):
+                continue
+            kept.append((chunk, score))
+            if len(kept) == k:
+                break
+        passages = [Passage((c.id,), c.path, c.page, c.page_end, c.heading_path, c.text, score,
+                            cosine.get(c.id), bm25.get(c.id)) for c, score in kept]
+        if self.config.merge_neighbours:
+            passages = merge_neighbours(passages, {c.id: c for c, _ in kept})
+        timings["select_ms"] = _ms(mark)
+        timings["retrieve_ms"] = _ms(started)
+        top = max(cosine.values(), default=0.0)
+        return RetrievalResult(question, passages, top, timings)
+
+    def _rerank(self, question: str, candidates: list[tuple["StoredChunk", float]]) -> list[tuple[int, float]]:
+        from ingest.chunking import embed_text
+        vectors = self.reranker.embed([question] + [embed_text(c.heading_path, c.text) for c, _ in candidates])
+        scores = vectors[1:] @ vectors[0]
+        order = sorted(range(len(candidates)), key=lambda i: -float(scores[i]))
+        return [(candidates[i][0].id, float(scores[i])) for i in order]
+
+
+def merge_neighbours(passages: list[Passage], chunks: dict[int, "StoredChunk"]) -> list[Passage]:
+    """Join passages that are consecutive chunks of the same file (in file order), keeping
+    the rank of the better one. The merged text has the heading of the first part."""
+    out: list[Passage] = []
+    for passage in passages:
+        first = chunks[passage.chunk_ids[0]]
+        target = None
+        for index, other in enumerate(out):
+            ords = [chunks[i].ord for i in other.chunk_ids]
+            if other.source == passage.source and (first.ord == max(ords) + 1 or first.ord == min(ords) - 1):
+                target = index
+                break
+        if target is None:
+            out.append(passage)
+            continue
+        other = out[target]
+        parts = sorted(other.chunk_ids + passage.chunk_ids, key=lambda i: chunks[i].ord)
+        pages = [chunks[i].page for i in parts if chunks[i].page is not None]
+        ends = [chunks[i].page_end or chunks[i].page for i in parts if chunks[i].page is not None]
+        text = chunks[parts[0]].text
+        for previous, current in zip(parts, parts[1:]):
+            text += "\n" + _after(chunks[current], chunks[previous])
+        dense = [d for d in (other.dense, passage.dense) if d is not None]
+        words = [w for w in (other.keyword, passage.keyword) if w is not None]
+        out[target] = Passage(tuple(parts), other.source, min(pages) if pages else None, max(ends) if ends else None,
+                              chunks[parts[0]].heading_path, text, max(other.score, passage.score),
+                              max(dense) if dense else None, max(words) if words else None)
+    return out
+
+
+def _after(chunk: "StoredChunk", previous: "StoredChunk") -> str:
+    """A chunk's text without what it repeats of the previous chunk (long paragraphs are
+    split with a few sentences of overlap). Chunk texts are exact slices of the document,
+    so the overlap is a prefix of known length."""
+    overlap = previous.end - chunk.start
+    if 0 < overlap < len(chunk.text):
+        return chunk.text[overlap:].lstrip()
+    return chunk.text
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000

@@ -1,0 +1,169 @@
+"""`docent ask`, `docent chat`, `docent retrieve`: the command-line face of bot/.
+
+Only presentation lives here; every decision is made in bot.answer / bot.retrieval."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+ANSWER_EXIT_HELP = """\b
+Exit status:
+  0    answered (an answer that says the documents don't cover it counts)
+  2    bad question or settings (empty, too long)
+  5    the collection is missing, empty or cannot be read
+  6    the language model cannot be loaded or reached
+  130  interrupted
+"""
+EXIT_USAGE, EXIT_STORE, EXIT_MODEL, EXIT_INTERRUPTED = 2, 5, 6, 130
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"docent: {message}", err=True)
+    sys.exit(code)
+
+
+def _errors():
+    """(exception class, exit code) pairs, imported lazily."""
+    from bot.answer import AnswerError
+    from bot.generators import GeneratorError
+    from bot.prompts import PromptError
+    from bot.retrieval import RetrievalError
+    from ingest.embedder import EmbedderError
+    return ((RetrievalError, EXIT_STORE), (GeneratorError, EXIT_MODEL), (EmbedderError, EXIT_MODEL),
+            (PromptError, EXIT_USAGE), (AnswerError, EXIT_USAGE))
+
+
+def _run_guarded(work):
+    """Run `work`, turning docent's errors into one clear line and an exit status."""
+    pairs = _errors()
+    try:
+        return work()
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except tuple(cls for cls, _ in pairs) as exc:
+        code = next(code for cls, code in pairs if isinstance(exc, cls))
+        # An AnswerError wrapping a missing collection is a store problem, not usage.
+        if code == EXIT_USAGE and ("collection" in str(exc) and ("no collection" in str(exc) or "holds no" in str(exc))):
+            code = EXIT_STORE
+        _fail(str(exc), code)
+
+
+def _print_passages(passages) -> None:
+    for n, p in enumerate(passages, start=1):
+        click.echo(click.style(f"[{n}] {p.location}", bold=True) + f"  (score {p.score:.3f})")
+        click.echo("    " + " ".join(p.text.split())[:400])
+
+
+def _print_sources(answer) -> None:
+    if answer.citations:
+        click.echo("\nSources:")
+        for c in answer.citations:
+            place = c["source"] + (f", p. {c['page']}" if c["page"] is not None else "") + (f", {c['heading']}" if c["heading"] else "")
+            click.echo(f"  [{c['n']}] {place}")
+    for flag in answer.flags:
+        click.echo(click.style(f"  ! {flag['message']}", fg="yellow"), err=True)
+
+
+def _stream_answer(answerer, question, collection, history, as_json: bool):
+    run = answerer.stream(question, collection, history)
+    if as_json:
+        return run.finish()
+    for event in run:
+        if event.kind == "token":
+            click.echo(event.text, nl=False)
+        else:
+            click.echo("\n\n" + click.style("The generated answer was not backed by the passages; "
+                                            "their own words instead:", fg="yellow"))
+            click.echo(event.text, nl=False)
+    click.echo()
+    answer = run.answer
+    _print_sources(answer)
+    return answer
+
+
+@click.command(epilog=ANSWER_EXIT_HELP)
+@click.argument("question")
+@click.option("-c", "--collection", metavar="NAME", help="Collection to ask [default: settings ingest.collection].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: answer, abstained, citations, flags, timings.")
+@click.pass_obj
+def ask(obj, question, collection, as_json) -> None:
+    """Answer QUESTION from the documents, citing passages as [1], [2] (streamed)."""
+    def work():
+        answerer = obj.answerer()
+        answerer.check_question(question)
+        answerer.warm_up(collection)
+        return _stream_answer(answerer, question, collection, (), as_json)
+    answer = _run_guarded(work)
+    if as_json:
+        click.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+
+
+@click.command()
+@click.option("-c", "--collection", metavar="NAME", help="Collection to ask [default: settings ingest.collection].")
+@click.pass_obj
+def chat(obj, collection) -> None:
+    """A conversation in the terminal: follow-up questions use the earlier turns.
+
+    Type a question and press Enter; /clear forgets the conversation; /quit or Ctrl-D ends."""
+    from bot.chat import ChatSession
+    answerer = obj.answerer()
+    click.echo("loading the models...", err=True)
+    _run_guarded(lambda: answerer.warm_up(collection))
+    session = ChatSession(answerer, collection)
+    pairs = _errors()
+    while True:
+        try:
+            question = input("\nyou> ")
+        except (EOFError, KeyboardInterrupt):
+            click.echo()
+            return
+        if question.strip() in ("/quit", "/exit"):
+            return
+        if question.strip() == "/clear":
+            session.clear()
+            click.echo("(conversation cleared)")
+            continue
+        if not question.strip():
+            continue
+        click.echo("docent> ", nl=False)
+        try:
+            run = session.stream(question)
+            for event in run:
+                if event.kind == "token":
+                    click.echo(event.text, nl=False)
+                else:
+                    click.echo("\n" + click.style("(not backed by the passages; their own words:) ", fg="yellow") + event.text, nl=False)
+            click.echo()
+            _print_sources(run.answer)
+        except KeyboardInterrupt:
+            click.echo("\n(stopped)")
+        except tuple(cls for cls, _ in pairs) as exc:
+            click.echo(f"\ndocent: {exc}", err=True)
+
+
+@click.command()
+@click.argument("query")
+@click.option("-c", "--collection", metavar="NAME", help="Collection to search [default: settings ingest.collection].")
+@click.option("-k", "k", type=click.IntRange(1, 100), default=5, show_default=True, help="How many passages.")
+@click.option("--mode", type=click.Choice(["hybrid", "dense", "keyword"]), default=None,
+              help="Search mode [default: settings retrieval.mode, hybrid].")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of passages.")
+@click.pass_obj
+def retrieve(obj, query, collection, k, mode, as_json) -> None:
+    """Just the passages that best match QUERY, with their scores (no language model)."""
+    from bot.retrieval import Retriever
+    if not query.strip():
+        _fail("the query is empty", EXIT_USAGE)
+    result = _run_guarded(lambda: Retriever(obj.settings, home=obj.home).retrieve(query, collection, k=k, mode=mode))
+    if as_json:
+        click.echo(json.dumps([p.to_dict(n) for n, p in enumerate(result.passages, start=1)], indent=2, ensure_ascii=False))
+        return
+    if not result.passages:
+        click.echo("no passages found")
+        return
+    _print_passages(result.passages)

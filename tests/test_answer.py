@@ -1,0 +1,154 @@
+"""Answering with a scripted generator: citations, abstention, follow-ups, streaming,
+the token budget and bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.answer import AnswerError, citation_grammar
+from bot.chat import ChatSession
+from bot.citations import CitationFilter, clean, cited_numbers
+from bot.prompts import PromptError, Prompts, Template
+from conftest import FakeGenerator
+
+
+def _source_of(answer, n):
+    return next(c["source"] for c in answer.citations if c["n"] == n)
+
+
+def test_citations_map_to_the_numbered_passages(make_answerer):
+    gen = FakeGenerator(lambda m: "Press Rotate in the admin console [1]. Old keys stop after 24 hours [1].")
+    answer = make_answerer(gen).ask("How do I rotate API keys?")
+    assert not answer.abstained
+    assert [c["n"] for c in answer.citations] == [1]
+    assert _source_of(answer, 1).endswith("faq.txt")
+    # The model saw the same numbering the citations use.
+    prompt = gen.user_prompts()[-1]
+    assert "[1] (" in prompt and "faq.txt" in prompt.split("[2]")[0]
+    c = answer.citations[0]
+    assert set(c) == {"n", "source", "page", "heading", "text", "score"} and "Rotate" in c["text"]
+
+
+def test_dangling_marker_is_removed_and_reported(make_answerer):
+    gen = FakeGenerator(lambda m: "Press Rotate in the admin console [1][9].")
+    run = make_answerer(gen).stream("How do I rotate API keys?")
+    shown = "".join(e.text for e in run)
+    answer = run.answer
+    assert "[9]" not in answer.text and "[9]" not in shown
+    assert "[1]" in answer.text
+    assert [f["kind"] for f in answer.flags] == ["dangling_citation"]
+    assert "[9]" in answer.flags[0]["message"]
+
+
+def test_clean_and_filter_agree_on_split_pieces():
+    text = "Keys rotate daily [2]. Backups are kept [7] for 30 days [1, 7]. See [note]."
+    cleaned, findings = clean(text, range(1, 4))
+    assert cleaned == "Keys rotate daily [2]. Backups are kept for 30 days [1]. See [note]."
+    assert len(findings) == 2
+    streamed = CitationFilter(range(1, 4))
+    pieces = ["Keys rotate daily [", "2", "]. Backups are kept [", "7] for 30 days [1,", " 7]. See [no", "te]."]
+    out = "".join(streamed.feed(p) for p in pieces) + streamed.finish()
+    assert "[7]" not in out and "[2]" in out and "[note]" in out
+    assert cited_numbers(cleaned) == [2, 1]
+
+
+def test_stream_yields_tokens_in_order(make_answerer):
+    words = "Old keys stop working after 24 hours [1]."
+    run = make_answerer(FakeGenerator(lambda m: words)).stream("When do old API keys stop working?")
+    events = list(run)
+    assert len(events) > 3 and all(e.kind == "token" for e in events)
+    assert "".join(e.text for e in events).strip() == run.answer.text == words
+    t = run.answer.timings
+    assert {"retrieve_ms", "first_token_ms", "total_ms", "tokens"} <= set(t) and t["tokens"] == len(events)
+
+
+def test_model_abstention_lists_the_closest_passages(make_answerer):
+    answer = make_answerer(FakeGenerator(lambda m: "I don't know.")).ask("What is the office VPN password?")
+    assert answer.abstained and answer.abstain_reason == "model"
+    assert answer.citations == []
+    assert "closest passages" in answer.text and "[1]" in answer.text
+
+
+def test_retrieval_abstention_does_not_call_the_model(make_answerer):
+    gen = FakeGenerator()
+    answer = make_answerer(gen, retrieval={"min_score": 0.99}).ask("What is the lunch budget for offsites?")
+    assert answer.abstained and answer.abstain_reason == "retrieval"
+    assert gen.calls == []
+    assert "documents don't say" in answer.text
+
+
+def test_unbacked_answer_falls_back_to_the_passages_own_sentences(make_answerer):
+    gen = FakeGenerator(lambda m: "Keys are rotated by the security team every quarter in Zurich [1].")
+    answer = make_answerer(gen).ask("When do old API keys stop working?")
+    assert answer.fallback == "extractive"
+    assert "24 hours" in answer.text and answer.citations
+    kept = make_answerer(FakeGenerator(gen.respond), answer={"fallback": "none"}).ask("When do old API keys stop working?")
+    assert kept.fallback is None and "Zurich" in kept.text
+
+
+def test_follow_up_is_rewritten_before_retrieval(make_answerer):
+    def respond(messages):
+        if "Follow-up question" in messages[-1]["content"]:
+            return "How long are backups kept for the restore?"
+        if "kept" in messages[-1]["content"].lower().split("question:")[-1]:
+            return "Backups are kept for 30 days [1]."
+        return "Backups run nightly at 02:00 [1]."
+    gen = FakeGenerator(respond)
+    session = ChatSession(make_answerer(gen))
+    first = session.ask("When do backups run?")
+    assert "02:00" in first.text
+    second = session.ask("and how long are they kept?")
+    assert second.standalone_question == "How long are backups kept for the restore?"
+    assert "30 days" in second.text and _source_of(second, 1).endswith("guide.rst")
+    condense_prompt = gen.calls[1][-1]["content"]
+    assert "When do backups run?" in condense_prompt and "02:00" in condense_prompt
+    session.clear()
+    third = session.ask("When do backups run?")
+    assert third.standalone_question == "When do backups run?"
+
+
+def test_passages_are_cut_to_fit_the_window(make_answerer):
+    question = "backups restore install keys"
+    roomy = make_answerer(FakeGenerator(), retrieval={"k": 4}).ask(question)
+    assert len(roomy.passages) >= 2 and roomy.dropped_passages == 0
+    gen = FakeGenerator(context_window=330)
+    small = make_answerer(gen, generation={"context_window": 330, "max_answer_tokens": 100}, retrieval={"k": 4})
+    answer = small.ask(question)
+    assert gen.count_tokens(gen.calls[-1]) <= 330 - 100
+    assert 1 <= len(answer.passages) < len(roomy.passages)
+    assert answer.dropped_passages == len(roomy.passages) - len(answer.passages)
+    with pytest.raises(AnswerError, match="window"):
+        make_answerer(FakeGenerator(context_window=60), generation={"context_window": 60, "max_answer_tokens": 50}).ask(question)
+
+
+def test_bad_questions_get_a_clear_message(make_answerer):
+    answerer = make_answerer()
+    with pytest.raises(AnswerError, match="empty"):
+        answerer.ask("   ")
+    with pytest.raises(AnswerError, match="20,000 characters"):
+        answerer.ask("x" * 20_000)
+    with pytest.raises(AnswerError, match="no collection 'missing'"):
+        answerer.ask("hello", collection="missing")
+
+
+def test_prompt_templates_are_strict(tmp_path):
+    t = Template("t.txt", "Q: {{question}} P: {{ passages }}")
+    assert t.render(question="a {{x}} $1", passages="p") == "Q: a {{x}} $1 P: p"
+    with pytest.raises(PromptError, match="t.txt: no value for passages"):
+        t.render(question="a")
+    with pytest.raises(PromptError, match="no placeholder for extra"):
+        t.render(question="a", passages="p", extra=1)
+    with pytest.raises(PromptError, match="cannot read prompt template"):
+        Prompts(tmp_path).template("nope.txt")
+
+
+def test_shipped_prompts_render(settings):
+    prompts = Prompts(settings.prompts_dir())
+    assert "{{" not in prompts.render("answer.user.txt", passages="[1] x", question="q")
+    assert prompts.examples("answer.examples.jsonl")
+    assert "{{" not in prompts.render("condense.user.txt", history="User: a", question="b")
+
+
+def test_citation_grammar_only_allows_existing_passages():
+    grammar = citation_grammar(3)
+    assert '"3"' in grammar and '"4"' not in grammar and "I don't know." in grammar

@@ -1,0 +1,128 @@
+"""`docent ask / retrieve / chat` as a user runs them (real int8 embedder; the tiny
+llama.cpp model end to end once, a scripted generator elsewhere)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from click.testing import CliRunner
+
+from bot import generators
+from docent.cli import main
+
+from conftest import FakeGenerator
+
+ENV = {"DOCENT_PROFILE": "test", "DOCENT_SETTINGS": None}
+
+
+@pytest.fixture
+def run(tmp_path, docs):
+    home = tmp_path / "home"
+
+    def invoke(*args, env=None, input=None):
+        return CliRunner().invoke(main, ["--home", str(home), *map(str, args)], env={**ENV, **(env or {})},
+                                  input=input, catch_exceptions=False)
+    assert invoke("ingest", docs, "-q").exit_code == 0
+    return invoke
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    """Make every command use a scripted generator."""
+    def use(respond):
+        fake = FakeGenerator(respond)
+        monkeypatch.setattr(generators, "make_generator", lambda settings: fake)
+        return fake
+    return use
+
+
+def test_ask_json_has_the_documented_fields(run, scripted):
+    scripted(lambda m: "Open the admin console and press Rotate [1]. Old keys stop working after 24 hours [1].")
+    result = run("ask", "How do I rotate API keys?", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert {"answer", "abstained", "citations", "flags", "timings"} <= set(data)
+    assert data["abstained"] is False and data["flags"] == []
+    assert "[1]" in data["answer"]
+    citation = data["citations"][0]
+    assert set(citation) == {"n", "source", "page", "heading", "text", "score"}
+    assert citation["n"] == 1 and citation["source"].endswith("faq.txt") and "Rotate" in citation["text"]
+    assert {"retrieve_ms", "first_token_ms", "total_ms", "tokens"} <= set(data["timings"])
+
+
+def test_ask_streams_text_then_sources(run, scripted):
+    scripted(lambda m: "Backups run nightly at 02:00 [1].")
+    result = run("ask", "When do backups run?")
+    assert result.exit_code == 0
+    assert result.output.startswith("Backups run nightly at 02:00 [1].")
+    assert "Sources:" in result.output and "guide.rst" in result.output
+
+
+def test_ask_abstains_plainly(run, scripted):
+    scripted(lambda m: "I don't know.")
+    data = json.loads(run("ask", "What is the office VPN password?", "--json").output)
+    assert data["abstained"] is True and data["citations"] == []
+    assert "closest passages" in data["answer"]
+
+
+@pytest.mark.parametrize("question, message", [("  ", "the question is empty"),
+                                               ("x" * 20_000, "20,000 characters")])
+def test_bad_questions_exit_2_with_one_line(run, scripted, question, message):
+    scripted(lambda m: "unused [1].")
+    result = run("ask", question)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_missing_collection_exits_5(run, scripted):
+    scripted(lambda m: "unused [1].")
+    result = run("ask", "hello?", "-c", "nope")
+    assert result.exit_code == 5 and "no collection 'nope'" in result.output
+
+
+def test_model_server_down_exits_6(run):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run("ask", "How do I rotate API keys?",
+                 env={"DOCENT_GENERATION__BACKEND": "openai", "DOCENT_GENERATION__BASE_URL": f"http://127.0.0.1:{port}/v1",
+                      "DOCENT_GENERATION__TIMEOUT_SECONDS": "2"})
+    assert result.exit_code == 6
+    assert "cannot reach the model server" in result.output and "Traceback" not in result.output
+
+
+def test_retrieve_json_lists_passages(run):
+    result = run("retrieve", "rotate API keys", "-k", "2", "--json")
+    assert result.exit_code == 0
+    passages = json.loads(result.output)
+    assert 1 <= len(passages) <= 2
+    assert passages[0]["source"].endswith("faq.txt") and passages[0]["n"] == 1
+    assert set(passages[0]) == {"n", "source", "page", "heading", "text", "score"}
+    text = run("retrieve", "rotate API keys").output
+    assert "[1]" in text and "faq.txt" in text
+
+
+def test_chat_follows_up(run, scripted):
+    def respond(messages):
+        last = messages[-1]["content"]
+        if "Follow-up question" in last:
+            return "How long are backups kept?"
+        return "Backups are kept for 30 days [1]." if "kept" in last.split("Question:")[-1] else "Backups run nightly at 02:00 [1]."
+    fake = scripted(respond)
+    result = run("chat", input="When do backups run?\nand how long are they kept?\n/quit\n")
+    assert result.exit_code == 0, result.output
+    assert "02:00" in result.output and "30 days" in result.output
+    assert any("Follow-up question: and how long are they kept?" in call[-1]["content"] for call in fake.calls)
+
+
+def test_ask_with_the_tiny_model_end_to_end(run):
+    """The real path: int8 embedder, hybrid retrieval, llama.cpp with the tiny model."""
+    result = run("ask", "How do I rotate API keys?", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert isinstance(data["answer"], str) and data["answer"].strip()
+    assert data["timings"]["tokens"] > 0 or data["abstained"]
+    for citation in data["citations"]:
+        assert 1 <= citation["n"] <= 4 and citation["source"]

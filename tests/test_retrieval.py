@@ -1,0 +1,103 @@
+"""Hybrid retrieval over a real collection (fake embedder): what a user sees from
+`docent retrieve` and what the answer step is given."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.retrieval import RetrievalError, Retriever, keyword_query, near_duplicate, rrf
+from ingest.pipeline import Ingestor
+
+
+def test_passages_keep_their_place(collection, fake_embedder):
+    result = Retriever(collection, fake_embedder).retrieve("How do I rotate API keys?", k=3)
+    top = result.passages[0]
+    assert top.source.endswith("faq.txt")
+    assert "Rotate" in top.text
+    assert result.top_dense > 0
+    d = top.to_dict(1)
+    assert set(d) == {"n", "source", "page", "heading", "text", "score"} and d["n"] == 1
+
+
+def test_keyword_search_finds_a_rare_word_the_dense_side_misses(collection, fake_embedder):
+    # "docent-restore" is one token to BM25; the query shares almost nothing else with it.
+    retriever = Retriever(collection, fake_embedder)
+    keyword = retriever.retrieve("docent-restore", k=2, mode="keyword").passages
+    hybrid = retriever.retrieve("docent-restore", k=2, mode="hybrid").passages
+    assert keyword and "docent-restore" in keyword[0].text
+    assert "docent-restore" in hybrid[0].text
+
+
+def test_heading_path_is_reported(collection, fake_embedder):
+    passages = Retriever(collection, fake_embedder).retrieve("Windows MSI package wizard", k=1).passages
+    assert passages[0].heading_path[-1] == "Windows"
+    assert "Install > Windows" in passages[0].location
+
+
+def test_rrf_rewards_agreement():
+    scores = rrf([[1, 2, 3], [3, 1, 4]], k=60)
+    assert max(scores, key=scores.get) == 1          # ranks 1 and 2 beat 3's ranks 3 and 1
+    assert scores[4] < scores[2]                     # found once, lower
+    assert scores[1] == pytest.approx(1 / 61 + 1 / 62)
+
+
+def test_stopwords_leave_the_keyword_query():
+    assert keyword_query("How do I rotate the API keys?") == "rotate api keys"
+    assert keyword_query("what is it") == "what is it"     # nothing but stop words: keep them
+
+
+def test_near_duplicates_are_dropped(settings, fake_embedder, tmp_path):
+    text = ("The audit log is kept for ninety days and then deleted by the nightly cleanup job. "
+            "Administrators can export it as CSV from the console before it expires.")
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    (folder / "a.md").write_text(f"# Audit\n\n{text}\n")
+    (folder / "copy-of-a.txt").write_text(text + "\n")
+    (folder / "other.md").write_text("# Audit export\n\nThe audit export runs weekly.\n")
+    Ingestor(settings, embedder=fake_embedder).ingest([folder], collection="dup")
+    passages = Retriever(settings, fake_embedder).retrieve("how long is the audit log kept", "dup", k=3).passages
+    texts = [p.text for p in passages]
+    assert sum("ninety days" in t for t in texts) == 1
+    assert near_duplicate(text, text.upper(), 0.8) and not near_duplicate(text, "The audit export runs weekly.", 0.8)
+
+
+def test_neighbouring_chunks_are_merged_in_file_order(settings, fake_embedder, tmp_path):
+    folder = tmp_path / "long"
+    folder.mkdir()
+    parts = [f"Step {i}: the deployment pipeline stage number {i} checks the release artefacts carefully."
+             for i in range(1, 41)]
+    (folder / "deploy.md").write_text("# Deploy\n\n" + "\n\n".join(parts) + "\n")
+    Ingestor(settings, embedder=fake_embedder).ingest([folder], collection="long")
+    merged = Retriever(settings, fake_embedder).retrieve("deployment pipeline stage release artefacts", "long", k=3)
+    plain = Retriever(settings.with_values("retrieval", merge_neighbours=False), fake_embedder).retrieve(
+        "deployment pipeline stage release artefacts", "long", k=3)
+    assert len(plain.passages) == 3
+    assert len(merged.passages) < 3
+    joined = max(merged.passages, key=lambda p: len(p.chunk_ids))
+    assert len(joined.chunk_ids) >= 2
+    # In file order, without the overlap repeated.
+    numbers = [int(n) for n in __import__("re").findall(r"Step (\d+):", joined.text)]
+    assert numbers == sorted(set(numbers))
+
+
+def test_missing_and_empty_collections_say_so(settings, fake_embedder, tmp_path):
+    retriever = Retriever(settings, fake_embedder)
+    with pytest.raises(RetrievalError, match="no collection 'nope'"):
+        retriever.retrieve("anything", "nope")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "a.md").write_text("# A\n\nSomething.\n")
+    ingestor = Ingestor(settings, embedder=fake_embedder)
+    ingestor.ingest([empty], collection="empty")
+    ingestor.remove([empty / "a.md"], "empty")
+    with pytest.raises(RetrievalError, match="holds no passages"):
+        retriever.retrieve("anything", "empty")
+
+
+def test_langchain_retriever_returns_documents(collection, fake_embedder):
+    from langchain_core.documents import Document
+    from bot.lc_retriever import DocentRetriever
+    lc = DocentRetriever.from_settings(collection, k=2, embedder=fake_embedder)
+    docs = lc.invoke("rotate API keys")
+    assert docs and all(isinstance(d, Document) for d in docs)
+    assert docs[0].metadata["source"].endswith("faq.txt") and "Rotate" in docs[0].page_content
