@@ -55,7 +55,7 @@ class RetrievalSettings:
     k: int = 4
     candidates: int = 30
     rrf_k: int = 60
-    keyword_weight: float = 1.0
+    keyword_weight: float = 1.5
     rerank: str = "none"
     rerank_candidates: int = 12
     dedupe_overlap: float = 0.8
@@ -83,6 +83,7 @@ class AnswerSettings:
     prompts: str = ""
     style: str = "grammar"
     fallback: str = "extractive"
+    repoint_citations: bool = True
     history_turns: int = 3
     max_question_chars: int = 2000
 

@@ -152,3 +152,17 @@ def test_shipped_prompts_render(settings):
 def test_citation_grammar_only_allows_existing_passages():
     grammar = citation_grammar(3)
     assert '"3"' in grammar and '"4"' not in grammar and "I don't know." in grammar
+
+
+def test_wrong_citation_is_pointed_at_the_passage_holding_the_words(make_answerer):
+    def respond(messages):
+        prompt = messages[-1]["content"]
+        # Cite whichever number the faq passage does NOT have.
+        faq_number = 1 if prompt.index("faq.txt") < prompt.index("[2]") else 2
+        return f"Old keys stop working after 24 hours [{3 - faq_number}]."
+    answer = make_answerer(FakeGenerator(respond)).ask("When do old API keys stop working?")
+    assert _source_of(answer, answer.cited[0]).endswith("faq.txt")
+    assert [f["kind"] for f in answer.flags] == ["wrong_citation"]
+    kept = make_answerer(FakeGenerator(respond), answer={"repoint_citations": False, "fallback": "none"}).ask(
+        "When do old API keys stop working?")
+    assert not _source_of(kept, kept.cited[0]).endswith("faq.txt") and kept.flags == []
