@@ -104,21 +104,9 @@ class Baseline:
         meta = directory / "chunks.json"
         if not meta.is_file():
             print(f"building the LangChain baseline for {folder} (once)...", flush=True)
-            from langchain_community.document_loaders import BSHTMLLoader, PyPDFLoader, TextLoader
             from langchain_text_splitters import RecursiveCharacterTextSplitter
-            documents = []
-            for path in _lc_files(folder):
-                suffix = path.suffix.lower()
-                try:
-                    if suffix in (".html", ".htm"):
-                        loader = BSHTMLLoader(str(path), open_encoding="utf-8")
-                    elif suffix == ".pdf":
-                        loader = PyPDFLoader(str(path))
-                    else:
-                        loader = TextLoader(str(path), autodetect_encoding=True)
-                    documents.extend(loader.load())
-                except Exception:  # the tutorial has no error handling
-                    pass
+            from lc_tutorial import load_documents
+            documents, _ = load_documents(_lc_files(folder))
             chunks = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(documents)
             vectors = embedder.embed([c.page_content for c in chunks])
             directory.mkdir(parents=True, exist_ok=True)
@@ -302,7 +290,7 @@ def part_replay(work: Path, settings) -> dict:
     embedder = make_embedder(settings.embedding)
     out: dict = {}
     for set_name in ("docs_qa", "squad2"):
-        for config in ("docent-plain", "docent-grammar"):
+        for config in ("docent", "docent-grammar"):
             # The latest record per question for this set and config.
             latest = {}
             for r in records:
@@ -310,13 +298,18 @@ def part_replay(work: Path, settings) -> dict:
                     latest[r["question"]] = r
             if not latest:
                 continue
-            items = {i["question"]: i for i in _answer_sets(0, 2000)[set_name]}
+            items = _all_items(set_name)
             variants = {
                 "as recorded": None,
                 "no repoint, no fallback": dict(repoint_citations=False, fallback="none"),
                 "repoint, no fallback": dict(repoint_citations=True, fallback="none"),
                 "no repoint, fallback": dict(repoint_citations=False, fallback="extractive"),
                 "repoint + fallback": dict(repoint_citations=True, fallback="extractive"),
+                "repoint + fallback + coverage 0.5": dict(repoint_citations=True, fallback="extractive", min_coverage=0.5),
+                "repoint + fallback + coverage 0.67": dict(repoint_citations=True, fallback="extractive", min_coverage=0.67),
+                "repoint + auto": dict(repoint_citations=True, fallback="auto"),
+                "repoint + auto + coverage 0.5": dict(repoint_citations=True, fallback="auto", min_coverage=0.5),
+                "repoint + abstain if unbacked": dict(repoint_citations=True, fallback="abstain"),
             }
             for label, values in variants.items():
                 for threshold in ((None,) if values is None else (0.0, 0.3, 0.35, 0.4)):
@@ -331,8 +324,10 @@ def part_replay(work: Path, settings) -> dict:
                             rows.append({**r, "hit": item["hit"]})
                             continue
                         t = r["trace"]
-                        passages = [Passage((i,), p["source"], None, None, (), p["text"], 0.0) for i, p in enumerate(t["passages"])]
-                        if (threshold and t["top_dense"] < threshold) or t["abstain_reason"] == "retrieval":
+                        passages = [Passage((i,), p["source"], None, None, tuple(p.get("heading", ())), p["text"], 0.0)
+                                    for i, p in enumerate(t["passages"])]
+                        answerer.settings = answerer.settings.with_values("retrieval", min_score=threshold or 0.0)
+                        if t["abstain_reason"] in ("retrieval", "coverage") or answerer.nothing_relevant(question, passages, t["top_dense"]):
                             rows.append(_row(item, "", True, [], r, None))
                             continue
                         a = answerer.finalize(question, question, t["model_text"], passages)
@@ -356,6 +351,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work", help="where indexes are kept")
     parser.add_argument("--squad", type=int, default=400, help="SQuAD questions sampled (answerable ones are used for retrieval)")
     parser.add_argument("--questions", type=int, default=0, help="limit the answer part to N questions per set (0: all)")
+    parser.add_argument("--configs", default="langchain-tutorial,docent,docent-grammar",
+                        help="answer part: which pipelines to run (figures of others are kept from the last run)")
     parser.add_argument("--rerank", default=None, help="second-stage model for the hybrid+rerank row (e.g. all-mpnet-base-v2)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -375,7 +372,8 @@ def main() -> None:
     if "latency" in parts:
         results["latency"] = part_latency(args.work, settings)
     if "answer" in parts:
-        results["answer"] = part_answer(args.work, settings, args.questions, args.squad)
+        results["answer"] = part_answer(args.work, settings, args.questions, args.squad, args.configs.split(","),
+                                        results.get("answer", {}))
     if "ttft" in parts:
         results["ttft"] = part_ttft(args.work, settings)
     if "replay" in parts:
@@ -442,6 +440,16 @@ def _answer_sets(limit: int, squad_n: int) -> dict:
     }
 
 
+def _all_items(set_name: str) -> dict[str, dict]:
+    """Every question of a set as the answer part builds it, by question text (replay)."""
+    if set_name == "docs_qa":
+        return {q["question"]: {"question": q["question"], "references": [q["answer"]] if q["answer"] else [],
+                                "answerable": q["answerable"], "hit": (lambda p, q=q: _docs_hit(p, q)), "q": q}
+                for q in docs_qa()}
+    return {q["question"]: {"question": q["question"], "references": q["answers"], "answerable": not q["is_impossible"],
+                            "hit": (lambda p, q=q: _squad_hit(p, q)), "q": q} for q in squad_questions(2000)}
+
+
 def _score(rows: list[dict]) -> dict:
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
@@ -471,7 +479,7 @@ def _score(rows: list[dict]) -> dict:
     }
 
 
-def part_answer(work: Path, settings, limit: int, squad_n: int) -> dict:
+def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str], previous: dict) -> dict:
     from bot.answer import Answerer
     from bot.retrieval import Retriever
     from ingest.embedder import make_embedder
@@ -485,14 +493,19 @@ def part_answer(work: Path, settings, limit: int, squad_n: int) -> dict:
     sets = _answer_sets(limit, squad_n)
     configs = {
         "langchain-tutorial": None,
-        "docent-plain": settings.with_values("answer", style="plain", fallback="none", repoint_citations=False),
-        "docent-grammar": settings.with_values("answer", style="grammar", fallback="extractive"),
+        "docent": settings,
+        "docent-grammar": settings.with_values("answer", style="grammar"),
     }
-    out: dict = {"model": settings.generation.model, "load_s": load_s}
+    configs = {name: c for name, c in configs.items() if name in wanted}
+    # The model's own answer, with only dangling markers removed (no re-pointing, no
+    # fallback): what the post-processing adds is the difference.
+    raw_settings = settings.with_values("answer", repoint_citations=False, fallback="none")
+    out: dict = {**previous, "model": settings.generation.model, "load_s": load_s}
     log = (work / "answers.jsonl").open("a", encoding="utf-8")
     for set_name, items in sets.items():
         collection, folder = ("docs", EVAL / "docs") if set_name == "docs_qa" else ("squad", EVAL / "squad2" / "docs")
-        figures = {}
+        # Keep the baseline's figures from the last run when it is not rerun.
+        figures = {k: v for k, v in previous.get(set_name, {}).items() if k == "langchain-tutorial" and k not in wanted}
         for config, s in configs.items():
             rows, rows_nofallback = [], []
             if s is None:
@@ -505,7 +518,8 @@ def part_answer(work: Path, settings, limit: int, squad_n: int) -> dict:
                     row = _tutorial_answer(generator, baseline, item, settings)
                 else:
                     answer = answerer.ask(item["question"], collection)
-                    passages = [{"source": os.path.relpath(p.source, folder), "text": p.text} for p in answer.passages]
+                    passages = [{"source": os.path.relpath(p.source, folder), "text": p.text, "heading": list(p.heading_path)}
+                                for p in answer.passages]
                     row = _row(item, answer.text, answer.abstained, [passages[n - 1] for n in answer.cited],
                                answer.timings, answer.fallback)
                     # Enough to replay other post-processing rules offline without the LLM.
@@ -513,19 +527,21 @@ def part_answer(work: Path, settings, limit: int, squad_n: int) -> dict:
                                     "top_dense": max((p.dense or 0) for p in answer.passages) if answer.passages else 0,
                                     "source_paths": item["q"].get("source_paths"), "quotes": item["q"].get("quotes"),
                                     "gold_passage": item["q"].get("passage"), "gold_doc": item["q"].get("doc")}
-                    if answer.fallback:
-                        raw_cited = [passages[n - 1] for n in _cited(answer.model_text, len(passages))]
-                        rows_nofallback.append(_row(item, answer.model_text, False, raw_cited, answer.timings, None))
-                    else:
+                    raw = Answerer(raw_settings, retriever=answerer.retriever, generator=generator)
+                    if answer.abstain_reason in ("retrieval", "coverage"):
                         rows_nofallback.append(row)
+                    else:
+                        plain = raw.finalize(item["question"], answer.standalone_question, answer.model_text, answer.passages)
+                        rows_nofallback.append(_row(item, plain.text, plain.abstained, [passages[n - 1] for n in plain.cited],
+                                                    answer.timings, None))
                 rows.append(row)
                 log.write(json.dumps({"set": set_name, "config": config, **row}) + "\n")
                 log.flush()
             figures[config] = _score(rows)
             for r in rows:
                 r.pop("trace", None)
-            if s is not None and s.answer.fallback != "none":
-                figures[config + "-no-fallback"] = _score(rows_nofallback)
+            if s is not None:
+                figures[config + " (model text only)"] = _score(rows_nofallback)
         out[set_name] = figures
         print(f"\n{set_name}: {len(items)} questions ({sum(i['answerable'] for i in items)} answerable)")
         keys = ["token_f1", "contains_reference", "correct_with_citation", "citation_precision", "abstain_precision",

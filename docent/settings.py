@@ -60,7 +60,7 @@ class RetrievalSettings:
     rerank_candidates: int = 12
     dedupe_overlap: float = 0.8
     merge_neighbours: bool = True
-    min_score: float = 0.0
+    min_score: float = 0.4
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,10 @@ class GenerationSettings:
 @dataclass(frozen=True)
 class AnswerSettings:
     prompts: str = ""
-    style: str = "grammar"
-    fallback: str = "extractive"
+    style: str = "plain"
+    fallback: str = "auto"
     repoint_citations: bool = True
+    min_coverage: float = 0.0
     history_turns: int = 3
     max_question_chars: int = 2000
 

@@ -166,3 +166,19 @@ def test_wrong_citation_is_pointed_at_the_passage_holding_the_words(make_answere
     kept = make_answerer(FakeGenerator(respond), answer={"repoint_citations": False, "fallback": "none"}).ask(
         "When do old API keys stop working?")
     assert not _source_of(kept, kept.cited[0]).endswith("faq.txt") and kept.flags == []
+
+
+def test_question_whose_subject_no_passage_names_is_not_sent_to_the_model(make_answerer):
+    gen = FakeGenerator(lambda m: "Sidecars were introduced in version 1.28 [1].")
+    answerer = make_answerer(gen, answer={"min_coverage": 0.5})
+    answer = answerer.ask("Which Kubernetes release introduced native sidecar containers?")
+    assert answer.abstained and answer.abstain_reason == "coverage" and gen.calls == []
+    covered = answerer.ask("When do old API keys stop working?")
+    assert not covered.abstained and gen.calls
+
+
+def test_unbacked_answer_about_an_unnamed_subject_abstains(make_answerer):
+    gen = FakeGenerator(lambda m: "The Kafka brokers need a 6 GB heap [1].")
+    answer = make_answerer(gen, answer={"fallback": "auto"}).ask("What heap size do the Kafka brokers need?")
+    assert answer.abstained and answer.abstain_reason == "unbacked" and answer.citations == []
+    assert "documents don't say" in answer.text
