@@ -258,12 +258,16 @@ def part_ttft(work: Path, settings, n: int = 8) -> dict:
     answerer.ask("What is a gauge?", "docs")          # steady state: the fixed prompt prefix is cached
     rows = []
     for q in questions:
+        # Warm: the cache holds the previous question's prompt, so the shared prefix
+        # (rules + examples) is reused, as it is for every question after the first.
         answer = answerer.ask(q["question"], "docs")
+        if "prompt_tokens" not in answer.timings:       # stopped before the model: nothing to time
+            continue
         warm_first = answer.timings["first_token_ms"]
         messages, _ = answerer.build_messages(answer.standalone_question, answer.passages)
+        prefill = generator.prefill_seconds(messages) * 1000        # alone, from an empty cache
         generator.forget_prompt_cache()
         cold = answerer.ask(q["question"], "docs").timings["first_token_ms"]
-        prefill = generator.prefill_seconds(messages) * 1000
         rows.append({"prompt_tokens": answer.timings["prompt_tokens"], "first_token_ms": warm_first,
                      "first_token_cold_ms": cold, "prefill_ms": prefill})
         print(f"  {answer.timings['prompt_tokens']:5d} tokens: first token {warm_first:7.0f} ms (cold cache {cold:7.0f} ms), "

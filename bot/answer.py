@@ -42,6 +42,8 @@ class AnswerError(Exception):
 class Event:
     kind: str        # "token": text to append; "replace": the answer was rewritten, show `text` instead
     text: str
+    reason: str = ""  # for "replace": "extractive" (the passages' own sentences), "abstain"
+                      # (withdrawn: not backed by the passages), "citations" (re-pointed)
 
 
 @dataclass
@@ -371,7 +373,8 @@ class Answerer:
             if answer.text[len(raw):]:
                 yield Event("token", answer.text[len(raw):])
         elif answer.text != clean(raw, valid)[0]:
-            yield Event("replace", answer.text)
+            reason = "abstain" if answer.abstained else answer.fallback or "citations"
+            yield Event("replace", answer.text, reason)
         timings["total_ms"] = _ms(started)
         run.answer = answer
 

@@ -68,6 +68,18 @@ def _print_sources(answer) -> None:
         click.echo(click.style(f"  ! {flag['message']}", fg="yellow"), err=True)
 
 
+REPLACED = {
+    "extractive": "The answer above was not backed by the passages it cited; their own words instead:",
+    "abstain": "The answer above was not backed by the passages, so it is withdrawn:",
+    "citations": "Citations corrected to the passages that hold the words:",
+}
+
+
+def _show_replacement(event) -> None:
+    click.echo("\n\n" + click.style(REPLACED.get(event.reason, REPLACED["citations"]), fg="yellow"))
+    click.echo(event.text, nl=False)
+
+
 def _stream_answer(answerer, question, collection, history, as_json: bool):
     run = answerer.stream(question, collection, history)
     if as_json:
@@ -76,9 +88,7 @@ def _stream_answer(answerer, question, collection, history, as_json: bool):
         if event.kind == "token":
             click.echo(event.text, nl=False)
         else:
-            click.echo("\n\n" + click.style("The generated answer was not backed by the passages; "
-                                            "their own words instead:", fg="yellow"))
-            click.echo(event.text, nl=False)
+            _show_replacement(event)
     click.echo()
     answer = run.answer
     _print_sources(answer)
@@ -137,7 +147,7 @@ def chat(obj, collection) -> None:
                 if event.kind == "token":
                     click.echo(event.text, nl=False)
                 else:
-                    click.echo("\n" + click.style("(not backed by the passages; their own words:) ", fg="yellow") + event.text, nl=False)
+                    _show_replacement(event)
             click.echo()
             _print_sources(run.answer)
         except KeyboardInterrupt:

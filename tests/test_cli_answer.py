@@ -126,3 +126,10 @@ def test_ask_with_the_tiny_model_end_to_end(run):
     assert data["timings"]["tokens"] > 0 or data["abstained"]
     for citation in data["citations"]:
         assert 1 <= citation["n"] <= 4 and citation["source"]
+
+
+def test_withdrawn_answer_is_labelled(run, scripted):
+    scripted(lambda m: "The Kafka brokers need a 6 GB heap [1].")
+    result = run("ask", "What heap size do the Kafka brokers need for rotating API keys?")
+    assert result.exit_code == 0
+    assert "withdrawn" in result.output and "documents don't say" in result.output
