@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent("""
 
     class Slow(FakeEmbedder):
         def embed(self, texts):
-            time.sleep(0.02)
+            time.sleep({delay})
             return super().embed(texts)
 
     pipeline._EMBED_POOL = 1          # commit after every file: many chances to be killed mid-write
@@ -55,14 +55,15 @@ def _committed_files(home: Path) -> int:
         return 0
 
 
-def _setup(tmp_path: Path) -> tuple[Path, Path, str]:
-    """60 pages to ingest, and the script of an ingest process that commits after each."""
+def _setup(tmp_path: Path, delay: float = 0.02) -> tuple[Path, Path, str]:
+    """60 pages to ingest, and the script of an ingest process that commits after each
+    (each embedding call takes `delay` seconds longer)."""
     docs = tmp_path / "docs"
     docs.mkdir()
     for i in range(60):
         (docs / f"page{i:02d}.md").write_text(f"# Page {i}\n\n" + f"Paragraph about subject {i}. " * 40)
     home = tmp_path / "home"
-    return docs, home, SCRIPT.format(tests=str(Path(__file__).parent), home=str(home), docs=str(docs))
+    return docs, home, SCRIPT.format(tests=str(Path(__file__).parent), home=str(home), docs=str(docs), delay=delay)
 
 
 def test_kill_9_at_any_moment_leaves_a_readable_consistent_index(tmp_path):
@@ -85,7 +86,8 @@ def test_kill_9_at_any_moment_leaves_a_readable_consistent_index(tmp_path):
 
 
 def test_ctrl_c_stops_with_status_130_and_keeps_finished_files(tmp_path):
-    docs, home, script = _setup(tmp_path)
+    # Slow enough (>= 60 x 0.3 s) that the run cannot finish before the signal lands.
+    docs, home, script = _setup(tmp_path, delay=0.3)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     # Interrupt once the run is under way (a first file committed), however slow the machine.
