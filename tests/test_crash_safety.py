@@ -16,7 +16,10 @@ from ingest.store import Collection
 from conftest import FakeEmbedder
 
 SCRIPT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # A shell that starts a job in the background without job control makes it ignore
+    # SIGINT, and children inherit that: restore Python's Ctrl-C handling.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, {tests!r})
     from conftest import FakeEmbedder
     from docent.settings import load_settings
@@ -86,8 +89,7 @@ def test_kill_9_at_any_moment_leaves_a_readable_consistent_index(tmp_path):
 
 
 def test_ctrl_c_stops_with_status_130_and_keeps_finished_files(tmp_path):
-    # Slow enough (>= 60 x 0.3 s) that the run cannot finish before the signal lands.
-    docs, home, script = _setup(tmp_path, delay=0.3)
+    docs, home, script = _setup(tmp_path, delay=0.1)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     # Interrupt once the run is under way (a first file committed), however slow the machine.
