@@ -208,8 +208,7 @@ class LlamaCppGenerator(Generator):
         floor for time to first token; benchmarks compare against it)."""
         tokens = self.tokenize(self.render(messages))
         with self._lock:
-            self.llm.reset()
-            self.llm._ctx.memory_clear(True) if hasattr(self.llm._ctx, "memory_clear") else None
+            self.llm.reset()          # evaluation starts again at token 0 (cached tokens are overwritten)
             started = time.perf_counter()
             self.llm.eval(tokens)
             elapsed = time.perf_counter() - started

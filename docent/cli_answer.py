@@ -80,19 +80,21 @@ def _show_replacement(event) -> None:
     click.echo(event.text, nl=False)
 
 
-def _stream_answer(answerer, question, collection, history, as_json: bool):
-    run = answerer.stream(question, collection, history)
-    if as_json:
-        return run.finish()
+def _print_run(run):
+    """Stream an answer to the terminal, then its sources and flags."""
     for event in run:
         if event.kind == "token":
             click.echo(event.text, nl=False)
         else:
             _show_replacement(event)
     click.echo()
-    answer = run.answer
-    _print_sources(answer)
-    return answer
+    _print_sources(run.answer)
+    return run.answer
+
+
+def _stream_answer(answerer, question, collection, history, as_json: bool):
+    run = answerer.stream(question, collection, history)
+    return run.finish() if as_json else _print_run(run)
 
 
 @click.command(epilog=ANSWER_EXIT_HELP)
@@ -142,14 +144,7 @@ def chat(obj, collection) -> None:
             continue
         click.echo("docent> ", nl=False)
         try:
-            run = session.stream(question)
-            for event in run:
-                if event.kind == "token":
-                    click.echo(event.text, nl=False)
-                else:
-                    _show_replacement(event)
-            click.echo()
-            _print_sources(run.answer)
+            _print_run(session.stream(question))
         except KeyboardInterrupt:
             click.echo("\n(stopped)")
         except tuple(cls for cls, _ in pairs) as exc:
