@@ -194,7 +194,7 @@ class Retriever:
         keyword: list[tuple[int, float]] = []
         if mode in ("hybrid", "keyword"):
             mark = time.perf_counter()
-            keyword = store.keyword_search(keyword_query(question), want)
+            keyword = store.keyword_search(keyword_query(question), want, self.config.keyword_max_df)
             timings["keyword_ms"] = _ms(mark)
         bm25 = dict(keyword)
 

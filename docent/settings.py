@@ -56,6 +56,7 @@ class RetrievalSettings:
     candidates: int = 30
     rrf_k: int = 60
     keyword_weight: float = 1.5
+    keyword_max_df: float = 1.0
     rerank: str = "none"
     rerank_candidates: int = 12
     dedupe_overlap: float = 0.8

@@ -30,6 +30,7 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 SCHEMA_VERSION = 1
+_FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"     # the one in _SCHEMA below
 DB_NAME = "docent.sqlite"
 LOCK_NAME = "write.lock"
 _VECTOR_FILE = re.compile(r"^vectors-(\d+)\.faiss$")
@@ -220,16 +221,51 @@ class _Base:
         return [_stored_chunk(r) for r in self.conn.execute(
             "SELECT * FROM chunks WHERE path = ? ORDER BY ord", (path,))]
 
-    def keyword_search(self, query: str, k: int = 10) -> list[tuple[int, float]]:
-        """BM25 over chunk text and headings; (chunk id, score) with higher = better."""
-        terms = re.findall(r"\w+", query.lower())
+    def keyword_search(self, query: str, k: int = 10, max_df: float = 1.0) -> list[tuple[int, float]]:
+        """BM25 over chunk text and headings; (chunk id, score) with higher = better.
+
+        Terms found in more than `max_df` of all chunks (and in over 1,000) are left out
+        of the query, unless nothing else is left: they add little to BM25 but FTS5 scores
+        every chunk that holds any term, so on a large collection they dominate the time."""
+        terms = list(dict.fromkeys(re.findall(r"\w+", query.lower())))
         if not terms:
             return []
-        match = " OR ".join(f'"{t}"' for t in dict.fromkeys(terms))
+        if max_df < 1.0 and len(terms) > 1:
+            frequency = self._document_frequency(terms)
+            terms = [t for t in terms if frequency[t] > 0]          # the rest match nothing
+            # A term in fewer than 1,000 chunks is cheap to score whatever its share.
+            limit = max(max_df * self.chunk_count(), 1000)
+            rare = [t for t in terms if frequency[t] <= limit]
+            terms = rare or sorted(terms, key=frequency.__getitem__)[:2]
+            if not terms:
+                return []
+        match = " OR ".join(f'"{t}"' for t in terms)
         rows = self.conn.execute(
             "SELECT rowid, bm25(chunks_fts) AS score FROM chunks_fts WHERE chunks_fts MATCH ? "
             "ORDER BY score LIMIT ?", (match, k))
         return [(r["rowid"], -r["score"]) for r in rows]
+
+    def _document_frequency(self, words: list[str]) -> dict[str, int]:
+        """Chunks holding each word, read from the FTS index's vocabulary. The words go
+        through the index's own tokenizer (a scratch FTS5 table in the connection's temp
+        schema, nothing written to the collection) so stems match."""
+        if not getattr(self, "_vocab_ready", False):
+            self.conn.executescript(f"""
+                CREATE VIRTUAL TABLE IF NOT EXISTS temp.docent_words USING fts5(word, tokenize={_FTS_TOKENIZER!r});
+                CREATE VIRTUAL TABLE IF NOT EXISTS temp.docent_word_stems USING fts5vocab(temp, docent_words, 'instance');
+                CREATE VIRTUAL TABLE IF NOT EXISTS temp.docent_vocab USING fts5vocab(main, chunks_fts, 'row');""")
+            self._vocab_ready = True
+        self.conn.execute("DELETE FROM temp.docent_words")
+        self.conn.executemany("INSERT INTO temp.docent_words(rowid, word) VALUES (?, ?)",
+                              list(enumerate(words, start=1)))
+        frequency = dict.fromkeys(words, 0)
+        for row in self.conn.execute("SELECT doc, term FROM temp.docent_word_stems").fetchall():
+            found = self.conn.execute("SELECT doc FROM temp.docent_vocab WHERE term = ?", (row[1],)).fetchone()
+            word = words[row[0] - 1]
+            # A word the tokenizer splits (pg_hba) counts as rare if any of its parts is.
+            count = found[0] if found else 0
+            frequency[word] = count if frequency[word] == 0 else min(frequency[word], count)
+        return frequency
 
     def _model_check(self, model: str, dim: int) -> None:
         info = self.info()

@@ -101,3 +101,19 @@ def test_langchain_retriever_returns_documents(collection, fake_embedder):
     docs = lc.invoke("rotate API keys")
     assert docs and all(isinstance(d, Document) for d in docs)
     assert docs[0].metadata["source"].endswith("faq.txt") and "Rotate" in docs[0].page_content
+
+
+def test_very_common_words_leave_a_large_collections_keyword_query(settings, fake_embedder, tmp_path):
+    from ingest.store import Collection
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for i in range(1100):   # "service" is in every chunk, "zebra" in one
+        (folder / f"n{i:04d}.txt").write_text(f"The service note number {i}." + (" A zebra escaped." if i == 7 else ""))
+    Ingestor(settings, embedder=fake_embedder).ingest([folder], collection="big")
+    with Collection(settings.home_dir(), "big") as store:
+        assert store._document_frequency(["service", "zebra", "absent"]) == {"service": 1100, "zebra": 1, "absent": 0}
+        pruned = store.keyword_search("service zebra", k=5, max_df=0.1)
+        full = store.keyword_search("service zebra", k=5, max_df=1.0)
+        assert pruned[0][0] == full[0][0] and len(pruned) == 1 and len(full) == 5   # only the zebra note
+        assert len(store.keyword_search("service", k=5, max_df=0.1)) == 5            # a lone word is kept
+        assert store.keyword_search("absent words", k=5, max_df=0.1) == []
