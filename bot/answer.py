@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Iterator, Sequence
 
-from bot.citations import CitationFilter, clean, cited_numbers, find_markers
+from bot.citations import CitationFilter, clean, cited_numbers, strip_markers
 from bot.prompts import Prompts
 from bot.retrieval import Passage, RetrievalResult, Retriever
 from docent.settings import Settings
@@ -73,11 +74,23 @@ class Answer:
 
 
 class AnswerRun:
-    """Iterate for events; `answer` is set once the iteration has finished."""
+    """Iterate for events; `answer` is set once the iteration has finished, and then the
+    callbacks given to `then()` run with it (a chat session records the turn that way)."""
 
-    def __init__(self, events: Iterator[Event]):
-        self._events = events
+    def __init__(self, produce):
+        """`produce(run)` yields the events and sets `run.answer`."""
         self.answer: Answer | None = None
+        self._callbacks: list = []
+        self._events = self._run(produce)
+
+    def _run(self, produce) -> Iterator[Event]:
+        yield from produce(self)
+        for callback in self._callbacks:
+            callback(self.answer)
+
+    def then(self, callback) -> "AnswerRun":
+        self._callbacks.append(callback)
+        return self
 
     def __iter__(self) -> Iterator[Event]:
         return self._events
@@ -109,8 +122,19 @@ those as at from can may must should will would do does not no you your we our t
 when where who how use used using""".split())
 
 
-def _content_words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z0-9][a-z0-9_.\-/]*", text.lower()) if w not in CONTENT_STOP and len(w) > 1}
+@lru_cache(maxsize=512)
+def _content_words(text: str, stop: frozenset = CONTENT_STOP, min_len: int = 2) -> frozenset[str]:
+    """Lower-case words worth comparing (cached: passages are compared sentence by sentence)."""
+    return frozenset(w for w in re.findall(r"[a-z0-9][a-z0-9_.\-/]*", text.lower()) if w not in stop and len(w) >= min_len)
+
+
+def _share_found(words: frozenset[str], present: frozenset[str]) -> float:
+    """Share of `words` found in `present`, a word also counting when its first five
+    letters start a present word (a cheap stemmer: "rotates" ~ "rotation")."""
+    if not words:
+        return 1.0
+    stems = {w[:5] for w in present}
+    return sum(1 for w in words if w in present or w[:5] in stems) / len(words)
 
 
 def supported_by(sentence: str, passage: str, threshold: float = 0.6) -> bool:
@@ -121,12 +145,7 @@ def supported_by(sentence: str, passage: str, threshold: float = 0.6) -> bool:
 
 def support(sentence: str, passage: str) -> float:
     """Share of the sentence's content words (or their 5-letter stems) found in the passage."""
-    words = _content_words(find_markers_removed(sentence))
-    if not words:
-        return 1.0
-    present = _content_words(passage)
-    stems = {w[:5] for w in present}
-    return sum(1 for w in words if w in present or w[:5] in stems) / len(words)
+    return _share_found(_content_words(strip_markers(sentence)), _content_words(passage))
 
 
 QUESTION_STOP = CONTENT_STOP | frozenset("""i me my does did should could would many much long often which
@@ -136,15 +155,8 @@ who whom whose why get set make need want way ways there any some other default"
 def question_coverage(question: str, passages: Sequence[Passage]) -> float:
     """Share of the question's topic words (or their 5-letter stems) that the passages
     mention at all. An answer about a subject the passages never name cannot be backed."""
-    words = {w for w in re.findall(r"[a-z0-9][a-z0-9_.\-/]*", question.lower())
-             if w not in QUESTION_STOP and len(w) > 2}
-    if not words:
-        return 1.0
-    present = set()
-    for p in passages:
-        present |= _content_words(p.text + " " + p.heading)
-    stems = {w[:5] for w in present}
-    return sum(1 for w in words if w in present or w[:5] in stems) / len(words)
+    present = frozenset().union(*(_content_words(p.text + " " + p.heading) for p in passages))
+    return _share_found(_content_words(question, QUESTION_STOP, 3), present)
 
 
 def repoint(text: str, passages: Sequence[Passage], margin: float = 0.25) -> tuple[str, list[dict]]:
@@ -166,7 +178,7 @@ def repoint(text: str, passages: Sequence[Passage], margin: float = 0.25) -> tup
         best = max(range(len(passages)), key=lambda i: scores[i]) + 1
         cited_best = max(scores[n - 1] for n in numbers)
         if best not in numbers and scores[best - 1] >= cited_best + margin:
-            fixed = find_markers_removed(sentence).rstrip()
+            fixed = strip_markers(sentence).rstrip()
             end = "." if fixed.endswith(".") else ""
             fixed = fixed.rstrip(".").rstrip() + f" [{best}]" + end
             findings.append({"kind": "wrong_citation", "severity": "low", "span": [start, start + len(sentence)],
@@ -178,15 +190,6 @@ def repoint(text: str, passages: Sequence[Passage], margin: float = 0.25) -> tup
             out.append(sentence)
     out.append(text[pos:])
     return "".join(out), findings
-
-
-def find_markers_removed(text: str) -> str:
-    out, pos = [], 0
-    for marker in find_markers(text):
-        out.append(text[pos:marker.start])
-        pos = marker.end
-    out.append(text[pos:])
-    return "".join(out)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -275,9 +278,7 @@ class Answerer:
                 prefix = prefix[:1]      # no room for the examples: keep the rules and the passage
                 continue
             if used and len(used[0].text) > 200:
-                p = used[0]
-                used = [Passage(p.chunk_ids, p.source, p.page, p.page_end, p.heading_path,
-                                p.text[: int(len(p.text) * 0.7)], p.score, p.dense, p.keyword)]
+                used = [replace(used[0], text=used[0].text[: int(len(used[0].text) * 0.7)])]
                 continue
             raise AnswerError(f"the question does not fit the model's window of "
                               f"{self.settings.generation.context_window} tokens")
@@ -286,6 +287,12 @@ class Answerer:
         rendered = "\n\n".join(self.prompts.render("passage.txt", n=n, location=location, text=text.strip())
                                for n, location, text in blocks)
         return self.prompts.render("answer.user.txt", passages=rendered, question=question)
+
+    def abstention(self, passages: Sequence[Passage], lead: str = "") -> str:
+        """`lead` (default: the abstain wording) and the closest passages."""
+        closest = self.closest(passages)
+        lead = lead or self.prompts.render("abstain.txt")
+        return lead + ("\n\n" + closest if closest else "")
 
     def closest(self, passages: Sequence[Passage], limit: int = 3) -> str:
         lines = [f"[{i + 1}] {p.location}: {_snippet(p.text)}" for i, p in enumerate(passages[:limit])]
@@ -314,9 +321,7 @@ class Answerer:
     def stream(self, question: str, collection: str | None = None,
                history: Sequence[tuple[str, str]] = ()) -> AnswerRun:
         question = self.check_question(question)    # raise before anything streams
-        run = AnswerRun(iter(()))
-        run._events = self._events(run, question, collection, history)
-        return run
+        return AnswerRun(lambda run: self._events(run, question, collection, history))
 
     def _events(self, run: AnswerRun, question: str, collection: str | None,
                 history: Sequence[tuple[str, str]]) -> Iterator[Event]:
@@ -334,9 +339,7 @@ class Answerer:
         passages = found.passages
         reason = self.nothing_relevant(standalone, passages, found.top_dense)
         if reason:
-            text = self.prompts.render("abstain.txt")
-            closest = self.closest(passages)
-            text = text + ("\n\n" + closest if closest else "")
+            text = self.abstention(passages)
             timings.update(first_token_ms=_ms(started), total_ms=_ms(started), tokens=0)
             run.answer = Answer(question, standalone, text, True, passages, [], timings=timings,
                                 abstain_reason=reason)
@@ -401,8 +404,7 @@ class Answerer:
                         [n for n in cited_numbers(text) if n in valid], flags=flags, model_text=raw)
         if not text or ABSTAIN_PATTERN.match(text):
             answer.abstained, answer.abstain_reason, answer.cited = True, "model", []
-            closest = self.closest(passages)
-            answer.text = (raw or self.prompts.render("abstain.txt")) + ("\n\n" + closest if closest else "")
+            answer.text = self.abstention(passages, raw)
         elif self.config.fallback != "none" and not self._backed(text, passages):
             # Not one sentence is backed by the passage it cites. If the passages do not
             # even name everything the question asks about, the model was most likely
@@ -415,8 +417,7 @@ class Answerer:
                 answer.text, answer.cited, answer.fallback = replacement, cited, "extractive"
             else:
                 answer.abstained, answer.abstain_reason, answer.cited, answer.fallback = True, "unbacked", [], "abstain"
-                closest = self.closest(passages)
-                answer.text = self.prompts.render("abstain.txt") + ("\n\n" + closest if closest else "")
+                answer.text = self.abstention(passages)
         return answer
 
     def _backed(self, text: str, passages: Sequence[Passage]) -> bool:
@@ -429,7 +430,7 @@ class Answerer:
 
 
 def _plain(text: str) -> str:
-    return " ".join(find_markers_removed(text).split())
+    return " ".join(strip_markers(text).split())
 
 
 def _snippet(text: str, limit: int = 160) -> str:

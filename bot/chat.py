@@ -16,17 +16,12 @@ class ChatSession:
         self.history.clear()
 
     def stream(self, question: str) -> AnswerRun:
-        run = self.answerer.stream(question, self.collection, tuple(self.history))
-        events = run._events
+        return self.answerer.stream(question, self.collection, tuple(self.history)).then(self._record)
 
-        def recorded():
-            yield from events
-            answer = run.answer
-            # An abstention is kept out of the history: it has no subject to carry forward.
-            if answer is not None and not answer.abstained:
-                self.history.append((answer.standalone_question, answer.text))
-        run._events = recorded()
-        return run
+    def _record(self, answer) -> None:
+        # An abstention is kept out of the history: it has no subject to carry forward.
+        if answer is not None and not answer.abstained:
+            self.history.append((answer.standalone_question, answer.text))
 
     def ask(self, question: str):
         return self.stream(question).finish()

@@ -47,6 +47,11 @@ def clean(text: str, valid: range | set[int]) -> tuple[str, list[dict]]:
     return "".join(out), findings
 
 
+def strip_markers(text: str) -> str:
+    """The text without any citation marker (to compare its words with a passage's)."""
+    return MARKER.sub("", text)
+
+
 def cited_numbers(text: str) -> list[int]:
     """Passage numbers in order of first citation."""
     seen: dict[int, None] = {}
