@@ -98,7 +98,6 @@ class Baseline:
 
     def __init__(self, work: Path, name: str, folder: Path, embedder):
         import faiss
-        import numpy as np
         self.embedder = embedder
         directory = work / f"langchain-{name}"
         meta = directory / "chunks.json"
@@ -117,7 +116,6 @@ class Baseline:
                                          "page": c.metadata.get("page")} for c in chunks]))
         self.chunks = json.loads(meta.read_text())
         self.index = faiss.read_index(str(directory / "index.faiss"))
-        self._np = np
 
     def search(self, question: str, k: int) -> list[dict]:
         _, ids = self.index.search(self.embedder.embed([question]), k)
@@ -196,8 +194,7 @@ def part_retrieval(work: Path, settings, squad_n: int) -> dict:
                 ranked = []
                 for q in questions:
                     result = r.retrieve(q["question"], collection=collection, k=5, mode=mode, rerank=rerank)
-                    ranked.append([{"source": os.path.relpath(p.source, _ingested_root(home, collection, folder)),
-                                    "text": p.text} for p in result.passages])
+                    ranked.append(_as_dicts(result.passages, folder))
                 name = label + ("+merge" if merge else "")
                 figures[name] = {**_rank_figures(ranked, questions, hit),
                                  "ms_per_query": (time.perf_counter() - started) * 1000 / len(questions)}
@@ -209,8 +206,10 @@ def part_retrieval(work: Path, settings, squad_n: int) -> dict:
     return out
 
 
-def _ingested_root(home: Path, collection: str, folder: Path) -> Path:
-    return folder.resolve()
+def _as_dicts(passages, folder: Path) -> list[dict]:
+    """Passages as the hit checks and the log read them: source relative to the corpus."""
+    return [{"source": os.path.relpath(p.source, folder), "text": p.text, "heading": list(p.heading_path)}
+            for p in passages]
 
 
 def part_calibrate(work: Path, settings, squad_n: int) -> dict:
@@ -254,7 +253,7 @@ def part_ttft(work: Path, settings, n: int = 8) -> dict:
     answerer = Answerer(settings, retriever=Retriever(settings, embedder, home=docent_home(work, settings)),
                         generator=generator)
     answerer.warm_up("docs")
-    questions = _sample([q for q in docs_qa() if q["answerable"]], n, None)
+    questions = _sample([q for q in docs_qa() if q["answerable"]], n)
     answerer.ask("What is a gauge?", "docs")          # steady state: the fixed prompt prefix is cached
     rows = []
     for q in questions:
@@ -418,7 +417,7 @@ def _contains(prediction: str, references: list[str]) -> bool:
     return any(" " + " ".join(_tokens(ref)) + " " in text for ref in references if _tokens(ref))
 
 
-def _sample(items: list[dict], n: int, key) -> list[dict]:
+def _sample(items: list[dict], n: int) -> list[dict]:
     """Every `len/n`-th item, so a small run still spans the whole set."""
     if not n or n >= len(items):
         return items
@@ -434,24 +433,26 @@ def _answer_sets(limit: int, squad_n: int) -> dict:
     sq_yes = [q for q in squad if not q["is_impossible"]]
     sq_no = [q for q in squad if q["is_impossible"]]
     half = limit // 2 if limit else 0
-    docs = _sample(answerable, limit - half if limit else 0, None) + _sample(unanswerable, half, None)
-    sq = _sample(sq_yes, limit - half if limit else 40, None) + _sample(sq_no, half if limit else 20, None)
-    return {
-        "docs_qa": [{"question": q["question"], "references": [q["answer"]] if q["answer"] else [], "answerable": q["answerable"],
-                     "hit": (lambda p, q=q: _docs_hit(p, q)), "q": q} for q in docs],
-        "squad2": [{"question": q["question"], "references": q["answers"], "answerable": not q["is_impossible"],
-                    "hit": (lambda p, q=q: _squad_hit(p, q)), "q": q} for q in sq],
-    }
+    docs = _sample(answerable, limit - half if limit else 0) + _sample(unanswerable, half)
+    sq = _sample(sq_yes, limit - half if limit else 40) + _sample(sq_no, half if limit else 20)
+    return {"docs_qa": [_docs_item(q) for q in docs], "squad2": [_squad_item(q) for q in sq]}
+
+
+def _docs_item(q: dict) -> dict:
+    return {"question": q["question"], "references": [q["answer"]] if q["answer"] else [], "answerable": q["answerable"],
+            "hit": (lambda p: _docs_hit(p, q)), "q": q}
+
+
+def _squad_item(q: dict) -> dict:
+    return {"question": q["question"], "references": q["answers"], "answerable": not q["is_impossible"],
+            "hit": (lambda p: _squad_hit(p, q)), "q": q}
 
 
 def _all_items(set_name: str) -> dict[str, dict]:
     """Every question of a set as the answer part builds it, by question text (replay)."""
     if set_name == "docs_qa":
-        return {q["question"]: {"question": q["question"], "references": [q["answer"]] if q["answer"] else [],
-                                "answerable": q["answerable"], "hit": (lambda p, q=q: _docs_hit(p, q)), "q": q}
-                for q in docs_qa()}
-    return {q["question"]: {"question": q["question"], "references": q["answers"], "answerable": not q["is_impossible"],
-                            "hit": (lambda p, q=q: _squad_hit(p, q)), "q": q} for q in squad_questions(2000)}
+        return {q["question"]: _docs_item(q) for q in docs_qa()}
+    return {q["question"]: _squad_item(q) for q in squad_questions(2000)}
 
 
 def _score(rows: list[dict]) -> dict:
@@ -522,8 +523,7 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
                     row = _tutorial_answer(generator, baseline, item, settings)
                 else:
                     answer = answerer.ask(item["question"], collection)
-                    passages = [{"source": os.path.relpath(p.source, folder), "text": p.text, "heading": list(p.heading_path)}
-                                for p in answer.passages]
+                    passages = _as_dicts(answer.passages, folder)
                     row = _row(item, answer.text, answer.abstained, [passages[n - 1] for n in answer.cited],
                                answer.timings, answer.fallback)
                     # Enough to replay other post-processing rules offline without the LLM.
