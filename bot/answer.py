@@ -39,6 +39,10 @@ class AnswerError(Exception):
     """The question cannot be answered as asked (empty, too long, no collection...)."""
 
 
+class CollectionError(AnswerError):
+    """The collection to search is missing, empty or unreadable."""
+
+
 @dataclass
 class Event:
     kind: str        # "token": text to append; "replace": the answer was rewritten, show `text` instead
@@ -334,7 +338,7 @@ class Answerer:
         try:
             found: RetrievalResult = self.retriever.retrieve(standalone, collection)
         except RetrievalError as exc:
-            raise AnswerError(str(exc)) from None
+            raise CollectionError(str(exc)) from None
         timings["retrieve_ms"] = round(found.timings.get("retrieve_ms", 0.0), 1)
         passages = found.passages
         reason = self.nothing_relevant(standalone, passages, found.top_dense)

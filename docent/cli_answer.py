@@ -27,13 +27,14 @@ def _fail(message: str, code: int) -> None:
 
 def _errors():
     """(exception class, exit code) pairs, imported lazily."""
-    from bot.answer import AnswerError
+    from bot.answer import AnswerError, CollectionError
     from bot.generators import GeneratorError
     from bot.prompts import PromptError
     from bot.retrieval import RetrievalError
     from ingest.embedder import EmbedderError
-    return ((RetrievalError, EXIT_STORE), (GeneratorError, EXIT_MODEL), (EmbedderError, EXIT_MODEL),
-            (PromptError, EXIT_USAGE), (AnswerError, EXIT_USAGE))
+    # First match wins: CollectionError before its parent AnswerError.
+    return ((RetrievalError, EXIT_STORE), (CollectionError, EXIT_STORE), (GeneratorError, EXIT_MODEL),
+            (EmbedderError, EXIT_MODEL), (PromptError, EXIT_USAGE), (AnswerError, EXIT_USAGE))
 
 
 def _run_guarded(work):
@@ -45,11 +46,7 @@ def _run_guarded(work):
         click.echo("\ninterrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except tuple(cls for cls, _ in pairs) as exc:
-        code = next(code for cls, code in pairs if isinstance(exc, cls))
-        # An AnswerError wrapping a missing collection is a store problem, not usage.
-        if code == EXIT_USAGE and ("collection" in str(exc) and ("no collection" in str(exc) or "holds no" in str(exc))):
-            code = EXIT_STORE
-        _fail(str(exc), code)
+        _fail(str(exc), next(code for cls, code in pairs if isinstance(exc, cls)))
 
 
 def _print_passages(passages) -> None:
