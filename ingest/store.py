@@ -355,9 +355,10 @@ class Collection(_Base):
         finally:
             self.conn.execute("COMMIT")
 
-    def search(self, query_vectors: np.ndarray, k: int = 10) -> list[list[tuple[int, float]]]:
-        """Dense search: for each query vector, (chunk id, cosine score), best first."""
-        index = self.vector_index()
+    def search(self, query_vectors: np.ndarray, k: int = 10, index=None) -> list[list[tuple[int, float]]]:
+        """Dense search: for each query vector, (chunk id, cosine score), best first.
+        `index`: a vector_index() already fetched (then SQLite is not touched)."""
+        index = index if index is not None else self.vector_index()
         if index.ntotal == 0:
             return [[] for _ in range(len(query_vectors))]
         scores, ids = index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), min(k, index.ntotal))
