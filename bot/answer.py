@@ -19,10 +19,10 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Iterator, Sequence
 
 from bot.citations import CitationFilter, clean, cited_numbers, strip_markers
+from bot.guard.lexical import CONTENT_STOP, content_words, share_found, support
 from bot.prompts import Prompts
 from bot.retrieval import Passage, RetrievalResult, Retriever
 from docent.settings import Settings
@@ -65,6 +65,8 @@ class Answer:
     abstain_reason: str | None = None    # "retrieval" (nothing relevant) or "model" (it said so)
     dropped_passages: int = 0            # retrieved passages that did not fit the model's window
     model_text: str = ""                 # what the model wrote, before any fallback or abstention text
+    groundedness: float | None = None    # share of sentences the guard found backed (None: not checked)
+    guard_ms: float = 0.0
 
     @property
     def citations(self) -> list[dict]:
@@ -74,7 +76,7 @@ class Answer:
         return {"answer": self.text, "abstained": self.abstained, "citations": self.citations,
                 "flags": self.flags, "timings": self.timings, "question": self.question,
                 "standalone_question": self.standalone_question, "fallback": self.fallback,
-                "abstain_reason": self.abstain_reason}
+                "abstain_reason": self.abstain_reason, "groundedness": self.groundedness}
 
 
 class AnswerRun:
@@ -121,35 +123,10 @@ def citation_grammar(k: int) -> str:
         f'num ::= {numbers}\n')
 
 
-CONTENT_STOP = frozenset("""a an the of to in on for by with and or is are was were be been it its this that these
-those as at from can may must should will would do does not no you your we our they their there here which what
-when where who how use used using""".split())
-
-
-@lru_cache(maxsize=512)
-def _content_words(text: str, stop: frozenset = CONTENT_STOP, min_len: int = 2) -> frozenset[str]:
-    """Lower-case words worth comparing (cached: passages are compared sentence by sentence)."""
-    return frozenset(w for w in re.findall(r"[a-z0-9][a-z0-9_.\-/]*", text.lower()) if w not in stop and len(w) >= min_len)
-
-
-def _share_found(words: frozenset[str], present: frozenset[str]) -> float:
-    """Share of `words` found in `present`, a word also counting when its first five
-    letters start a present word (a cheap stemmer: "rotates" ~ "rotation")."""
-    if not words:
-        return 1.0
-    stems = {w[:5] for w in present}
-    return sum(1 for w in words if w in present or w[:5] in stems) / len(words)
-
-
 def supported_by(sentence: str, passage: str, threshold: float = 0.6) -> bool:
     """Cheap lexical check: most of the sentence's content words are in the passage.
-    (The groundedness guard does the real check; this only decides the fallback.)"""
+    (Decides the fallback; the groundedness guard in bot/guard does the real check.)"""
     return support(sentence, passage) >= threshold
-
-
-def support(sentence: str, passage: str) -> float:
-    """Share of the sentence's content words (or their 5-letter stems) found in the passage."""
-    return _share_found(_content_words(strip_markers(sentence)), _content_words(passage))
 
 
 QUESTION_STOP = CONTENT_STOP | frozenset("""i me my does did should could would many much long often which
@@ -159,8 +136,8 @@ who whom whose why get set make need want way ways there any some other default"
 def question_coverage(question: str, passages: Sequence[Passage]) -> float:
     """Share of the question's topic words (or their 5-letter stems) that the passages
     mention at all. An answer about a subject the passages never name cannot be backed."""
-    present = frozenset().union(*(_content_words(p.text + " " + p.heading) for p in passages))
-    return _share_found(_content_words(question, QUESTION_STOP, 3), present)
+    present = frozenset().union(*(content_words(p.text + " " + p.heading) for p in passages))
+    return share_found(content_words(question, QUESTION_STOP, 3), present)
 
 
 def repoint(text: str, passages: Sequence[Passage], margin: float = 0.25) -> tuple[str, list[dict]]:
@@ -213,6 +190,7 @@ class Answerer:
         self.retriever = retriever or Retriever(settings, home=home)
         self._generator = generator
         self.prompts = prompts or Prompts(settings.prompts_dir())
+        self._guard = None
 
     @property
     def generator(self):
@@ -224,6 +202,7 @@ class Answerer:
     def warm_up(self, collection: str | None = None) -> None:
         self.retriever.warm_up(collection)
         self.generator.warm_up()
+        _ = self.guard
         # Read the templates now: a broken one fails at start, not on the first question.
         for name in ("answer.system.txt", "answer.user.txt", "passage.txt", "abstain.txt", "abstain.closest.txt",
                      "condense.system.txt", "condense.user.txt"):
@@ -376,11 +355,14 @@ class Answerer:
         raw = "".join(pieces).strip()
         answer = self.finalize(question, standalone, raw, passages)
         answer.timings, answer.dropped_passages = timings, dropped
+        timings["guard_ms"] = answer.guard_ms
         if answer.abstained and answer.text.startswith(raw):
             if answer.text[len(raw):]:
                 yield Event("token", answer.text[len(raw):])
         elif answer.text != clean(raw, valid)[0]:
-            reason = "abstain" if answer.abstained else answer.fallback or "citations"
+            reason = "abstain" if answer.abstained else answer.fallback or (
+                "guard" if any(f["action"] == "redacted" and f["kind"] != "dangling_citation" for f in answer.flags)
+                else "citations")
             yield Event("replace", answer.text, reason)
         timings["total_ms"] = _ms(started)
         run.answer = answer
@@ -422,7 +404,37 @@ class Answerer:
             else:
                 answer.abstained, answer.abstain_reason, answer.cited, answer.fallback = True, "unbacked", [], "abstain"
                 answer.text = self.abstention(passages)
+        if not answer.abstained and self.guard is not None:
+            self.check_groundedness(answer)
         return answer
+
+    @property
+    def guard(self):
+        """The groundedness scanner (None when guard.groundedness is off)."""
+        if self._guard is None and self.settings.guard.groundedness:
+            from bot.guard.groundedness import GroundednessGuard
+            config = self.settings.guard
+            self._guard = GroundednessGuard(config.threshold or None, config.unsupported)
+        return self._guard
+
+    def check_groundedness(self, answer: Answer) -> None:
+        """Every sentence checked against the passages it cites: findings into flags,
+        unsupported sentences cut when the policy says drop, the answer-level score kept."""
+        from bot.guard.groundedness import apply_policy
+        started = time.perf_counter()
+        texts = [f"{p.heading}\n{p.text}" if p.heading else p.text for p in answer.passages]
+        verdict = self.guard.check(answer.text, texts)
+        # Wrong citations are repoint()'s to correct and report (answer.repoint_citations).
+        findings = [f for f in self.guard.findings(verdict) if f.kind != "wrong_citation"]
+        answer.groundedness = round(verdict.score, 3)
+        answer.flags += [f.to_dict() for f in findings]
+        if any(f.action == "redacted" for f in findings):
+            answer.text = apply_policy(answer.text, findings)
+            answer.cited = [n for n in cited_numbers(answer.text) if 0 < n <= len(answer.passages)]
+            if not answer.text:
+                answer.abstained, answer.abstain_reason, answer.cited = True, "unsupported", []
+                answer.text = self.abstention(answer.passages)
+        answer.guard_ms = _ms(started)
 
     def _backed(self, text: str, passages: Sequence[Passage]) -> bool:
         """At least one sentence cites a passage that holds most of its words."""

@@ -60,6 +60,7 @@ def main(ctx: click.Context, home: str | None, settings_file: str | None) -> Non
       docent ask "How do I rotate the API keys?"   a cited answer (streamed)
       docent chat                         a conversation with follow-ups
       docent retrieve "api keys" -k 5     just the best passages
+      docent verify --context a.md --answer "..."   is an answer backed by its passages?
 
     Indexes are kept per collection (default: "default") under --home.
     Settings: docent/settings.toml, overridden by --settings FILE and by env
@@ -218,6 +219,8 @@ from docent.cli_answer import ask, chat, retrieve  # noqa: E402  (commands kept 
 main.add_command(ask)
 main.add_command(chat)
 main.add_command(retrieve)
+from docent.cli_verify import verify  # noqa: E402
+main.add_command(verify)
 
 if __name__ == "__main__":
     main()

@@ -69,6 +69,7 @@ REPLACED = {
     "extractive": "The answer above was not backed by the passages it cited; their own words instead:",
     "abstain": "The answer above was not backed by the passages, so it is withdrawn:",
     "citations": "Citations corrected to the passages that hold the words:",
+    "guard": "Sentences the passages do not back were removed:",
 }
 
 

@@ -91,6 +91,13 @@ class AnswerSettings:
 
 
 @dataclass(frozen=True)
+class GuardSettings:
+    groundedness: bool = True
+    unsupported: str = "flag"
+    threshold: float = 0.0
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: PathSettings = field(default_factory=PathSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -99,6 +106,7 @@ class Settings:
     retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
+    guard: GuardSettings = field(default_factory=GuardSettings)
     profile: str = ""
 
     def home_dir(self, override: str | os.PathLike | None = None) -> Path:
@@ -122,7 +130,7 @@ class Settings:
 
 _SECTIONS = {"paths": PathSettings, "ingest": IngestSettings, "chunking": ChunkingSettings,
              "embedding": EmbeddingSettings, "retrieval": RetrievalSettings,
-             "generation": GenerationSettings, "answer": AnswerSettings}
+             "generation": GenerationSettings, "answer": AnswerSettings, "guard": GuardSettings}
 
 
 def load_settings(

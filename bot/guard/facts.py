@@ -1,0 +1,207 @@
+"""Exact checks: the hard facts of a claim (numbers, versions, dates, names, identifiers,
+paths, quoted strings) must appear in the passages it cites, and the passage sentence
+the claim restates must not say the opposite (a different number, a negation, an
+antonym such as enable/disable).
+
+Cheap and precise: a fact that is in no cited passage is almost always a hallucination
+or a wrong citation. What these checks cannot see (a paraphrase that changes the
+meaning without changing a fact) is left to the other signals.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from bot.citations import strip_markers
+from bot.guard.lexical import content_words, share_found
+
+NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+                "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
+                "once": "1", "twice": "2", "single": "1", "double": "2", "half": "0.5", "first": "1",
+                "second": "2", "third": "3", "hundred": "100", "thousand": "1000", "million": "1000000"}
+NEGATORS = frozenset("not no never none nothing neither nor cannot without unable n't isn't aren't wasn't weren't "
+                     "don't doesn't didn't won't can't couldn't shouldn't mustn't".split())
+ANTONYMS = [("enable", "disable"), ("enabled", "disabled"), ("allow", "deny"), ("allowed", "denied"),
+            ("true", "false"), ("before", "after"), ("increase", "decrease"), ("increases", "decreases"),
+            ("minimum", "maximum"), ("min", "max"), ("required", "optional"), ("mandatory", "optional"),
+            ("start", "stop"), ("starts", "stops"), ("open", "close"), ("read", "write"), ("input", "output"),
+            ("include", "exclude"), ("included", "excluded"), ("inside", "outside"), ("upper", "lower"),
+            ("first", "last"), ("older", "newer"), ("earlier", "later"), ("more", "less"), ("larger", "smaller"),
+            ("higher", "lower"), ("faster", "slower"), ("add", "remove"), ("added", "removed"),
+            ("public", "private"), ("synchronous", "asynchronous"), ("sync", "async"), ("always", "never"),
+            ("supported", "unsupported"), ("valid", "invalid"), ("success", "failure"), ("accept", "reject"),
+            ("client", "server"), ("encrypt", "decrypt"), ("ascending", "descending"), ("import", "export")]
+_OPPOSITE = {a: b for a, b in ANTONYMS} | {b: a for a, b in ANTONYMS}
+MONTHS = frozenset("january february march april may june july august september october november december".split())
+# Capitalised words that name no particular thing (a sentence may start with them anywhere
+# in a list, or capitalise them for emphasis).
+COMMON_CAPS = frozenset("""the a an this that these those it its if when then to in on for by with and or but not
+no yes you your we our they their there here which what where who how why use set run see note also each every
+all any some both either one two after before first next finally default example for yes true false none null
+step steps i""".split())
+
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:[.,:]\d+)*(?:%|[a-z]{0,3}\b)?", re.I)
+_GROUPED = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\w,]\d)")
+_TOKEN = re.compile(r"[\w$@~%+=:/\\.\-]+")
+_QUOTED = re.compile(r"\"([^\"\n]{2,80})\"|“([^”\n]{2,80})”|`([^`\n]{1,120})`|(?<!\w)'([^'\n]{2,80})'(?!\w)")
+
+
+@dataclass(frozen=True)
+class Fact:
+    kind: str       # number / quoted / identifier / name
+    text: str       # as written in the claim
+
+
+@dataclass
+class ExactResult:
+    missing: list[Fact] = field(default_factory=list)        # facts found in none of the passages
+    conflicts: list[str] = field(default_factory=list)       # why the passage says otherwise
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and not self.conflicts
+
+
+def facts(claim: str) -> list[Fact]:
+    """The checkable facts of a claim, most specific first, without duplicates."""
+    text = strip_markers(claim)
+    out: list[Fact] = []
+    for match in _QUOTED.finditer(text):
+        quoted = next(g for g in match.groups() if g is not None).strip()
+        if quoted:
+            out.append(Fact("quoted", quoted))
+    # Numbers with thousands separators first ("39,134"), then the remaining tokens.
+    for match in _GROUPED.finditer(text):
+        out.append(Fact("number", match.group(0)))
+    text = _GROUPED.sub(" ", text)
+    words = [(m.group(0), m.start()) for m in _TOKEN.finditer(text)]
+    for index, (raw, start) in enumerate(words):
+        token = raw.strip(".,:;!?-/\\'\"")
+        if not token or any(token in f.text for f in out if f.kind == "quoted"):
+            continue
+        if _is_identifier(token):
+            out.append(Fact("identifier", token))
+        elif re.fullmatch(r"[-+]?\d+(?:[.,:]\d+)*%?", token):
+            out.append(Fact("number", token))
+        elif token[0].isupper() and token.lower() not in COMMON_CAPS and not _sentence_start(text, start) \
+                and token.lower() not in MONTHS | set(NUMBER_WORDS):
+            out.append(Fact("name", token))
+    seen, unique = set(), []
+    for fact in out:
+        if (fact.kind, fact.text.lower()) not in seen:
+            seen.add((fact.kind, fact.text.lower()))
+            unique.append(fact)
+    return unique
+
+
+def _is_identifier(token: str) -> bool:
+    """Paths, file names, flags, env vars, snake_case, camelCase, versions like v1.2."""
+    if len(token) < 2:
+        return False
+    if re.search(r"[a-z][A-Z]", token) or re.fullmatch(r"--?[A-Za-z][\w-]*", token):
+        return True
+    if re.search(r"\w[_/\\]\w|\w\.\w", token) and not re.fullmatch(r"[\d.,:]+%?", token):
+        return True
+    if re.fullmatch(r"[A-Z][A-Z0-9_]{2,}", token) and not token.isdigit():
+        return True
+    return bool(re.fullmatch(r"(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9]+", token)) and not re.fullmatch(r"\d+(st|nd|rd|th|s|px|ms|kb|mb|gb|tb|k|m|x)", token, re.I)
+
+
+def _sentence_start(text: str, start: int) -> bool:
+    before = text[:start].rstrip(" \t\"'(*`[")
+    return not before or before[-1] in ".!?:\n•-" or bool(re.search(r"(^|\n)\s*(\d+[.)]|[-*+])$", before))
+
+
+@lru_cache(maxsize=1024)
+def _normalised(passage: str) -> str:
+    return " ".join(passage.lower().replace("’", "'").replace("“", '"').replace("”", '"').split())
+
+
+@lru_cache(maxsize=1024)
+def _numbers(passage: str) -> frozenset[str]:
+    found = set()
+    for match in _NUMBER.finditer(passage):
+        value = re.match(r"[-+]?\d+(?:[.,:]\d+)*", match.group(0)).group(0).lstrip("+")
+        found.add(_number_key(value))
+    for word in re.findall(r"[a-z]+", passage.lower()):
+        if word in NUMBER_WORDS:
+            found.add(NUMBER_WORDS[word])
+    return frozenset(found)
+
+
+def _number_key(value: str) -> str:
+    """"1,000" and "1000" are one number; "3.0" and "3" too."""
+    value = value.rstrip("%")
+    if re.fullmatch(r"\d{1,3}(,\d{3})+", value):
+        value = value.replace(",", "")
+    if re.fullmatch(r"\d+\.0+", value):
+        value = value.split(".")[0]
+    return value
+
+
+def found_in(fact: Fact, passage: str) -> bool:
+    norm = _normalised(passage)
+    if fact.kind == "number":
+        return _number_key(fact.text) in _numbers(passage)
+    needle = _normalised(fact.text)
+    if fact.kind == "quoted":
+        return needle in norm or _normalised(needle.strip(" .")) in norm
+    if re.search(rf"(?<![\w]){re.escape(needle)}", norm):
+        return True
+    # A plural or possessive of something the passage names ("APIs", "Postgres's").
+    stem = re.sub(r"('s|s|es)$", "", needle)
+    return len(stem) >= 3 and stem != needle and re.search(rf"(?<![\w]){re.escape(stem)}", norm) is not None
+
+
+def check(claim: str, passages: list[str]) -> ExactResult:
+    """Facts of the claim that none of `passages` holds, and contradictions between the
+    claim and the passage sentence it most resembles."""
+    result = ExactResult()
+    for fact in facts(claim):
+        if not any(found_in(fact, p) for p in passages):
+            result.missing.append(fact)
+    aligned = best_sentence(claim, passages)
+    if aligned is not None:
+        result.conflicts = conflicts(claim, aligned, result.missing)
+    return result
+
+
+def best_sentence(claim: str, passages: list[str]) -> str | None:
+    """The passage sentence whose words the claim shares most (what it restates)."""
+    words = content_words(strip_markers(claim))
+    best, best_share = None, 0.0
+    for passage in passages:
+        for sentence in re.split(r"(?<=[.!?])\s+|\n+", passage):
+            if not sentence.strip():
+                continue
+            share = share_found(words, content_words(sentence))
+            if share > best_share:
+                best, best_share = sentence, share
+    return best if best_share >= 0.5 else None
+
+
+def conflicts(claim: str, sentence: str, missing: list[Fact]) -> list[str]:
+    """Ways the claim says the opposite of the sentence it restates."""
+    out = []
+    claim_words = re.findall(r"[a-z']+", strip_markers(claim).lower())
+    source_words = re.findall(r"[a-z']+", sentence.lower())
+    if _negated(claim_words) != _negated(source_words):
+        out.append("negated where the passage is not" if _negated(claim_words) else "the passage negates it")
+    claim_set, source_set = set(claim_words), set(source_words)
+    for word in claim_set:
+        opposite = _OPPOSITE.get(word)
+        if opposite and opposite in source_set and word not in source_set:
+            out.append(f"'{word}' where the passage says '{opposite}'")
+    missing_numbers = [f for f in missing if f.kind == "number"]
+    if missing_numbers:
+        claim_numbers = {_number_key(f.text) for f in facts(claim) if f.kind == "number"}
+        other = sorted(_numbers(sentence) - claim_numbers)
+        if other:
+            out.append(f"{missing_numbers[0].text} where the passage says {other[0]}")
+    return out
+
+
+def _negated(words: list[str]) -> bool:
+    return sum(1 for w in words if w in NEGATORS or w.endswith("n't")) % 2 == 1

@@ -1,0 +1,36 @@
+"""The one finding shape every guard check reports, and the scanner interface.
+
+A scanner is anything with `scan(question, answer, passages) -> list[Finding]` (the
+llm-guard shape, minus the rewritten text: an action that changes the answer is applied
+by the caller from the findings). Findings land in `flags` of `docent ask --json`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol, Sequence
+
+SEVERITIES = ("low", "medium", "high")
+ACTIONS = ("flagged", "redacted", "blocked")
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str                     # unsupported, contradicted, wrong_citation, dangling_citation, ...
+    severity: str                 # low / medium / high
+    span: tuple[int, int]         # (start, end) in the answer text
+    message: str                  # one line a user can read
+    evidence: int | None          # the passage number (1-based) the finding points at
+    action: str                   # flagged / redacted / blocked
+    score: float                  # the check's confidence, 0..1
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["span"] = list(self.span)
+        out["score"] = round(float(self.score), 3)
+        return out
+
+
+class Scanner(Protocol):
+    def scan(self, question: str, answer: str, passages: Sequence[str]) -> list[Finding]:
+        ...

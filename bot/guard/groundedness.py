@@ -1,0 +1,169 @@
+"""Is each sentence of an answer backed by the passages it cites?
+
+    guard = GroundednessGuard(settings.guard)
+    verdict = guard.check(answer_text, [passage texts, numbered from 1])
+    verdict.sentences[0].label        # supported / unsupported / contradicted / wrong_citation
+    guard.scan(question, answer_text, passages)   # the same, as findings for `flags`
+
+Signals per (sentence, passage), combined by a logistic model into one score, the
+probability that the passage backs the sentence (weights and threshold fitted by
+`python -m bot.guard.train` and stored in bot/guard/groundedness.json):
+- lexical: share of the sentence's content words the passage holds (the trivial
+  baseline, also reported alone by benchmarks/guard.py);
+- exact: numbers, versions, names, identifiers, paths and quoted strings of the
+  sentence that the passage lacks;
+- conflict: the passage sentence it restates says otherwise (another number, a
+  negation, an antonym).
+A sentence without a citation is checked against every passage.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from bot.citations import cited_numbers, strip_markers
+from bot.guard import facts as exact
+from bot.guard.findings import Finding
+from bot.guard.lexical import content_words, support
+from bot.guard.sentences import Sentence, split_claims
+
+LABELS = ("supported", "unsupported", "contradicted", "wrong_citation")
+MODEL_FILE = Path(__file__).with_name("groundedness.json")
+FEATURES = ("bias", "lexical", "has_missing", "missing_share", "conflict")
+
+
+@dataclass
+class SentenceVerdict:
+    text: str
+    span: tuple[int, int]
+    label: str
+    score: float                 # probability that the cited passages back the sentence
+    best_passage: int | None     # 1-based number of the passage that backs it best
+    cited: list[int]
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "label": self.label, "score": round(self.score, 3),
+                "best_passage": self.best_passage, "cited": self.cited, "span": list(self.span),
+                "reason": self.reason}
+
+
+@dataclass
+class Verdict:
+    sentences: list[SentenceVerdict] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        """Answer-level groundedness: the share of checked sentences that are supported
+        (a wrongly cited but backed sentence counts as supported)."""
+        checked = [s for s in self.sentences if s.label != "skipped"]
+        if not checked:
+            return 1.0
+        return sum(1 for s in checked if s.label in ("supported", "wrong_citation")) / len(checked)
+
+    def to_dict(self) -> dict:
+        return {"sentences": [s.to_dict() for s in self.sentences if s.label != "skipped"],
+                "groundedness": round(self.score, 3)}
+
+
+@dataclass(frozen=True)
+class Model:
+    weights: tuple[float, ...]
+    threshold: float
+
+    @classmethod
+    def load(cls, path: Path = MODEL_FILE) -> "Model":
+        data = json.loads(path.read_text())
+        return cls(tuple(data["weights"][name] for name in FEATURES), float(data["threshold"]))
+
+    def score(self, features: Sequence[float]) -> float:
+        z = sum(w * x for w, x in zip(self.weights, features))
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def features(sentence: str, passages: Sequence[str]) -> tuple[tuple[float, ...], exact.ExactResult]:
+    """The signals for one sentence against the text of the passages it is compared with."""
+    joined = "\n".join(passages)
+    result = exact.check(sentence, list(passages))
+    found = exact.facts(sentence)
+    missing_share = len(result.missing) / len(found) if found else 0.0
+    return (1.0, support(sentence, joined), float(bool(result.missing)), missing_share,
+            float(bool(result.conflicts))), result
+
+
+class GroundednessGuard:
+    """The groundedness scanner. `threshold` (from settings) overrides the fitted one."""
+
+    def __init__(self, threshold: float | None = None, policy: str = "flag", model: Model | None = None):
+        self.model = model or Model.load()
+        self.threshold = self.model.threshold if threshold is None else threshold
+        if policy not in ("flag", "drop"):
+            raise ValueError(f"guard.unsupported must be 'flag' or 'drop', not {policy!r}")
+        self.policy = policy
+
+    def check(self, answer: str, passages: Sequence[str]) -> Verdict:
+        verdict = Verdict()
+        for sentence in split_claims(answer):
+            verdict.sentences.append(self._judge(sentence, passages))
+        return verdict
+
+    def _judge(self, sentence: Sentence, passages: Sequence[str]) -> SentenceVerdict:
+        valid = [n for n in cited_numbers(sentence.text) if 0 < n <= len(passages)]
+        span = (sentence.start, sentence.end)
+        if not passages or sentence.kind == "heading" or (not content_words(strip_markers(sentence.text))
+                                                          and not exact.facts(sentence.text)):
+            return SentenceVerdict(sentence.text, span, "skipped", 1.0, None, valid)
+        pool = valid or list(range(1, len(passages) + 1))
+        cited_features, cited_exact = features(sentence.text, [passages[n - 1] for n in pool])
+        cited_score = self.model.score(cited_features)
+        scores = {n: self.model.score(features(sentence.text, [passages[n - 1]])[0])
+                  for n in range(1, len(passages) + 1)}
+        best = max(scores, key=scores.__getitem__)
+        if cited_exact.conflicts:
+            # The evidence is the cited passage that the sentence restates (and contradicts).
+            closest = max(pool, key=lambda n: support(sentence.text, passages[n - 1]))
+            return SentenceVerdict(sentence.text, span, "contradicted", cited_score, closest, valid,
+                                   "; ".join(cited_exact.conflicts))
+        if cited_score >= self.threshold:
+            top = best if best in pool else max(pool, key=scores.__getitem__)
+            return SentenceVerdict(sentence.text, span, "supported", cited_score, top, valid)
+        if valid and best not in valid and scores[best] >= self.threshold:
+            return SentenceVerdict(sentence.text, span, "wrong_citation", scores[best], best, valid,
+                                   f"cited [{', '.join(map(str, valid))}], but passage [{best}] backs it")
+        missing = ", ".join(f.text for f in cited_exact.missing[:3])
+        reason = f"not in the cited passages: {missing}" if missing else "the cited passages do not say this"
+        return SentenceVerdict(sentence.text, span, "unsupported", cited_score, best, valid, reason)
+
+    def scan(self, question: str, answer: str, passages: Sequence[str]) -> list[Finding]:
+        """One finding per sentence that is not supported as cited."""
+        return self.findings(self.check(answer, passages))
+
+    def findings(self, verdict: Verdict) -> list[Finding]:
+        findings = []
+        for s in verdict.sentences:
+            if s.label in ("supported", "skipped"):
+                continue
+            if s.label == "wrong_citation":
+                findings.append(Finding("wrong_citation", "low", s.span, s.reason,
+                                        s.best_passage, "flagged", s.score))
+                continue
+            severity = "high" if s.label == "contradicted" else "medium"
+            action = "redacted" if self.policy == "drop" else "flagged"
+            quote = s.text if len(s.text) <= 80 else s.text[:77].rsplit(" ", 1)[0] + "…"
+            findings.append(Finding(s.label, severity, s.span, f"{s.label}: “{quote}” ({s.reason})", s.best_passage, action,
+                                    1.0 - s.score))
+        return findings
+
+
+def apply_policy(answer: str, findings: Sequence[Finding]) -> str:
+    """The answer with every redacted (dropped) sentence cut out."""
+    out, pos = [], 0
+    for finding in sorted((f for f in findings if f.action == "redacted"), key=lambda f: f.span[0]):
+        out.append(answer[pos:finding.span[0]])
+        pos = finding.span[1]
+    out.append(answer[pos:])
+    return " ".join("".join(out).split(" ")).strip()

@@ -1,0 +1,34 @@
+"""Word-overlap measures: the cheap signals (and the trivial baseline the guard's
+benchmark reports beside every figure)."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from bot.citations import strip_markers
+
+CONTENT_STOP = frozenset("""a an the of to in on for by with and or is are was were be been it its this that these
+those as at from can may must should will would do does not no you your we our they their there here which what
+when where who how use used using""".split())
+
+
+@lru_cache(maxsize=2048)
+def content_words(text: str, stop: frozenset = CONTENT_STOP, min_len: int = 2) -> frozenset[str]:
+    """Lower-case words worth comparing (cached: passages are compared sentence by sentence)."""
+    words = (w.rstrip(".-/") for w in re.findall(r"[^\W_][\w.\-/]*", text.lower()))
+    return frozenset(w for w in words if w not in stop and len(w) >= min_len)
+
+
+def share_found(words: frozenset[str], present: frozenset[str]) -> float:
+    """Share of `words` found in `present`, a word also counting when its first five
+    letters start a present word (a cheap stemmer: "rotates" ~ "rotation")."""
+    if not words:
+        return 1.0
+    stems = {w[:5] for w in present}
+    return sum(1 for w in words if w in present or w[:5] in stems) / len(words)
+
+
+def support(sentence: str, passage: str) -> float:
+    """Share of the sentence's content words (or their 5-letter stems) found in the passage."""
+    return share_found(content_words(strip_markers(sentence)), content_words(passage))

@@ -1,0 +1,88 @@
+"""Answer text -> the claims to check, each with its span in the text.
+
+Sentences end at . ! ? followed by a capital, digit or quote, but not after common
+abbreviations (e.g., i.e., etc.) and not inside versions, file names or numbers (v1.2,
+pg_hba.conf, 3.5). Each list item and each heading is a claim of its own; a fenced code
+block is one claim (its identifiers are still checked). A citation marker written after
+the full stop ("... keys. [2] Next") stays with the sentence before it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ABBREVIATIONS = frozenset("e.g i.e etc vs cf approx fig no nr mr mrs ms dr st jr sr inc ltd co corp dept est "
+                          "min max sec ver vol p pp ch art ex".split())
+_FENCE = re.compile(r"^(```|~~~)[^\n]*\n.*?(^\1[^\n]*$|\Z)", re.M | re.S)
+_ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
+_END = re.compile(r"[.!?]+[\"')\]]*(?:\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\])*(?=\s+[\"'(\[`*]?[A-Z0-9])")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    text: str
+    start: int
+    end: int
+    kind: str = "prose"           # prose / item / heading / code
+
+
+def split_claims(text: str) -> list[Sentence]:
+    """The answer cut into claims, in order, with their (start, end) spans."""
+    out: list[Sentence] = []
+    pos = 0
+    for fence in _FENCE.finditer(text):
+        out += _split_lines(text, pos, fence.start())
+        block = fence.group(0).rstrip()
+        out.append(Sentence(block, fence.start(), fence.start() + len(block), "code"))
+        pos = fence.end()
+    out += _split_lines(text, pos, len(text))
+    return [s for s in out if s.text]
+
+
+def _split_lines(text: str, start: int, end: int) -> list[Sentence]:
+    """Prose between code blocks: paragraphs, list items and headings, then sentences."""
+    out: list[Sentence] = []
+    block_start, kind = None, "prose"
+    offset = start
+    for line in text[start:end].splitlines(keepends=True):
+        stripped = line.strip()
+        item = _ITEM.match(line)
+        heading = stripped.startswith("#")
+        if not stripped or item or heading:
+            if block_start is not None:
+                out += _sentences(text, block_start, offset, kind)
+                block_start = None
+        if heading:
+            out += _trimmed(text, offset + line.index("#"), offset + len(line.rstrip()), "heading")
+        elif item:
+            block_start, kind = offset + item.end(), "item"
+        elif stripped and block_start is None:
+            block_start, kind = offset, "prose"
+        offset += len(line)
+    if block_start is not None:
+        out += _sentences(text, block_start, end, kind)
+    return out
+
+
+def _sentences(text: str, start: int, end: int, kind: str) -> list[Sentence]:
+    out, pos = [], start
+    for match in _END.finditer(text, start, end):
+        before = text[pos:match.start()]
+        word = re.search(r"(\w+)$", before)
+        if word and match.group(0).startswith(".") and (word.group(1).lower() in ABBREVIATIONS or len(word.group(1)) == 1
+                                                        and word.group(1).isupper()):
+            continue                      # "e.g. Foo", "J. Smith": not a sentence end
+        out += _trimmed(text, pos, match.end(), kind)
+        pos = match.end()
+    out += _trimmed(text, pos, end, kind)
+    return out
+
+
+def _trimmed(text: str, start: int, end: int, kind: str) -> list[Sentence]:
+    chunk = text[start:end]
+    lead = len(chunk) - len(chunk.lstrip())
+    body = chunk.strip()
+    if not body:
+        return []
+    return [Sentence(body, start + lead, start + lead + len(body), kind)]

@@ -1,0 +1,104 @@
+"""`docent verify`: the groundedness check on any answer, from any model, against given
+passages (the same check `ask` runs on its own answers)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+VERIFY_EXIT_HELP = """\b
+Exit status:
+  0    checked (whatever the verdict)
+  1    checked, and --strict was given and a sentence is not supported
+  2    bad input (no answer, unreadable file, a batch line that is not a JSON object)
+"""
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.UsageError(f"cannot read {path}: {exc.strerror if isinstance(exc, OSError) else 'not UTF-8 text'}")
+
+
+def _batch(path: str):
+    """(line number, context, answer) for each line of a JSONL file."""
+    for number, line in enumerate(_read(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            context, answer = row["context"], row["answer"]
+            if isinstance(context, str):
+                context = [context]
+            if not isinstance(answer, str) or not all(isinstance(c, str) for c in context):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise click.UsageError(f'{path}:{number}: expected {{"context": [passage, ...], "answer": "..."}}')
+        yield number, context, answer
+
+
+def _show(verdict) -> None:
+    colours = {"supported": "green", "unsupported": "yellow", "contradicted": "red", "wrong_citation": "cyan"}
+    for s in verdict.sentences:
+        if s.label == "skipped":
+            continue
+        where = f" (best passage [{s.best_passage}])" if s.best_passage else ""
+        click.echo(click.style(f"{s.label:14}", fg=colours[s.label]) + f" {s.score:.2f}  {s.text}{where}")
+        if s.reason:
+            click.echo(f"{'':20}{s.reason}")
+    click.echo(f"groundedness {verdict.score:.2f}")
+
+
+@click.command(epilog=VERIFY_EXIT_HELP)
+@click.option("--context", "contexts", multiple=True, metavar="FILE",
+              help="A passage the answer may cite (repeat; the first is [1]).")
+@click.option("--answer", metavar="TEXT|FILE", help="The answer to check: a file's path, or the text itself.")
+@click.option("--batch", metavar="FILE.jsonl",
+              help='Check many: each line {"context": [passage, ...], "answer": "..."}; one result line each.')
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: sentences (text, label, score, best_passage).")
+@click.option("--strict", is_flag=True, help="Exit 1 when a sentence is unsupported, contradicted or wrongly cited.")
+@click.pass_obj
+def verify(obj, contexts, answer, batch, as_json, strict) -> None:
+    """Check that each sentence of an answer is backed by the passages it cites.
+
+    Sentences cite passages as [1], [2] (numbered in the order of --context); a
+    sentence without a marker is checked against all of them. Each sentence is
+    labelled supported, unsupported, contradicted (the passage says otherwise: another
+    number, a negation, an opposite word) or wrong_citation (another passage backs it).
+
+    \b
+      docent verify --context install.md --answer "Run make install [1]."
+      docent verify --batch answers.jsonl --json
+    """
+    from bot.guard.groundedness import GroundednessGuard
+    if batch and (contexts or answer):
+        raise click.UsageError("give either --batch or --context/--answer, not both")
+    if not batch and not answer:
+        raise click.UsageError("nothing to check: give --answer TEXT|FILE (with --context FILE...) or --batch FILE")
+    config = obj.settings.guard
+    guard = GroundednessGuard(config.threshold or None)       # loaded once for the whole batch
+    problems = False
+    if batch:
+        for _, context, text in _batch(batch):
+            verdict = guard.check(text, context)
+            problems |= verdict.score < 1.0
+            if as_json:
+                click.echo(json.dumps(verdict.to_dict(), ensure_ascii=False))
+            else:
+                _show(verdict)
+                click.echo()
+    else:
+        text = _read(answer) if Path(answer).is_file() else answer
+        if not text.strip():
+            raise click.UsageError("the answer is empty")
+        verdict = guard.check(text, [_read(path) for path in contexts])
+        problems = verdict.score < 1.0 or any(s.label != "supported" for s in verdict.sentences if s.label != "skipped")
+        if as_json:
+            click.echo(json.dumps(verdict.to_dict(), indent=2, ensure_ascii=False))
+        else:
+            _show(verdict)
+    sys.exit(1 if strict and problems else 0)

@@ -1,0 +1,153 @@
+"""The groundedness guard: exact checks, the claim splitter, citation checks, the
+verdict JSON of `docent verify`, the policy in answers, and the training script."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from bot.guard.facts import check, facts
+from bot.guard.groundedness import GroundednessGuard, apply_policy
+from bot.guard.sentences import split_claims
+from conftest import FakeGenerator
+
+PORT = "The server listens on port 5432 by default. Restart the server after editing pg_hba.conf."
+KEYS = "API keys rotate every 90 days. Rotation is enabled by default for new projects."
+
+
+@pytest.fixture(scope="module")
+def guard():
+    return GroundednessGuard()
+
+
+def _labels(guard, answer, passages):
+    return [(s.label, s.best_passage) for s in guard.check(answer, passages).sentences]
+
+
+def test_a_changed_number_is_caught_as_a_contradiction(guard):
+    verdict = guard.check("The server listens on port 8080 [1].", [PORT])
+    sentence = verdict.sentences[0]
+    assert sentence.label == "contradicted"
+    assert "8080" in sentence.reason and "5432" in sentence.reason
+    assert verdict.score == 0.0
+
+
+def test_a_name_the_passages_lack_makes_the_sentence_unsupported(guard):
+    result = check("Restart the server with Kubernetes after editing pg_hba.conf.", [PORT])
+    assert [f.text for f in result.missing] == ["Kubernetes"]
+    assert _labels(guard, "Restart the server with Kubernetes after editing pg_hba.conf [1].", [PORT]) == \
+        [("unsupported", 1)]
+
+
+def test_restated_sentences_are_supported(guard):
+    answer = "The server listens on port 5432 [1]. API keys rotate every 90 days [2]."
+    assert _labels(guard, answer, [PORT, KEYS]) == [("supported", 1), ("supported", 2)]
+    assert guard.check(answer, [PORT, KEYS]).score == 1.0
+
+
+def test_negation_and_opposite_words_contradict(guard):
+    assert _labels(guard, "You do not need to restart the server after editing pg_hba.conf [1].", [PORT])[0][0] == \
+        "contradicted"
+    assert _labels(guard, "Rotation is disabled by default for new projects [1].", [KEYS])[0][0] == "contradicted"
+
+
+def test_a_sentence_backed_by_another_passage_is_a_wrong_citation(guard):
+    sentence = guard.check("API keys rotate every 90 days [1].", [PORT, KEYS]).sentences[0]
+    assert (sentence.label, sentence.best_passage, sentence.cited) == ("wrong_citation", 2, [1])
+    finding = guard.scan("q", "API keys rotate every 90 days [1].", [PORT, KEYS])[0]
+    assert (finding.kind, finding.evidence, finding.action) == ("wrong_citation", 2, "flagged")
+
+
+def test_numbers_are_compared_as_numbers():
+    assert check("It counted 39,134 people.", ["The population was 39134 in 2010."]).ok
+    assert [(f.kind, f.text) for f in facts("Version 1.2.3 needs 2 GB.")] == [("number", "1.2.3"), ("number", "2"), ("name", "GB")]
+    assert not check("It needs 3 GB.", ["It needs 2 GB of disk."]).ok
+
+
+def test_splitter_keeps_versions_abbreviations_and_markers_in_one_sentence():
+    text = "Install v1.2 from pkg.tar.gz, e.g. with apt [1]. Then edit pg_hba.conf. [2] Done!"
+    assert [s.text for s in split_claims(text)] == [
+        "Install v1.2 from pkg.tar.gz, e.g. with apt [1].", "Then edit pg_hba.conf. [2]", "Done!"]
+    for s in split_claims(text):
+        assert text[s.start:s.end] == s.text
+
+
+def test_splitter_makes_list_items_and_code_blocks_claims_of_their_own():
+    text = "Steps:\n- Stop the service [1].\n- Run restore. Then start it.\n2. Check logs\n```\nrestore --all. Now\n```\nEnd."
+    claims = split_claims(text)
+    assert [(c.kind, c.text) for c in claims] == [
+        ("prose", "Steps:"), ("item", "Stop the service [1]."), ("item", "Run restore."), ("item", "Then start it."),
+        ("item", "Check logs"), ("code", "```\nrestore --all. Now\n```"), ("prose", "End.")]
+
+
+def test_drop_policy_cuts_unsupported_sentences_only():
+    guard = GroundednessGuard(policy="drop")
+    answer = "The server listens on port 5432 [1]. It was written by Alice Smith in Oslo [1]."
+    findings = guard.scan("q", answer, [PORT])
+    assert [(f.kind, f.action) for f in findings] == [("unsupported", "redacted")]
+    assert apply_policy(answer, findings) == "The server listens on port 5432 [1]."
+
+
+def _verify(settings, *args):
+    from docent.cli import main
+    return CliRunner().invoke(main, ["verify", *args], env={"DOCENT_PROFILE": "test"})
+
+
+def test_verify_json_lists_each_sentence_with_label_score_and_best_passage(tmp_path):
+    (tmp_path / "port.txt").write_text(PORT)
+    (tmp_path / "keys.txt").write_text(KEYS)
+    result = _verify(None, "--context", str(tmp_path / "port.txt"), "--context", str(tmp_path / "keys.txt"),
+                     "--answer", "The server listens on port 8080 [1]. API keys rotate every 90 days [2].", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [(s["label"], s["best_passage"]) for s in data["sentences"]] == [("contradicted", 1), ("supported", 2)]
+    for sentence in data["sentences"]:
+        assert {"text", "label", "score", "best_passage"} <= set(sentence) and 0 <= sentence["score"] <= 1
+    assert data["groundedness"] == 0.5
+
+
+def test_verify_batch_answers_each_line_in_order_and_rejects_bad_lines(tmp_path):
+    batch = tmp_path / "b.jsonl"
+    batch.write_text(json.dumps({"context": [KEYS], "answer": "API keys rotate every 30 days."}) + "\n" +
+                     json.dumps({"context": [PORT], "answer": "The server listens on port 5432."}) + "\n")
+    result = _verify(None, "--batch", str(batch), "--json")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [line["sentences"][0]["label"] for line in lines] == ["contradicted", "supported"]
+    batch.write_text('{"answer": "no context"}\n')
+    bad = _verify(None, "--batch", str(batch), "--json")
+    assert bad.exit_code == 2 and "b.jsonl:1" in bad.output
+
+
+def test_answers_carry_guard_flags_and_groundedness(make_answerer):
+    gen = FakeGenerator(lambda m: "Press Rotate in the admin console [1]. Old keys stop working after 48 hours [1].")
+    answer = make_answerer(gen).ask("How do I rotate API keys?")
+    assert [f["kind"] for f in answer.flags] == ["contradicted"]
+    flag = answer.flags[0]
+    assert answer.text[flag["span"][0]:flag["span"][1]].startswith("Old keys stop working after 48")
+    assert set(flag) == {"kind", "severity", "span", "message", "evidence", "action", "score"}
+    assert answer.to_dict()["groundedness"] == 0.5
+    dropped = make_answerer(gen, guard={"unsupported": "drop"}).ask("How do I rotate API keys?")
+    assert "48 hours" not in dropped.text and "Press Rotate" in dropped.text
+
+
+def test_training_runs_end_to_end_on_a_tiny_sample(tmp_path):
+    from bot.guard.train import main
+    (tmp_path / "halueval_qa").mkdir()
+    (tmp_path / "squad2").mkdir()
+    records = [{"knowledge": f"The bridge in Town{i} was built in {1900 + i} by the Smith company.",
+                "question": "When?", "right_answer": f"It was built in {1900 + i}.",
+                "hallucinated_answer": f"It was built in {1950 + i} by Jones."} for i in range(6)]
+    (tmp_path / "halueval_qa" / "qa_sample.jsonl").write_text("\n".join(json.dumps(r) for r in records))
+    passages = [{"text": f"The river Alpha{i} is {10 + i} km long. It is not navigable. Boats of Beta{i} "
+                         f"cannot pass the weir built in {1800 + i}."} for i in range(6)]
+    (tmp_path / "squad2" / "passages.jsonl").write_text("\n".join(json.dumps(p) for p in passages))
+    out = tmp_path / "model.json"
+    assert main(["--eval-dir", str(tmp_path), "--out", str(out)]) == 0
+    model = json.loads(out.read_text())
+    assert set(model["weights"]) == {"bias", "lexical", "has_missing", "missing_share", "conflict"}
+    assert model["train_balanced_accuracy"] > 0.8 and model["data"]["examples"] > 12
+    from bot.guard.groundedness import Model
+    assert Model.load(out).threshold == model["threshold"]
