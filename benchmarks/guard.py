@@ -15,6 +15,7 @@ Figures are printed and written to benchmarks/results/guard.json.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -79,7 +80,85 @@ def evaluate(name: str, items: list[tuple[str, str, int, str]], guard, lexical_c
     return out
 
 
+def real_answers(guard, path: Path, cut: float) -> dict:
+    """Sentences of real docent answers (benchmarks/data/guard_real_answers.jsonl), labelled
+    by hand: is each backed by the passage it cites? Positive = should be flagged."""
+    from bot.guard.groundedness import features
+    from bot.citations import cited_numbers
+    from docent.metrics import balanced_accuracy, confusion, f1
+    truth, flagged, lexical = [], [], []
+    records = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+    started, checked = time.perf_counter(), 0
+    for record in records:
+        verdict = {s.text: s for s in guard.check(record["answer"], record["passages"]).sentences}
+        checked += len(verdict)
+        for sentence in record["sentences"]:
+            found = verdict.get(sentence["text"])
+            if found is None or found.label == "skipped":
+                continue
+            truth.append(int(sentence["label"] != "supported"))
+            flagged.append(int(found.label != "supported"))
+            cited = [n for n in cited_numbers(sentence["text"]) if 0 < n <= len(record["passages"])]
+            pool = [record["passages"][n - 1] for n in cited] or record["passages"]
+            lexical.append(features(sentence["text"], pool)[0][1])
+    ms = (time.perf_counter() - started) * 1000 / max(checked, 1)
+    tp, fp, fn, tn = confusion(truth, flagged)
+    out = {"answers": len(records), "sentences": len(truth), "not_supported": sum(truth),
+           "combined": {"balanced_accuracy": balanced_accuracy(truth, flagged), "f1": f1(truth, flagged),
+                        "flag_precision": tp / (tp + fp) if tp + fp else 0.0, "flag_recall": tp / (tp + fn) if tp + fn else 0.0,
+                        "false_flags_per_supported": fp / (fp + tn) if fp + tn else 0.0}}
+    base = [int(x < cut) for x in lexical]
+    out["lexical baseline"] = {"balanced_accuracy": balanced_accuracy(truth, base), "f1": f1(truth, base)}
+    out = {k: ({kk: round(vv, 3) for kk, vv in v.items()} if isinstance(v, dict) else v) for k, v in out.items()}
+    out["ms_per_sentence"] = round(ms, 2)
+    print(f"{'real answers':22} combined          BA {out['combined']['balanced_accuracy']:.3f}  "
+          f"F1 {out['combined']['f1']:.3f}  flag precision {out['combined']['flag_precision']:.3f}  "
+          f"recall {out['combined']['flag_recall']:.3f}  ({out['sentences']} sentences, {out['not_supported']} not supported)")
+    print(f"{'real answers':22} lexical baseline  BA {out['lexical baseline']['balanced_accuracy']:.3f}  "
+          f"F1 {out['lexical baseline']['f1']:.3f}", flush=True)
+    return out
+
+
+def judge(name: str, items: list[tuple[str, str, int, str]], n: int, seed: int = 5) -> dict:
+    """The bundled LLM as a judge: P(yes) read from its logits for "does the passage
+    support the statement?" on a balanced sample of n items (slow: a prompt per claim)."""
+    from bot.generators import make_generator
+    from bot.prompts import Prompts
+    from docent.metrics import auroc, balanced_accuracy, best_threshold, f1
+    from docent.settings import load_settings
+    settings = load_settings()
+    generator = make_generator(settings.generation)
+    generator.warm_up()
+    prompts = Prompts(settings.prompts_dir())
+    rng = random.Random(seed)
+    positives = [i for i in items if i[2] == 0]
+    negatives = [i for i in items if i[2] == 1]
+    sample = rng.sample(positives, min(n // 2, len(positives))) + rng.sample(negatives, min(n // 2, len(negatives)))
+    truth, scores, seconds = [], [], []
+    for claim, passage, supported, _ in sample:
+        messages = [{"role": "system", "content": prompts.render("judge.system.txt")},
+                    {"role": "user", "content": prompts.render("judge.user.txt", passage=passage[:2500], claim=claim)}]
+        started = time.perf_counter()
+        yes, _ = generator.choice_probabilities(messages, ["yes", "no"])
+        seconds.append(time.perf_counter() - started)
+        truth.append(1 - supported)
+        scores.append(1 - yes)
+    predicted = [s >= 0.5 for s in scores]
+    cut = best_threshold(truth, scores)
+    out = {"examples": len(sample), "balanced_accuracy_at_0.5": balanced_accuracy(truth, predicted),
+           "balanced_accuracy_best_cut": balanced_accuracy(truth, [s >= cut for s in scores]),
+           "auroc": auroc(truth, scores), "f1": f1(truth, predicted),
+           "seconds_per_claim_p50": statistics.median(seconds)}
+    print(f"{name:22} LLM judge         BA {out['balanced_accuracy_at_0.5']:.3f} (best cut "
+          f"{out['balanced_accuracy_best_cut']:.3f})  AUROC {out['auroc']:.3f}  "
+          f"{out['seconds_per_claim_p50']:.2f} s per claim (cold prompt)", flush=True)
+    return {k: round(v, 3) for k, v in out.items()}
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--judge", type=int, default=0, help="also measure the LLM as judge on N claims per set (slow)")
+    args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from bot.guard.groundedness import GroundednessGuard, features
     from bot.guard.perturb import make_examples
@@ -105,6 +184,15 @@ def main() -> None:
     unsupported = [d for d, e in zip(docs, examples) if e.label != "contradicted"]
     results["docs_contradicted_only"] = evaluate("docs contradicted", contradicted, guard, lexical_cut)
     results["docs_unsupported_only"] = evaluate("docs unsupported", unsupported, guard, lexical_cut)
+    labelled = ROOT / "benchmarks" / "data" / "guard_real_answers.jsonl"
+    if labelled.is_file():
+        results["real_answers"] = real_answers(guard, labelled, lexical_cut)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    if args.judge:
+        results["llm_judge"] = {"halueval_eval": judge("halueval 500-999", halu, args.judge),
+                                "docs_perturbations": judge("docs perturbations", docs, args.judge)}
+    elif "llm_judge" in previous:
+        results["llm_judge"] = previous["llm_judge"]          # kept from the last run that measured it
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nwritten to {RESULTS.relative_to(ROOT)}")

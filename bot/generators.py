@@ -203,6 +203,27 @@ class LlamaCppGenerator(Generator):
                 if text:
                     yield text
 
+    def choice_probabilities(self, messages: Messages, options: Sequence[str]) -> list[float]:
+        """The model's probability of each option as its reply's first token, renormalised
+        over the options (a yes/no judge reads P(yes) this way, with no generation). The
+        prompt's prefix already in llama.cpp's cache is not evaluated again."""
+        import numpy as np
+        tokens = self.tokenize(self.render(messages))
+        first = [self.tokenize(option)[0] for option in options]
+        with self._lock:
+            llm = self.llm
+            same = 0
+            for cached, new in zip(llm.input_ids[:llm.n_tokens], tokens):
+                if cached != new:
+                    break
+                same += 1
+            llm.n_tokens = min(same, len(tokens) - 1)      # at least one token to evaluate for fresh logits
+            llm.eval(tokens[llm.n_tokens:])
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+            picked = np.array([logits[t] for t in first], dtype=np.float64)
+        weights = np.exp(picked - picked.max())
+        return list(weights / weights.sum())
+
     def prefill_seconds(self, messages: Messages) -> float:
         """Time llama.cpp takes to evaluate this prompt alone, from an empty cache (the
         floor for time to first token; benchmarks compare against it)."""

@@ -49,6 +49,10 @@ def auroc(truth: Sequence[int], scores: Sequence[float]) -> float:
 
 
 def best_threshold(truth: Sequence[int], scores: Sequence[float]) -> float:
-    """The score cut (predict 1 when score >= cut) with the best balanced accuracy."""
+    """The score cut (predict 1 when score >= cut) with the best balanced accuracy, put
+    halfway to the next lower score so that rounding it keeps the same split."""
     cuts = sorted(set(scores))
-    return max(cuts, key=lambda c: balanced_accuracy(truth, [s >= c for s in scores])) if cuts else 0.5
+    if not cuts:
+        return 0.5
+    best = max(range(len(cuts)), key=lambda i: balanced_accuracy(truth, [s >= cuts[i] for s in scores]))
+    return (cuts[best] + cuts[best - 1]) / 2 if best > 0 else cuts[best]

@@ -151,3 +151,17 @@ def test_training_runs_end_to_end_on_a_tiny_sample(tmp_path):
     assert model["train_balanced_accuracy"] > 0.8 and model["data"]["examples"] > 12
     from bot.guard.groundedness import Model
     assert Model.load(out).threshold == model["threshold"]
+
+
+def test_cross_encoder_trains_saves_and_scores_on_a_tiny_sample(tmp_path):
+    from bot.guard.claim_encoder import ClaimEncoder
+    from bot.guard.train import train_encoder
+    data = [(f"The bridge opened in {1900 + i}.", f"The bridge opened in {1900 + i} after years of work.", 1)
+            for i in range(4)] + \
+           [(f"The bridge opened in {1950 + i}.", f"The bridge opened in {1900 + i} after years of work.", 0)
+            for i in range(4)]
+    out = tmp_path / "encoder.safetensors"
+    train_encoder(data, out, epochs=1, batch=4, max_tokens=64)
+    assert 0 < out.stat().st_size < 20_000_000          # only the trained layers, in fp16
+    scores = ClaimEncoder(out).score([(c, p) for c, p, _ in data[:2]])
+    assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)

@@ -162,14 +162,15 @@ def check(claim: str, passages: list[str]) -> ExactResult:
     for fact in facts(claim):
         if not any(found_in(fact, p) for p in passages):
             result.missing.append(fact)
-    aligned = best_sentence(claim, passages)
-    if aligned is not None:
-        result.conflicts = conflicts(claim, aligned, result.missing)
+    aligned, share = best_sentence(claim, passages)
+    if aligned is not None and share >= 0.5:
+        result.conflicts = conflicts(claim, aligned, result.missing, close=share >= 0.7)
     return result
 
 
-def best_sentence(claim: str, passages: list[str]) -> str | None:
-    """The passage sentence whose words the claim shares most (what it restates)."""
+def best_sentence(claim: str, passages: list[str]) -> tuple[str | None, float]:
+    """The passage sentence whose words the claim shares most (what it restates), and
+    that share."""
     words = content_words(strip_markers(claim))
     best, best_share = None, 0.0
     for passage in passages:
@@ -179,11 +180,13 @@ def best_sentence(claim: str, passages: list[str]) -> str | None:
             share = share_found(words, content_words(sentence))
             if share > best_share:
                 best, best_share = sentence, share
-    return best if best_share >= 0.5 else None
+    return best, best_share
 
 
-def conflicts(claim: str, sentence: str, missing: list[Fact]) -> list[str]:
-    """Ways the claim says the opposite of the sentence it restates."""
+def conflicts(claim: str, sentence: str, missing: list[Fact], close: bool = False) -> list[str]:
+    """Ways the claim says the opposite of the sentence it restates. `close`: the claim
+    restates that sentence nearly word for word, so a number of the claim that the
+    sentence lacks is a changed number even when it appears elsewhere in the passage."""
     out = []
     claim_words = re.findall(r"[a-z']+", strip_markers(claim).lower())
     source_words = re.findall(r"[a-z']+", sentence.lower())
@@ -194,9 +197,11 @@ def conflicts(claim: str, sentence: str, missing: list[Fact]) -> list[str]:
         opposite = _OPPOSITE.get(word)
         if opposite and opposite in source_set and word not in source_set:
             out.append(f"'{word}' where the passage says '{opposite}'")
+    claim_numbers = {_number_key(f.text) for f in facts(claim) if f.kind == "number"}
     missing_numbers = [f for f in missing if f.kind == "number"]
+    if close and not missing_numbers:
+        missing_numbers = [f for f in facts(claim) if f.kind == "number" and _number_key(f.text) not in _numbers(sentence)]
     if missing_numbers:
-        claim_numbers = {_number_key(f.text) for f in facts(claim) if f.kind == "number"}
         other = sorted(_numbers(sentence) - claim_numbers)
         if other:
             out.append(f"{missing_numbers[0].text} where the passage says {other[0]}")

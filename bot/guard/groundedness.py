@@ -34,6 +34,7 @@ from bot.guard.sentences import Sentence, split_claims
 LABELS = ("supported", "unsupported", "contradicted", "wrong_citation")
 MODEL_FILE = Path(__file__).with_name("groundedness.json")
 FEATURES = ("bias", "lexical", "has_missing", "missing_share", "conflict")
+ENCODER = "encoder"          # the optional cross-encoder's probability (bot/guard/claim_encoder.py)
 
 
 @dataclass
@@ -74,53 +75,87 @@ class Verdict:
 class Model:
     weights: tuple[float, ...]
     threshold: float
+    uses_encoder: bool = False
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE) -> "Model":
         data = json.loads(path.read_text())
-        return cls(tuple(data["weights"][name] for name in FEATURES), float(data["threshold"]))
+        names = FEATURES + ((ENCODER,) if ENCODER in data["weights"] else ())
+        return cls(tuple(data["weights"][name] for name in names), float(data["threshold"]), ENCODER in data["weights"])
 
     def score(self, features: Sequence[float]) -> float:
         z = sum(w * x for w, x in zip(self.weights, features))
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
 
-def features(sentence: str, passages: Sequence[str]) -> tuple[tuple[float, ...], exact.ExactResult]:
-    """The signals for one sentence against the text of the passages it is compared with."""
+def features(sentence: str, passages: Sequence[str], encoder: Sequence[float] | None = None
+             ) -> tuple[tuple[float, ...], exact.ExactResult]:
+    """The signals for one sentence against the text of the passages it is compared with
+    (`encoder`: the cross-encoder's probability for each of those passages, when used)."""
     joined = "\n".join(passages)
     result = exact.check(sentence, list(passages))
     found = exact.facts(sentence)
     missing_share = len(result.missing) / len(found) if found else 0.0
-    return (1.0, support(sentence, joined), float(bool(result.missing)), missing_share,
-            float(bool(result.conflicts))), result
+    row = (1.0, support(sentence, joined), float(bool(result.missing)), missing_share, float(bool(result.conflicts)))
+    if encoder is not None:
+        row += (max(encoder, default=0.0),)
+    return row, result
 
 
 class GroundednessGuard:
     """The groundedness scanner. `threshold` (from settings) overrides the fitted one."""
 
-    def __init__(self, threshold: float | None = None, policy: str = "flag", model: Model | None = None):
+    def __init__(self, threshold: float | None = None, policy: str = "flag", model: Model | None = None,
+                 encoder=None):
         self.model = model or Model.load()
         self.threshold = self.model.threshold if threshold is None else threshold
         if policy not in ("flag", "drop"):
             raise ValueError(f"guard.unsupported must be 'flag' or 'drop', not {policy!r}")
         self.policy = policy
+        self._encoder = encoder
+
+    @property
+    def encoder(self):
+        if self._encoder is None and self.model.uses_encoder:
+            from bot.guard.claim_encoder import ClaimEncoder
+            self._encoder = ClaimEncoder()
+        return self._encoder
+
+    def warm_up(self) -> None:
+        if self.encoder is not None:
+            self.encoder.warm_up()
 
     def check(self, answer: str, passages: Sequence[str]) -> Verdict:
+        claims = [(s, self._checkable(s, passages)) for s in split_claims(answer)]
+        encoded: dict[int, list[float]] = {}
+        if self.encoder is not None:
+            # One batch for every (sentence, passage) pair of the answer.
+            wanted = [i for i, (_, ok) in enumerate(claims) if ok]
+            flat = self.encoder.score([(strip_markers(claims[i][0].text), p) for i in wanted for p in passages])
+            encoded = {i: flat[j * len(passages):(j + 1) * len(passages)] for j, i in enumerate(wanted)}
         verdict = Verdict()
-        for sentence in split_claims(answer):
-            verdict.sentences.append(self._judge(sentence, passages))
+        for index, (sentence, checkable) in enumerate(claims):
+            if not checkable:
+                verdict.sentences.append(SentenceVerdict(sentence.text, (sentence.start, sentence.end), "skipped", 1.0,
+                                                         None, []))
+            else:
+                verdict.sentences.append(self._judge(sentence, passages, encoded.get(index)))
         return verdict
 
-    def _judge(self, sentence: Sentence, passages: Sequence[str]) -> SentenceVerdict:
+    @staticmethod
+    def _checkable(sentence: Sentence, passages: Sequence[str]) -> bool:
+        """Headings and sentences with no content word or fact ("Steps:") say nothing to check."""
+        return bool(passages) and sentence.kind != "heading" and bool(
+            content_words(strip_markers(sentence.text)) or exact.facts(sentence.text))
+
+    def _judge(self, sentence: Sentence, passages: Sequence[str], encoded: list[float] | None) -> SentenceVerdict:
         valid = [n for n in cited_numbers(sentence.text) if 0 < n <= len(passages)]
         span = (sentence.start, sentence.end)
-        if not passages or sentence.kind == "heading" or (not content_words(strip_markers(sentence.text))
-                                                          and not exact.facts(sentence.text)):
-            return SentenceVerdict(sentence.text, span, "skipped", 1.0, None, valid)
         pool = valid or list(range(1, len(passages) + 1))
-        cited_features, cited_exact = features(sentence.text, [passages[n - 1] for n in pool])
+        pick = (lambda numbers: [encoded[n - 1] for n in numbers]) if encoded is not None else (lambda numbers: None)
+        cited_features, cited_exact = features(sentence.text, [passages[n - 1] for n in pool], pick(pool))
         cited_score = self.model.score(cited_features)
-        scores = {n: self.model.score(features(sentence.text, [passages[n - 1]])[0])
+        scores = {n: self.model.score(features(sentence.text, [passages[n - 1]], pick([n]))[0])
                   for n in range(1, len(passages) + 1)}
         best = max(scores, key=scores.__getitem__)
         if cited_exact.conflicts:

@@ -20,13 +20,24 @@ def content_words(text: str, stop: frozenset = CONTENT_STOP, min_len: int = 2) -
     return frozenset(w for w in words if w not in stop and len(w) >= min_len)
 
 
+def stem(word: str) -> str:
+    """A light suffix stripper ("ended", "ending", "ends" -> "end"); enough to match a
+    sentence's words with a passage's inflections without a stemming library."""
+    for suffix in ("ingly", "edly", "ing", "ied", "ies", "ed", "es", "s", "ly"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            base = word[:-len(suffix)]
+            return base + "y" if suffix in ("ied", "ies") else base.rstrip("e")
+    return word.rstrip("e") if len(word) > 3 else word
+
+
 def share_found(words: frozenset[str], present: frozenset[str]) -> float:
-    """Share of `words` found in `present`, a word also counting when its first five
-    letters start a present word (a cheap stemmer: "rotates" ~ "rotation")."""
+    """Share of `words` found in `present`, a word also counting when its stem matches
+    a present word's or its first five letters start one ("rotates" ~ "rotation")."""
     if not words:
         return 1.0
-    stems = {w[:5] for w in present}
-    return sum(1 for w in words if w in present or w[:5] in stems) / len(words)
+    prefixes = {w[:5] for w in present}
+    stems = {stem(w) for w in present}
+    return sum(1 for w in words if w in present or w[:5] in prefixes or stem(w) in stems) / len(words)
 
 
 def support(sentence: str, passage: str) -> float:

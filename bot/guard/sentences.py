@@ -16,7 +16,8 @@ ABBREVIATIONS = frozenset("e.g i.e etc vs cf approx fig no nr mr mrs ms dr st jr
                           "min max sec ver vol p pp ch art ex".split())
 _FENCE = re.compile(r"^(```|~~~)[^\n]*\n.*?(^\1[^\n]*$|\Z)", re.M | re.S)
 _ITEM = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
-_END = re.compile(r"[.!?]+[\"')\]]*(?:\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\])*(?=\s+[\"'(\[`*]?[A-Z0-9])")
+_END = re.compile(r"[.!?]+[\"')\]]*(?:\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\])*[.!?]?"
+                  r"(?=\s+(?!\[\s*\d)[\"'(\[`*]?[A-Z0-9])")
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ def _split_lines(text: str, start: int, end: int) -> list[Sentence]:
                 out += _sentences(text, block_start, offset, kind)
                 block_start = None
         if heading:
-            out += _trimmed(text, offset + line.index("#"), offset + len(line.rstrip()), "heading")
+            # "### Title? More text." on one line: the title is the heading, the rest prose.
+            parts = _sentences(text, offset + line.index("#"), offset + len(line.rstrip()), "prose")
+            out += [Sentence(parts[0].text, parts[0].start, parts[0].end, "heading")] + parts[1:]
         elif item:
             block_start, kind = offset + item.end(), "item"
         elif stripped and block_start is None:
