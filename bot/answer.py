@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 
 from bot.citations import CitationFilter, clean, cited_numbers, strip_markers
 from bot.guard.lexical import CONTENT_STOP, content_words, share_found, support
+from bot.guard.sentences import split_claims
 from bot.prompts import Prompts
 from bot.retrieval import Passage, RetrievalResult, Retriever
 from docent.settings import Settings
@@ -173,9 +174,9 @@ def repoint(text: str, passages: Sequence[Passage], margin: float = 0.25) -> tup
     return "".join(out), findings
 
 
-def split_sentences(text: str) -> list[str]:
-    parts = re.split(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|\n{2,}", text.strip())
-    return [p.strip() for p in parts if p and p.strip()]
+def split_sentences(text: str, kinds: tuple[str, ...] = ("prose", "item", "heading", "code")) -> list[str]:
+    """The text's sentences (and list items, headings, code blocks), as the guard splits it."""
+    return [claim.text for claim in split_claims(text) if claim.kind in kinds]
 
 
 class Answerer:
@@ -283,7 +284,8 @@ class Answerer:
 
     def extractive(self, question: str, passages: Sequence[Passage], limit: int = 2) -> tuple[str, list[int]]:
         """The passages' own sentences that best match the question, with their citations."""
-        candidates = [(n + 1, s) for n, p in enumerate(passages) for s in split_sentences(p.text)
+        # Prose and list items only: a heading or a code block is not an answer sentence.
+        candidates = [(n + 1, s) for n, p in enumerate(passages) for s in split_sentences(p.text, ("prose", "item"))
                       if 20 <= len(s) <= 600]
         if not candidates:
             return "", []

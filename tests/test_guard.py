@@ -165,3 +165,12 @@ def test_cross_encoder_trains_saves_and_scores_on_a_tiny_sample(tmp_path):
     assert 0 < out.stat().st_size < 20_000_000          # only the trained layers, in fp16
     scores = ClaimEncoder(out).score([(c, p) for c, p, _ in data[:2]])
     assert len(scores) == 2 and all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_negation_is_read_where_it_applies():
+    source = ["At the time he was not yet known, and his arrest was not covered in any newspapers."]
+    assert check("His arrest was covered in newspapers.", source).conflicts
+    # A negation elsewhere in the passage sentence is no contradiction.
+    assert not check("The tool is fast.", ["The tool is fast, but it is not free."]).conflicts
+    # Inflections match: "ended" restates "ending".
+    assert check("The captive import policy ended.", ["Later they made their own, ending their captive import policy."]).ok

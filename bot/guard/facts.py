@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from bot.citations import strip_markers
-from bot.guard.lexical import content_words, share_found
+from bot.guard.lexical import CONTENT_STOP, content_words, share_found, stem
 
 NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
                 "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
@@ -190,8 +190,10 @@ def conflicts(claim: str, sentence: str, missing: list[Fact], close: bool = Fals
     out = []
     claim_words = re.findall(r"[a-z']+", strip_markers(claim).lower())
     source_words = re.findall(r"[a-z']+", sentence.lower())
-    if _negated(claim_words) != _negated(source_words):
-        out.append("negated where the passage is not" if _negated(claim_words) else "the passage negates it")
+    flipped = _negation_flips(claim_words, source_words)
+    if flipped:
+        out.append(f"'{flipped}' is negated in " + ("the claim but not in the passage" if flipped in
+                                                     _scoped(claim_words)[0] else "the passage but not in the claim"))
     claim_set, source_set = set(claim_words), set(source_words)
     for word in claim_set:
         opposite = _OPPOSITE.get(word)
@@ -208,5 +210,23 @@ def conflicts(claim: str, sentence: str, missing: list[Fact], close: bool = Fals
     return out
 
 
-def _negated(words: list[str]) -> bool:
-    return sum(1 for w in words if w in NEGATORS or w.endswith("n't")) % 2 == 1
+def _scoped(words: list[str], reach: int = 3) -> tuple[set[str], set[str]]:
+    """(stems of content words within `reach` words after a negator, stems of the others)."""
+    negated, plain, left = set(), set(), 0
+    for word in words:
+        if word in NEGATORS or word.endswith("n't"):
+            left = reach
+            continue
+        if word not in CONTENT_STOP and len(word) > 2:
+            (negated if left else plain).add(stem(word))
+        left = max(0, left - 1)
+    return negated, plain
+
+
+def _negation_flips(claim: list[str], source: list[str]) -> str | None:
+    """A word the claim and the passage sentence share, negated in one and not the other
+    ("was not covered" vs "was covered"); None when there is none."""
+    claim_negated, claim_plain = _scoped(claim)
+    source_negated, source_plain = _scoped(source)
+    flips = sorted(claim_plain & source_negated - source_plain) + sorted(claim_negated & source_plain - source_negated)
+    return flips[0] if flips else None
