@@ -44,8 +44,9 @@ def docs_chunks(limit: int, seed: int = 3) -> list[str]:
     return texts[:limit]
 
 
-def evaluate(name: str, items: list[tuple[str, str, int, str]], guard, lexical_cut: float) -> dict:
-    """items: (claim, passage, supported, kind). Positive = not supported."""
+def evaluate(name: str, items: list[tuple[str, str, int, str]], guard, lexical_cut: float, encoder=None) -> dict:
+    """items: (claim, passage, supported, kind). Positive = not supported. `encoder`: the
+    trained cross-encoder, measured alone when given."""
     from bot.guard import facts as exact
     from bot.guard.groundedness import features
     from docent.metrics import auroc, balanced_accuracy, f1, recall
@@ -62,9 +63,14 @@ def evaluate(name: str, items: list[tuple[str, str, int, str]], guard, lexical_c
         combined.append(1 - score)
     ms = (time.perf_counter() - started) * 1000 / len(items)
     out = {"examples": len(items), "not_supported": sum(truth), "ms_per_claim": round(ms, 2)}
-    for signal, scores, predicted in (("lexical baseline", lexical, [1 - s < lexical_cut for s in lexical]),
-                                      ("exact checks", exact_flags, exact_flags),
-                                      ("combined", combined, labels)):
+    signals = [("lexical baseline", lexical, [1 - s < lexical_cut for s in lexical]),
+               ("exact checks", exact_flags, exact_flags), ("combined", combined, labels)]
+    if encoder is not None:
+        started = time.perf_counter()
+        backed = encoder.score([(claim, passage) for claim, passage, _, _ in items])
+        out["encoder_ms_per_claim"] = round((time.perf_counter() - started) * 1000 / len(items), 2)
+        signals.append(("cross-encoder", [1 - b for b in backed], [b < 0.5 for b in backed]))
+    for signal, scores, predicted in signals:
         row = {"balanced_accuracy": balanced_accuracy(truth, predicted), "auroc": auroc(truth, scores),
                "f1": f1(truth, predicted)}
         kinds = sorted({kind for *_, kind in items if kind})
@@ -165,6 +171,9 @@ def main() -> None:
     from bot.guard.train import halueval, squad_examples
     from docent.metrics import best_threshold
     guard = GroundednessGuard()
+    from bot.guard.claim_encoder import ClaimEncoder
+    encoder = ClaimEncoder()
+    encoder = encoder if encoder.available else None      # trained by `python -m bot.guard.train --encoder train`
     # The lexical baseline's cut, chosen on the same training data as the model's.
     train = halueval(EVAL / "halueval_qa" / "qa_sample.jsonl", range(0, 500)) + \
         squad_examples(EVAL / "squad2" / "passages.jsonl", 300)
@@ -176,10 +185,10 @@ def main() -> None:
                "lexical_cut": round(lexical_cut, 3)}
     halu = [(c, p, s, "hallucinated" if s == 0 else "right")
             for c, p, s in halueval(EVAL / "halueval_qa" / "qa_sample.jsonl", range(500, 1000))]
-    results["halueval_eval"] = evaluate("halueval 500-999", halu, guard, lexical_cut)
+    results["halueval_eval"] = evaluate("halueval 500-999", halu, guard, lexical_cut, encoder)
     examples = make_examples(docs_chunks(400), seed=11)
     docs = [(e.claim, e.passage, int(e.label == "supported"), e.how) for e in examples]
-    results["docs_perturbations"] = evaluate("docs perturbations", docs, guard, lexical_cut)
+    results["docs_perturbations"] = evaluate("docs perturbations", docs, guard, lexical_cut, encoder)
     contradicted = [d for d, e in zip(docs, examples) if e.label != "unsupported"]
     unsupported = [d for d, e in zip(docs, examples) if e.label != "contradicted"]
     results["docs_contradicted_only"] = evaluate("docs contradicted", contradicted, guard, lexical_cut)

@@ -23,6 +23,7 @@ from typing import Iterator, Sequence
 
 from bot.citations import CitationFilter, clean, cited_numbers, strip_markers
 from bot.guard.lexical import CONTENT_STOP, content_words, share_found, support
+from bot.guard.leaks import StreamRedactor
 from bot.guard.sentences import split_claims
 from bot.prompts import Prompts
 from bot.retrieval import Passage, RetrievalResult, Retriever
@@ -68,6 +69,7 @@ class Answer:
     model_text: str = ""                 # what the model wrote, before any fallback or abstention text
     groundedness: float | None = None    # share of sentences the guard found backed (None: not checked)
     guard_ms: float = 0.0
+    blocked: bool = False                # withheld by the leak policy (the text says why)
 
     @property
     def citations(self) -> list[dict]:
@@ -77,7 +79,7 @@ class Answer:
         return {"answer": self.text, "abstained": self.abstained, "citations": self.citations,
                 "flags": self.flags, "timings": self.timings, "question": self.question,
                 "standalone_question": self.standalone_question, "fallback": self.fallback,
-                "abstain_reason": self.abstain_reason, "groundedness": self.groundedness}
+                "abstain_reason": self.abstain_reason, "groundedness": self.groundedness, "blocked": self.blocked}
 
 
 class AnswerRun:
@@ -192,6 +194,7 @@ class Answerer:
         self._generator = generator
         self.prompts = prompts or Prompts(settings.prompts_dir())
         self._guard = None
+        self._leaks = None
 
     @property
     def generator(self):
@@ -203,10 +206,13 @@ class Answerer:
     def warm_up(self, collection: str | None = None) -> None:
         self.retriever.warm_up(collection)
         self.generator.warm_up()
-        _ = self.guard
+        if self.guard is not None:
+            self.guard.warm_up()         # the cross-encoder, when the model uses one
+        if self.leaks is not None:
+            self.leaks.warm_up()         # presidio + spaCy
         # Read the templates now: a broken one fails at start, not on the first question.
         for name in ("answer.system.txt", "answer.user.txt", "passage.txt", "abstain.txt", "abstain.closest.txt",
-                     "condense.system.txt", "condense.user.txt"):
+                     "condense.system.txt", "condense.user.txt", "blocked.txt"):
             self.prompts.template(name)
 
     # --- the steps ---------------------------------------------------------------------
@@ -338,7 +344,10 @@ class Answerer:
             grammar = citation_grammar(len(passages))
         valid = range(1, len(passages) + 1)
         shown = CitationFilter(valid)
+        # Secrets are masked before they reach the screen, not after the answer is done.
+        masked = StreamRedactor() if self.settings.leaks.secret in ("redact", "block") else None
         pieces: list[str] = []
+        emitted: list[str] = []
         first = None
         for piece in self.generator.stream(messages, max_tokens=self.settings.generation.max_answer_tokens,
                                            grammar=grammar):
@@ -346,10 +355,14 @@ class Answerer:
                 first = _ms(started)
             pieces.append(piece)
             visible = shown.feed(piece)
+            visible = masked.feed(visible) if masked is not None else visible
             if visible:
+                emitted.append(visible)
                 yield Event("token", visible)
         tail = shown.finish()
+        tail = masked.feed(tail) + masked.finish() if masked is not None else tail
         if tail:
+            emitted.append(tail)
             yield Event("token", tail)
         timings["first_token_ms"] = first if first is not None else _ms(started)
         timings["tokens"] = len(pieces)
@@ -358,13 +371,14 @@ class Answerer:
         answer = self.finalize(question, standalone, raw, passages)
         answer.timings, answer.dropped_passages = timings, dropped
         timings["guard_ms"] = answer.guard_ms
-        if answer.abstained and answer.text.startswith(raw):
-            if answer.text[len(raw):]:
-                yield Event("token", answer.text[len(raw):])
-        elif answer.text != clean(raw, valid)[0]:
-            reason = "abstain" if answer.abstained else answer.fallback or (
-                "guard" if any(f["action"] == "redacted" and f["kind"] != "dangling_citation" for f in answer.flags)
-                else "citations")
+        shown_text = "".join(emitted).strip()
+        if answer.abstained and not answer.blocked and answer.text.startswith(shown_text):
+            if answer.text[len(shown_text):]:
+                yield Event("token", answer.text[len(shown_text):])
+        elif " ".join(answer.text.split()) != " ".join(shown_text.split()):
+            reason = "blocked" if answer.blocked else "abstain" if answer.abstained else answer.fallback or (
+                "guard" if any(f["action"] == "redacted" and f["kind"] in ("unsupported", "contradicted")
+                               for f in answer.flags) else "citations")
             yield Event("replace", answer.text, reason)
         timings["total_ms"] = _ms(started)
         run.answer = answer
@@ -408,7 +422,49 @@ class Answerer:
                 answer.text = self.abstention(passages)
         if not answer.abstained and self.guard is not None:
             self.check_groundedness(answer)
+        if self.leaks is not None:
+            self.check_leaks(answer)
         return answer
+
+    @property
+    def leaks(self):
+        """The leak scanner (None when every kind is allowed)."""
+        config = self.settings.leaks
+        if self._leaks is None and any(getattr(config, kind) != "allow" for kind in ("secret", "pii", "confidential")):
+            from bot.guard.leaks import LeakScanner
+            self._leaks = LeakScanner(config)
+        return self._leaks
+
+    def check_leaks(self, answer: Answer) -> None:
+        """Secrets and personal data in the answer, confidential passages cited: flagged,
+        masked (in the answer and the passages shown) or the answer withheld, by policy."""
+        from bot.guard.leaks import redact, shift_span
+        started = time.perf_counter()
+        config = self.settings.leaks
+        findings = [f for f in self.leaks.scan(answer.question, answer.text, [p.text for p in answer.passages])
+                    if not (f.kind == "confidential" and f.evidence not in answer.cited)]
+        masked_kinds = [k for k in ("secret", "pii") if getattr(config, k) in ("redact", "block")]
+        if masked_kinds:
+            # What is shown of the passages never holds what the answer may not.
+            answer.passages = [replace(p, text=redact(p.text, self.leaks.find(p.text, masked_kinds))[0])
+                               for p in answer.passages]
+        if any(f.action == "blocked" for f in findings):
+            what = sorted({"a secret" if f.kind == "secret" else "personal data" if f.kind == "pii"
+                           else "text marked confidential" for f in findings if f.action == "blocked"})
+            answer.text = self.prompts.render("blocked.txt", what=" and ".join(what))
+            answer.blocked, answer.cited = True, []
+            answer.flags = [f for f in answer.flags if f["kind"] in ("dangling_citation",)]
+            answer.flags += [{**f.to_dict(), "span": [0, len(answer.text)]} for f in findings]
+        else:
+            redacted_kinds = [k for k in ("secret", "pii") if getattr(config, k) == "redact"]
+            leaks = self.leaks.find(answer.text, redacted_kinds) if redacted_kinds else []
+            text, edits = redact(answer.text, leaks)
+            if edits:
+                answer.text = text
+                for flag in answer.flags:
+                    flag["span"] = shift_span(flag["span"], edits)
+            answer.flags += [{**f.to_dict(), "span": shift_span(f.span, edits)} for f in findings]
+        answer.guard_ms = round(answer.guard_ms + _ms(started), 1)
 
     @property
     def guard(self):

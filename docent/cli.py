@@ -61,6 +61,7 @@ def main(ctx: click.Context, home: str | None, settings_file: str | None) -> Non
       docent chat                         a conversation with follow-ups
       docent retrieve "api keys" -k 5     just the best passages
       docent verify --context a.md --answer "..."   is an answer backed by its passages?
+      docent scan ~/company-docs          personal data, secrets, confidential text?
 
     Indexes are kept per collection (default: "default") under --home.
     Settings: docent/settings.toml, overridden by --settings FILE and by env
@@ -220,7 +221,9 @@ main.add_command(ask)
 main.add_command(chat)
 main.add_command(retrieve)
 from docent.cli_verify import verify  # noqa: E402
+from docent.cli_scan import scan  # noqa: E402
 main.add_command(verify)
+main.add_command(scan)
 
 if __name__ == "__main__":
     main()

@@ -98,6 +98,13 @@ class GuardSettings:
 
 
 @dataclass(frozen=True)
+class LeakSettings:
+    secret: str = "redact"
+    pii: str = "flag"
+    confidential: str = "flag"
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: PathSettings = field(default_factory=PathSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -107,6 +114,7 @@ class Settings:
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     guard: GuardSettings = field(default_factory=GuardSettings)
+    leaks: LeakSettings = field(default_factory=LeakSettings)
     profile: str = ""
 
     def home_dir(self, override: str | os.PathLike | None = None) -> Path:
@@ -130,7 +138,8 @@ class Settings:
 
 _SECTIONS = {"paths": PathSettings, "ingest": IngestSettings, "chunking": ChunkingSettings,
              "embedding": EmbeddingSettings, "retrieval": RetrievalSettings,
-             "generation": GenerationSettings, "answer": AnswerSettings, "guard": GuardSettings}
+             "generation": GenerationSettings, "answer": AnswerSettings, "guard": GuardSettings,
+             "leaks": LeakSettings}
 
 
 def load_settings(

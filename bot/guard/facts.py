@@ -106,6 +106,8 @@ def _is_identifier(token: str) -> bool:
         return True
     if re.fullmatch(r"[A-Z][A-Z0-9_]{2,}", token) and not token.isdigit():
         return True
+    if re.search(r"\d", token) and re.search(r"\w-\w", token):
+        return True                       # dates and hyphenated names with digits: 2010-07-22, utf-8, x86-64
     return bool(re.fullmatch(r"(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9]+", token)) and not re.fullmatch(r"\d+(st|nd|rd|th|s|px|ms|kb|mb|gb|tb|k|m|x)", token, re.I)
 
 

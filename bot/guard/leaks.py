@@ -1,0 +1,161 @@
+"""The leak guard: personal data, secrets and text marked confidential.
+
+    scanner = LeakScanner(settings.leaks)
+    scanner.find(text)                       # -> [Leak(start, end, kind, type, score)]
+    scanner.scan(question, answer, passages) # -> findings for `flags` (the scanner interface)
+    redact(text, leaks)                      # the text with those spans masked, and the edits
+    StreamRedactor()                         # the same for secrets while an answer streams
+
+kind is `secret` (bot/guard/secrets.py), `pii` (bot/guard/pii.py, presidio + spaCy,
+loaded in warm_up) or `confidential` (bot/guard/confidential.py). What happens to each
+kind in an answer is the policy in settings [leaks]: allow, flag, redact (masked in the
+answer and in the passages shown) or block (the answer is withheld, saying why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from bot.guard.findings import Finding
+
+KINDS = ("secret", "pii", "confidential")
+POLICIES = ("allow", "flag", "redact", "block")
+_ACTION = {"flag": "flagged", "redact": "redacted", "block": "blocked"}
+_SEVERITY = {"secret": "high", "pii": "medium", "confidential": "medium"}
+
+
+@dataclass(frozen=True)
+class Leak:
+    start: int
+    end: int
+    kind: str
+    type: str
+    score: float
+
+
+def mask(value: str) -> str:
+    """What a report may show of a finding: its first two characters at most."""
+    keep = 2 if len(value) >= 10 else 0
+    return value[:keep] + "*" * min(len(value) - keep, 12)
+
+
+def redact(text: str, leaks: Sequence[Leak]) -> tuple[str, list[tuple[int, int, int]]]:
+    """The text with each leak replaced by "[TYPE redacted]", and the edits made as
+    (start, end, new length) so spans found before can be moved (shift_span)."""
+    out, edits, pos = [], [], 0
+    for leak in sorted(leaks, key=lambda l: l.start):
+        if leak.start < pos or leak.kind == "confidential":
+            continue
+        out.append(text[pos:leak.start])
+        label = f"[{leak.type} redacted]"
+        out.append(label)
+        edits.append((leak.start, leak.end, len(label)))
+        pos = leak.end
+    out.append(text[pos:])
+    return "".join(out), edits
+
+
+def shift_span(span: Sequence[int], edits: Sequence[tuple[int, int, int]]) -> list[int]:
+    """Where a span of the text before redaction lies in the redacted text."""
+    def move(position: int) -> int:
+        delta = 0
+        for start, end, length in edits:
+            if end <= position:
+                delta += length - (end - start)
+            elif start < position:
+                return start + delta + length      # inside a redacted stretch: its end
+        return position + delta
+    return [move(span[0]), move(span[1])]
+
+
+class StreamRedactor:
+    """Streaming twin of redact() for secrets: the word being written is held back until
+    it is complete, then checked with up to `context` characters before it, so a key is
+    masked before any of it reaches the screen."""
+
+    def __init__(self, context: int = 300):
+        self.context = context
+        self._held = ""
+        self._tail = ""
+        self.found: list[Leak] = []
+
+    def feed(self, piece: str) -> str:
+        self._held += piece
+        cut = max(self._held.rfind(" "), self._held.rfind("\n"))
+        if cut < 0:
+            return ""
+        ready, self._held = self._held[:cut + 1], self._held[cut + 1:]
+        return self._release(ready)
+
+    def finish(self) -> str:
+        ready, self._held = self._held, ""
+        return self._release(ready) if ready else ""
+
+    def _release(self, ready: str) -> str:
+        from bot.guard.secrets import find_secrets
+        window = self._tail + ready
+        offset = len(self._tail)
+        leaks = [Leak(max(m.start, offset) - offset, m.end - offset, "secret", m.type, m.score)
+                 for m in find_secrets(window) if m.end > offset]
+        self.found += leaks
+        self._tail = window[-self.context:]
+        return redact(ready, leaks)[0] if leaks else ready
+
+
+class LeakScanner:
+    def __init__(self, config=None, pii=None):
+        from docent.settings import LeakSettings
+        self.config = config or LeakSettings()
+        for kind in KINDS:
+            policy = getattr(self.config, kind)
+            if policy not in POLICIES:
+                raise ValueError(f"leaks.{kind} must be one of {', '.join(POLICIES)}, not {policy!r}")
+        self._pii = pii
+
+    @property
+    def pii(self):
+        if self._pii is None:
+            from bot.guard.pii import PiiScanner
+            self._pii = PiiScanner()
+        return self._pii
+
+    def warm_up(self) -> None:
+        if self.config.pii != "allow":
+            self.pii.warm_up()
+
+    def find(self, text: str, kinds: Sequence[str] = KINDS) -> list[Leak]:
+        from bot.guard.confidential import find_markings
+        from bot.guard.secrets import find_secrets
+        leaks: list[Leak] = []
+        if "secret" in kinds:
+            leaks += [Leak(m.start, m.end, "secret", m.type, m.score) for m in find_secrets(text)]
+        if "pii" in kinds:
+            taken = [(l.start, l.end) for l in leaks]
+            leaks += [Leak(m.start, m.end, "pii", m.type, m.score) for m in self.pii.find(text)
+                      # A secret inside (an e-mail in a URL's password...) is reported once, as a secret.
+                      if not any(m.start < e and s < m.end for s, e in taken)]
+        if "confidential" in kinds:
+            leaks += [Leak(m.start, m.end, "confidential", m.type, m.score) for m in find_markings(text)]
+        return sorted(leaks, key=lambda l: l.start)
+
+    def scan(self, question: str, answer: str, passages: Sequence[str]) -> list[Finding]:
+        """Findings for an answer: what it reveals itself (secrets and personal data, also
+        ones the model reconstructed), and each cited passage marked confidential."""
+        findings = []
+        active = [k for k in ("secret", "pii") if getattr(self.config, k) != "allow"]
+        for leak in self.find(answer, active):
+            policy = getattr(self.config, leak.kind)
+            findings.append(Finding(leak.kind, _SEVERITY[leak.kind], (leak.start, leak.end),
+                                    f"{'secret' if leak.kind == 'secret' else 'personal data'} in the answer: "
+                                    f"{leak.type} ({mask(answer[leak.start:leak.end])})",
+                                    None, _ACTION[policy], leak.score))
+        if self.config.confidential != "allow":
+            for n, passage in enumerate(passages, start=1):
+                marks = self.find(passage, ("confidential",))
+                if marks:
+                    findings.append(Finding("confidential", _SEVERITY["confidential"], (0, len(answer)),
+                                            f"passage [{n}] is marked confidential ({marks[0].type.lower()}: "
+                                            f"“{passage[marks[0].start:marks[0].end][:40]}”)",
+                                            n, _ACTION[self.config.confidential], marks[0].score))
+        return findings

@@ -1,0 +1,156 @@
+"""Credentials and secrets in text: API keys and tokens, private keys, passwords in URLs
+and command lines, secret-looking values assigned to secret-sounding names.
+
+detect-secrets (offline, ~1 ms a line) finds the known token formats; its generic
+high-entropy detectors fire on every hash, UUID and commit id in technical docs, so they
+are not used alone. Our own rules add the shapes it misses (tokens with a vendor prefix,
+credentials in curl commands and URLs, `name = value` assignments) and every match goes
+through one filter that drops placeholders ("AKIAIOSFODNN7EXAMPLE", "xxxx", "<token>",
+"${TOKEN}", "changeme").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class SecretMatch:
+    start: int          # in the scanned text
+    end: int
+    type: str           # AWS_ACCESS_KEY, PRIVATE_KEY, PASSWORD_IN_URL, GENERIC_SECRET, ...
+    score: float
+
+
+# detect-secrets' names -> ours (its entropy detectors are left out on purpose).
+_DS_TYPES = {
+    "Artifactory Credentials": "ARTIFACTORY_TOKEN", "AWS Access Key": "AWS_KEY", "Azure Storage Account access key":
+    "AZURE_STORAGE_KEY", "Basic Auth Credentials": "PASSWORD_IN_URL", "Cloudant Credentials": "CLOUDANT_CREDENTIAL",
+    "Discord Bot Token": "DISCORD_TOKEN", "GitHub Token": "GITHUB_TOKEN", "GitLab Token": "GITLAB_TOKEN",
+    "IBM Cloud IAM Key": "IBM_CLOUD_KEY", "IBM COS HMAC Credentials": "IBM_COS_KEY", "JSON Web Token": "JWT",
+    "Secret Keyword": "GENERIC_SECRET", "Mailchimp Access Key": "MAILCHIMP_KEY", "NPM tokens": "NPM_TOKEN",
+    "OpenAI Token": "OPENAI_KEY", "Private Key": "PRIVATE_KEY", "PyPI Token": "PYPI_TOKEN",
+    "SendGrid API Key": "SENDGRID_KEY", "Slack Token": "SLACK_TOKEN", "SoftLayer Credentials": "SOFTLAYER_KEY",
+    "Square OAuth Secret": "SQUARE_SECRET", "Stripe Access Key": "STRIPE_KEY", "Telegram Bot Token": "TELEGRAM_TOKEN",
+    "Twilio API Key": "TWILIO_KEY"}
+
+SECRET_NAME = r"(?:api[_-]?key|api[_-]?token|access[_-]?key(?:[_-]?id)?|secret(?:[_-]?key)?|client[_-]?secret|" \
+              r"auth[_-]?token|access[_-]?token|refresh[_-]?token|token|passw(?:or)?d|passwd|pwd|credentials?|" \
+              r"private[_-]?key|bearer|user[_-]?auth|webhook[_-]?url|conn(?:ection)?[_-]?string)"
+
+# Our own shapes: (type, pattern, group holding the secret). Vendor prefixes are public formats.
+_RULES: list[tuple[str, re.Pattern, int]] = [(t, re.compile(p), g) for t, p, g in [
+    ("PRIVATE_KEY", r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----|$)", 0),
+    ("PASSWORD_IN_URL", r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"]+:([^\s@/'\"]{3,})@[\w.-]+", 1),
+    ("PASSWORD_IN_URL", r"\bBUNDLE_[A-Z0-9_]+\s*[:=]\s*[\"']?[^\s:\"']+:([^\s\"';&]+)", 1),
+    ("CREDENTIAL_IN_COMMAND", r"(?:-u|--user)\s+[\"']?(?:\{?[^\s:\"'{}]*\}?):(\{?[^\s\"'{}]{4,}\}?)[\"']?", 1),
+    ("CREDENTIAL_IN_COMMAND", r"(?i)(?:-H|--header)\s+[\"'](?:authorization|x-[\w-]*(?:api-?key|token)|api-?(?:key|token))"
+                              r"\s*:\s*(?:bearer\s+|basic\s+|token\s+|api-token\s+)?([^\s\"']{8,})", 1),
+    ("SLACK_WEBHOOK", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,}", 0),
+    ("DISCORD_WEBHOOK", r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]{20,}", 0),
+    ("SLACK_TOKEN", r"\bxox[abposre]-(?:\d+-)?[0-9A-Za-z-]{10,}", 0),
+    ("GITHUB_TOKEN", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})", 0),
+    ("GITLAB_TOKEN", r"\bgl(?:pat|ptt|dt|rt|cbt|imt|agent|oas|soat|ffct|ft)-[0-9A-Za-z_-]{20,}", 0),
+    ("AWS_KEY", r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b", 0),
+    ("AWS_BEDROCK_KEY", r"\b(?:ABSK[A-Za-z0-9+/]{100,}=*|bedrock-api-key-[A-Za-z0-9+/=]{100,})", 0),
+    ("GCP_API_KEY", r"\bAIza[0-9A-Za-z_-]{35}\b", 0),
+    ("GCP_SERVICE_ACCOUNT", r"\"private_key_id\"\s*:\s*\"([a-f0-9]{40})\"", 1),
+    ("HUGGINGFACE_TOKEN", r"\b(?:hf_|api_org_)[A-Za-z]{34}\b", 0),
+    ("NPM_TOKEN", r"\bnpm_[A-Za-z0-9]{36}\b", 0),
+    ("PYPI_TOKEN", r"\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}", 0),
+    ("OPENAI_KEY", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}", 0),
+    ("ANTHROPIC_KEY", r"\bsk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,}", 0),
+    ("STRIPE_KEY", r"\b(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{16,}", 0),
+    ("SQUARE_TOKEN", r"\b(?:EAAA|sq0atp-)[A-Za-z0-9_-]{22,}", 0),
+    ("SENDGRID_KEY", r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b", 0),
+    ("AGE_SECRET_KEY", r"\bAGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}\b", 0),
+    ("ONEPASSWORD_KEY", r"\bA3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}\b", 0),
+    ("SOURCEGRAPH_TOKEN", r"\bsgp_(?:[a-fA-F0-9]{16}|local)_[a-fA-F0-9]{40}\b", 0),
+    ("GRAFANA_TOKEN", r"\bglsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}\b", 0),
+    ("TERRAFORM_TOKEN", r"\b[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,}", 0),
+    ("JWT", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", 0),
+    # name = value, name: value, "name": "value", f("name", "value") with a secret-sounding name.
+    ("GENERIC_SECRET", r"(?i)[\"']?\b[\w.-]*" + SECRET_NAME + r"[\w-]*[\"']?\s*(?:[:=]|=>|,)\s*[\"']([^\s\"']{8,})[\"']", 1),
+    ("GENERIC_SECRET", r"(?i)\b[\w.-]*" + SECRET_NAME + r"[\w-]*\s*[:=]\s*([^\s\"',;]{12,})", 1),
+]]
+
+_PLACEHOLDER = re.compile(r"(?i)example|sample|dummy|placeholder|changeme|change_me|your[_-]|redacted|<[^>]*>|\$\{|\{\{|"
+                          r"x{4,}|\*{3,}|\.{3}|^(?:password|secret|token|test|null|none|true|false)$")
+
+
+def entropy(value: str) -> float:
+    """Shannon entropy in bits per character."""
+    counts = Counter(value)
+    return -sum(c / len(value) * math.log2(c / len(value)) for c in counts.values()) if value else 0.0
+
+
+def is_placeholder(value: str) -> bool:
+    """Documentation stand-ins rather than real secrets."""
+    core = value.strip("\"'{}()[]")
+    if _PLACEHOLDER.search(core):
+        return True
+    if re.search(r"(.)\1{5,}", core):                   # aaaaaa, 000000
+        return True
+    if re.fullmatch(r"[a-z]+(?:[_-][a-z]+)*", core):     # a plain word or words: my_password, secret-value
+        return True
+    if "0123456789" in core or "abcdefgh" in core.lower() or "12345678" in core:
+        return True
+    return False
+
+
+@lru_cache(maxsize=1)
+def _detect_secrets():
+    """detect-secrets' line scanner with its default plugins (entropy ones filtered later)."""
+    from detect_secrets.core.scan import scan_line
+    from detect_secrets.settings import default_settings
+    return scan_line, default_settings
+
+
+def find_secrets(text: str) -> list[SecretMatch]:
+    """Every secret in the text, once, by position."""
+    found: list[SecretMatch] = []
+    for kind, pattern, group in _RULES:
+        for match in pattern.finditer(text):
+            value = match.group(group)
+            start, end = match.span(group)
+            if kind == "GENERIC_SECRET" and (entropy(value) < 3.0 or len(set(value)) < 6):
+                continue
+            if kind != "PRIVATE_KEY" and is_placeholder(value):
+                continue
+            found.append(SecretMatch(start, end, kind, 0.9 if kind != "GENERIC_SECRET" else 0.7))
+    found += _from_detect_secrets(text)
+    return _dedupe(found)
+
+
+def _from_detect_secrets(text: str) -> list[SecretMatch]:
+    scan_line, default_settings = _detect_secrets()
+    out, offset = [], 0
+    with default_settings():
+        for line in text.splitlines(keepends=True):
+            if len(line) < 2000:                          # minified blobs: skip, they hang regexes
+                for secret in scan_line(line.rstrip("\n")):
+                    kind = _DS_TYPES.get(secret.type)
+                    value = secret.secret_value or ""
+                    if not kind or not value or is_placeholder(value):
+                        continue
+                    if kind == "GENERIC_SECRET" and (entropy(value) < 3.0 or len(value) < 8):
+                        continue
+                    position = line.find(value)
+                    if position >= 0:
+                        out.append(SecretMatch(offset + position, offset + position + len(value), kind, 0.8))
+            offset += len(line)
+    return out
+
+
+def _dedupe(matches: list[SecretMatch]) -> list[SecretMatch]:
+    """Overlapping matches: keep the longest (then the most specific type)."""
+    ordered = sorted(matches, key=lambda m: (-(m.end - m.start), m.type == "GENERIC_SECRET", m.start))
+    kept: list[SecretMatch] = []
+    for match in ordered:
+        if not any(match.start < k.end and k.start < match.end for k in kept):
+            kept.append(match)
+    return sorted(kept, key=lambda m: m.start)

@@ -1,0 +1,183 @@
+"""The leak guard: secrets, personal data and confidential markings found and masked;
+placeholders and invalid card numbers left alone; the answer policy (allow / flag /
+redact / block); `docent scan`; no network use."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+
+import pytest
+from click.testing import CliRunner
+
+from bot.guard.confidential import find_markings
+from bot.guard.leaks import LeakScanner, StreamRedactor, mask, redact
+from bot.guard.pii import luhn_valid
+from bot.guard.secrets import find_secrets
+from conftest import FakeGenerator
+
+AWS = "AKIAJ7Q3ZKXWPM4TNB2R"
+KEY_BLOCK = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7bq3x9Zt1Qm\n-----END RSA PRIVATE KEY-----"
+
+
+@pytest.fixture(scope="module")
+def pii_scanner():
+    from docent.settings import LeakSettings
+    scanner = LeakScanner(LeakSettings(pii="flag"))
+    scanner.warm_up()
+    return scanner
+
+
+@pytest.mark.parametrize("text, kind", [
+    (f"aws_access_key_id = {AWS}", "AWS_KEY"),
+    (KEY_BLOCK, "PRIVATE_KEY"),
+    ("clone https://deploy:Vq7rT2mX9pLk@git.internal.example.net/repo.git", "PASSWORD_IN_URL"),
+    ('db_password: "Xk29!vR7qLm2Tz"', "GENERIC_SECRET"),
+    ('curl -H "Authorization: Bearer 9fK2mQ7xL1pR8sT4vW6yZ0aB" https://api.internal', "CREDENTIAL_IN_COMMAND"),
+    ("token xoxb-2401934567-8812305678901-Tq7LmZ2xPw9RkV4sNb8cYh3J", "SLACK_TOKEN"),
+])
+def test_each_secret_type_is_found(text, kind):
+    found = find_secrets(text)
+    assert [m.type for m in found] == [kind], found
+    masked, _ = redact(text, LeakScanner().find(text, ("secret",)))
+    assert f"[{kind} redacted]" in masked and text[found[0].start:found[0].end] not in masked
+
+
+@pytest.mark.parametrize("text", [
+    "aws_access_key_id = AKIAIOSFODNN7EXAMPLE",            # the AWS documentation's example key
+    'password: "changeme"', "api_key = ${API_KEY}", "token: <your-token-here>",
+    "commit 3f2a9c1b7d4e5f60718293a4b5c6d7e8f9012345 fixed it",  # a hash is not a secret
+    "sha256sum: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+])
+def test_placeholders_and_hashes_are_not_secrets(text):
+    assert find_secrets(text) == []
+
+
+def test_luhn_rejects_a_random_16_digit_number():
+    rng = random.Random(4)
+    numbers = ["".join(str(rng.randrange(10)) for _ in range(16)) for _ in range(200)]
+    # About one in ten random numbers passes Luhn by chance; a real card number always does.
+    assert sum(luhn_valid(n) for n in numbers) < 40
+    assert luhn_valid("4111 1111 1111 1111") and not luhn_valid("4111 1111 1111 1112")
+
+
+def test_personal_data_is_found_and_a_bad_card_number_is_not(pii_scanner):
+    text = ("Write to jane.doe@example.org or call +1 415 555 0100. Card 4111 1111 1111 1111, "
+            "IBAN DE89370400440532013000, host 10.20.30.40. Not a card: 4111 1111 1111 1112.")
+    found = {(l.type, text[l.start:l.end]) for l in pii_scanner.find(text, ("pii",))}
+    assert {("EMAIL_ADDRESS", "jane.doe@example.org"), ("CREDIT_CARD", "4111 1111 1111 1111"),
+            ("IBAN_CODE", "DE89370400440532013000"), ("IP_ADDRESS", "10.20.30.40")} <= found
+    assert any(t == "PHONE_NUMBER" for t, _ in found)
+    assert not any(v.endswith("1112") for _, v in found)
+
+
+def test_no_download_is_attempted(monkeypatch):
+    """The spaCy model and tldextract's suffix list come from the packages: a scanner
+    built and used with the network blocked works and never connects."""
+    import bot.guard.pii as pii
+    attempts = []
+
+    def refuse(self, address, *args):
+        attempts.append(address)
+        raise OSError("network blocked in this test")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: refuse(None, a))
+    pii._build_engine.cache_clear()
+    scanner = pii.PiiScanner()
+    found = scanner.find("Mail bob.smith@example.com today.")
+    assert [m.type for m in found] == ["EMAIL_ADDRESS"] and attempts == []
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("CONFIDENTIAL - internal roadmap", "CONFIDENTIAL_STAMP"),
+    ("---\nsensitivity: restricted\n---\n# Salaries", "CLASSIFICATION_HEADER"),
+    ("This document is confidential. Do not distribute.", "CONFIDENTIAL_NOTICE"),
+])
+def test_confidential_markings_are_found(text, expected):
+    assert find_markings(text)[0].type == expected
+
+
+def test_confidential_in_prose_is_not_a_marking():
+    assert find_markings("Azure offers confidential computing; confidentiality matters.") == []
+
+
+def test_a_key_never_reaches_the_stream_unmasked():
+    text = f"Use the key {AWS} for the backup job, then run the sync."
+    stream = StreamRedactor()
+    shown = "".join(stream.feed(text[i:i + 2]) for i in range(0, len(text), 2)) + stream.finish()
+    assert AWS not in shown and "[AWS_KEY redacted]" in shown
+
+
+def test_masked_output_shows_two_characters_at_most():
+    assert mask(AWS) == "AK" + "*" * 12 and mask("hunter2") == "*******"
+
+
+SECRET_DOC = f"Backup runbook\n\nThe backup job uses the access key {AWS} for the bucket.\n"
+
+
+@pytest.fixture
+def secret_answerer(make_answerer, docs):
+    (docs / "backup.md").write_text(SECRET_DOC)
+    from ingest.pipeline import Ingestor
+
+    def make(**leaks):
+        answerer = make_answerer(FakeGenerator(lambda m: f"The backup job uses the access key {AWS} [1]."),
+                                 leaks=leaks)
+        Ingestor(answerer.settings, embedder=answerer.retriever.embedder).ingest([docs])
+        return answerer
+    return make
+
+
+def test_default_policy_redacts_a_secret_in_the_answer_and_in_its_sources(secret_answerer):
+    run = secret_answerer().stream("Which access key does the backup job use?")
+    shown = "".join(e.text for e in run)
+    answer = run.answer
+    assert AWS not in shown and AWS not in answer.text
+    assert all(AWS not in c["text"] for c in answer.citations)
+    flag = next(f for f in answer.flags if f["kind"] == "secret")
+    assert flag["action"] == "redacted" and AWS not in flag["message"]
+    assert answer.text[flag["span"][0]:flag["span"][1]] == "[AWS_KEY redacted]"
+
+
+def test_block_policy_withholds_the_answer_and_says_why(secret_answerer):
+    run = secret_answerer(secret="block").stream("Which access key does the backup job use?")
+    events = list(run)
+    answer = run.answer
+    assert answer.blocked and "withheld" in answer.text and "a secret" in answer.text
+    assert events[-1].kind == "replace" and events[-1].reason == "blocked"
+    assert AWS not in json.dumps(answer.to_dict())
+
+
+def test_flag_policy_keeps_the_text_and_allow_says_nothing(secret_answerer):
+    flagged = secret_answerer(secret="flag").ask("Which access key does the backup job use?")
+    assert AWS in flagged.text and [f["action"] for f in flagged.flags if f["kind"] == "secret"] == ["flagged"]
+    allowed = secret_answerer(secret="allow").ask("Which access key does the backup job use?")
+    assert AWS in allowed.text and not [f for f in allowed.flags if f["kind"] == "secret"]
+
+
+def test_citing_a_confidential_passage_is_flagged(make_answerer, docs):
+    (docs / "faq.txt").write_text("CONFIDENTIAL\n\nHow do I rotate API keys?\n\nOpen the admin console and press "
+                                  "Rotate. Old keys stop working after 24 hours.\n")
+    from ingest.pipeline import Ingestor
+    answerer = make_answerer(FakeGenerator(lambda m: "Old keys stop working after 24 hours [1]."))
+    Ingestor(answerer.settings, embedder=answerer.retriever.embedder).ingest([docs])    # the edited file
+    answer = answerer.ask("When do old API keys stop working?")
+    kinds = [(f["kind"], f["evidence"]) for f in answer.flags]
+    assert ("confidential", 1) in kinds
+
+
+def test_scan_json_lists_masked_findings_with_their_place(tmp_path):
+    from docent.cli import main
+    (tmp_path / "notes.md").write_text(f"CONFIDENTIAL\n\nkey: {AWS}\nmail jane@example.org\n")
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 broken")
+    result = CliRunner().invoke(main, ["scan", str(tmp_path), "--json", "--kind", "secret", "--kind", "confidential"])
+    data = json.loads(result.stdout)
+    assert result.exit_code == 3                       # a file could not be read; the rest was scanned
+    assert [e["file"].endswith("broken.pdf") for e in data["errors"]] == [True]
+    findings = {(f["kind"], f["type"], f["line"]) for f in data["findings"]}
+    assert findings == {("confidential", "CONFIDENTIAL_STAMP", 1), ("secret", "AWS_KEY", 3)}
+    secret = next(f for f in data["findings"] if f["kind"] == "secret")
+    assert set(secret) == {"file", "line", "start", "end", "kind", "type", "score", "text"}
+    assert AWS not in result.stdout and secret["text"].startswith("AK")
+    assert (secret["start"], secret["end"]) == (5, 25)
