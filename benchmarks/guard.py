@@ -1,6 +1,8 @@
 """Guard benchmark: is each claim backed by its passage? Per signal and combined.
 
-    .venv/bin/python benchmarks/guard.py            # ~1 min (builds the docs index once via answer.py)
+    .venv/bin/python benchmarks/guard.py                      # ~3 min (builds the docs index once via answer.py)
+    .venv/bin/python benchmarks/guard.py --part leaks         # one part: groundedness | leaks
+    .venv/bin/python benchmarks/guard.py --judge 40           # also the LLM as judge (~10 min)
 
 Sets (positive class = "not supported", the thing the guard must catch):
 - HaluEval QA evaluation half (records 500-999; 0-499 trained the model): knowledge +
@@ -10,7 +12,8 @@ Sets (positive class = "not supported", the thing the guard must catch):
 Signals: the trivial lexical baseline (share of the claim's content words absent from the
 passage, cut at the threshold that is best on the training data), the exact checks alone
 (a fact missing or a conflict), and the combined score of bot/guard/groundedness.py.
-Figures are printed and written to benchmarks/results/guard.json.
+Leaks: personal data per type on ../shared/eval/pii/presidio_synth.jsonl, secrets per line on
+secrets/secrets_lines.jsonl. Figures are printed and written to benchmarks/results/guard.json.
 """
 
 from __future__ import annotations
@@ -161,11 +164,85 @@ def judge(name: str, items: list[tuple[str, str, int, str]], n: int, seed: int =
     return {k: round(v, 3) for k, v in out.items()}
 
 
+PII_TYPES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN")
+
+
+def leak_figures() -> dict:
+    """Personal data per type on ../shared/eval/pii/presidio_synth.jsonl (a prediction
+    counts when it overlaps a gold span of the same type) and secrets per line on
+    secrets/secrets_lines.jsonl; milliseconds per text."""
+    from bot.guard.leaks import LeakScanner
+    from docent.settings import LeakSettings
+    scanner = LeakScanner(LeakSettings(pii="flag"))
+    started = time.perf_counter()
+    scanner.warm_up()
+    load_s = time.perf_counter() - started
+    records = [json.loads(line) for line in (EVAL / "pii" / "presidio_synth.jsonl").open()]
+    counts = {t: {"gold": 0, "found": 0, "found_any_type": 0, "predicted": 0, "correct": 0} for t in PII_TYPES}
+    started = time.perf_counter()
+    for record in records:
+        predicted = scanner.find(record["text"], ("pii",))
+        gold = record["spans"]
+        for span in gold:
+            if span["entity_type"] in counts:
+                row = counts[span["entity_type"]]
+                row["gold"] += 1
+                hits = [p for p in predicted if p.start < span["end"] and span["start"] < p.end]
+                row["found"] += any(p.type == span["entity_type"] for p in hits)
+                row["found_any_type"] += bool(hits)
+        for p in predicted:
+            if p.type in counts:
+                counts[p.type]["predicted"] += 1
+                counts[p.type]["correct"] += any(g["entity_type"] == p.type and p.start < g["end"] and g["start"] < p.end
+                                                 for g in gold)
+    pii_ms = (time.perf_counter() - started) * 1000 / len(records)
+    pii = {}
+    for t, c in counts.items():
+        pii[t] = {"gold": c["gold"], "recall": round(c["found"] / c["gold"], 3) if c["gold"] else None,
+                  "recall_any_type": round(c["found_any_type"] / c["gold"], 3) if c["gold"] else None,
+                  "precision": round(c["correct"] / c["predicted"], 3) if c["predicted"] else None}
+    total = {k: sum(c[k] for c in counts.values()) for k in ("gold", "found", "predicted", "correct")}
+    pii["main types"] = {"gold": total["gold"], "recall": round(total["found"] / total["gold"], 3),
+                         "precision": round(total["correct"] / max(1, total["predicted"]), 3)}
+    lines = [json.loads(line) for line in (EVAL / "pii" / "secrets" / "secrets_lines.jsonl").open()]
+    started = time.perf_counter()
+    flagged = [bool(scanner.find(r["text"], ("secret",))) for r in lines]
+    secret_ms = (time.perf_counter() - started) * 1000 / len(lines)
+    tp = sum(f and r["label"] == "secret" for f, r in zip(flagged, lines))
+    fp = sum(f and r["label"] == "clean" for f, r in zip(flagged, lines))
+    fn = sum(not f and r["label"] == "secret" for f, r in zip(flagged, lines))
+    secrets = {"lines": len(lines), "recall": round(tp / (tp + fn), 3), "precision": round(tp / max(1, tp + fp), 3),
+               "false_alarms_on_clean": fp, "ms_per_line": round(secret_ms, 2)}
+    print(f"personal data, main types: recall {pii['main types']['recall']:.3f} precision "
+          f"{pii['main types']['precision']:.3f} ({pii_ms:.1f} ms per text, model load {load_s:.1f} s)")
+    for t in PII_TYPES:
+        print(f"  {t:14} gold {pii[t]['gold']:4}  recall {pii[t]['recall']}  precision {pii[t]['precision']}")
+    print(f"secrets: recall {secrets['recall']:.3f} precision {secrets['precision']:.3f} "
+          f"({fp} of {len(lines) - tp - fn} clean lines flagged; {secret_ms:.2f} ms per line)", flush=True)
+    return {"pii": pii, "pii_ms_per_text": round(pii_ms, 1), "pii_load_s": round(load_s, 1), "secrets": secrets}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--judge", type=int, default=0, help="also measure the LLM as judge on N claims per set (slow)")
+    parser.add_argument("--part", choices=["groundedness", "leaks"], action="append",
+                        help="which part (repeatable; default: both)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parts = args.part or ["groundedness", "leaks"]
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results.update({"date": time.strftime("%Y-%m-%d"),
+                    "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}})
+    if "groundedness" in parts:
+        results.update(groundedness(args))
+    if "leaks" in parts:
+        results["leaks"] = leak_figures()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+
+
+def groundedness(args) -> dict:
     from bot.guard.groundedness import GroundednessGuard, features
     from bot.guard.perturb import make_examples
     from bot.guard.train import halueval, squad_examples
@@ -180,8 +257,7 @@ def main() -> None:
     train_lexical = [features(c, [p])[0][1] for c, p, _ in train]
     lexical_cut = best_threshold([label for *_, label in train], train_lexical)
     print(f"lexical baseline: supported when >= {lexical_cut:.2f} of the claim's content words are in the passage")
-    results = {"date": time.strftime("%Y-%m-%d"), "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-               "model": json.loads((ROOT / "bot" / "guard" / "groundedness.json").read_text()),
+    results = {"model": json.loads((ROOT / "bot" / "guard" / "groundedness.json").read_text()),
                "lexical_cut": round(lexical_cut, 3)}
     halu = [(c, p, s, "hallucinated" if s == 0 else "right")
             for c, p, s in halueval(EVAL / "halueval_qa" / "qa_sample.jsonl", range(500, 1000))]
@@ -202,9 +278,7 @@ def main() -> None:
                                 "docs_perturbations": judge("docs perturbations", docs, args.judge)}
     elif "llm_judge" in previous:
         results["llm_judge"] = previous["llm_judge"]          # kept from the last run that measured it
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+    return results
 
 
 if __name__ == "__main__":

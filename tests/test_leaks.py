@@ -18,7 +18,8 @@ from bot.guard.secrets import find_secrets
 from conftest import FakeGenerator
 
 AWS = "AKIAJ7Q3ZKXWPM4TNB2R"
-KEY_BLOCK = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7bq3x9Zt1Qm\n-----END RSA PRIVATE KEY-----"
+KEY_BLOCK = ("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7bq3x9Zt1QmF8kLw2Pz5Rt7Yv0Nc4Hs6Jd9Gb1Xe3Ua\n"
+             "-----END RSA PRIVATE KEY-----")
 
 
 @pytest.fixture(scope="module")

@@ -38,26 +38,32 @@ _DS_TYPES = {
     "Square OAuth Secret": "SQUARE_SECRET", "Stripe Access Key": "STRIPE_KEY", "Telegram Bot Token": "TELEGRAM_TOKEN",
     "Twilio API Key": "TWILIO_KEY"}
 
-SECRET_NAME = r"(?:api[_-]?key|api[_-]?token|access[_-]?key(?:[_-]?id)?|secret(?:[_-]?key)?|client[_-]?secret|" \
+SECRET_NAME = r"(?:api[_-]?key|api[_-]?token|access[_-]?key(?:[_-]?id)?|access[_-]?id|secret(?:[_-]?key)?|client[_-]?secret|" \
               r"auth[_-]?token|access[_-]?token|refresh[_-]?token|token|passw(?:or)?d|passwd|pwd|credentials?|" \
               r"private[_-]?key|bearer|user[_-]?auth|webhook[_-]?url|conn(?:ection)?[_-]?string)"
 
 # Our own shapes: (type, pattern, group holding the secret). Vendor prefixes are public formats.
 _RULES: list[tuple[str, re.Pattern, int]] = [(t, re.compile(p), g) for t, p, g in [
-    ("PRIVATE_KEY", r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----|$)", 0),
+    # A key block with a body (an empty template or "..." is documentation).
+    ("PRIVATE_KEY", r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----(?=[\s\S]{0,300}?[A-Za-z0-9+/=]{40})[\s\S]*?"
+                    r"(?:-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----|$)", 0),
     ("PASSWORD_IN_URL", r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"]+:([^\s@/'\"]{3,})@[\w.-]+", 1),
     ("PASSWORD_IN_URL", r"\bBUNDLE_[A-Z0-9_]+\s*[:=]\s*[\"']?[^\s:\"']+:([^\s\"';&]+)", 1),
-    ("CREDENTIAL_IN_COMMAND", r"(?:-u|--user)\s+[\"']?(?:\{?[^\s:\"'{}]*\}?):(\{?[^\s\"'{}]{4,}\}?)[\"']?", 1),
+    ("CREDENTIAL_IN_COMMAND", r"(?:-u|--user)\s+[\"']?\{?[^\s:\"'{}]*\}?[\"']?:[\"']?\{?([^\s\"'{}]{4,})\}?[\"']?", 1),
+    ("CREDENTIAL_IN_COMMAND", r"(?:-u|--user)\s+[\"']?([^\s:\"']{8,}):[\"'\s]", 1),     # an API key as the user
     ("CREDENTIAL_IN_COMMAND", r"(?i)(?:-H|--header)\s+[\"'](?:authorization|x-[\w-]*(?:api-?key|token)|api-?(?:key|token))"
                               r"\s*:\s*(?:bearer\s+|basic\s+|token\s+|api-token\s+)?([^\s\"']{8,})", 1),
-    ("SLACK_WEBHOOK", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,}", 0),
+    ("SLACK_WEBHOOK", r"https?://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,}", 0),
     ("DISCORD_WEBHOOK", r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]{20,}", 0),
-    ("SLACK_TOKEN", r"\bxox[abposre]-(?:\d+-)?[0-9A-Za-z-]{10,}", 0),
+    ("SLACK_TOKEN", r"\bxox[abpre]-(?:\d+-)+[0-9A-Za-z-]{20,}", 0),
     ("GITHUB_TOKEN", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})", 0),
-    ("GITLAB_TOKEN", r"\bgl(?:pat|ptt|dt|rt|cbt|imt|agent|oas|soat|ffct|ft)-[0-9A-Za-z_-]{20,}", 0),
+    ("GITLAB_TOKEN", r"\bglpat-[0-9A-Za-z_-]{20}(?![\w-])|\bglptt-[0-9a-f]{40}\b|\bgldt-[0-9A-Za-z_-]{20}(?![\w-])|"
+                     r"\bglrt-[0-9A-Za-z_-]{20}(?![\w-])|\bglcbt-[0-9a-fA-F]{1,5}_[0-9A-Za-z_-]{20}(?![\w-])", 0),
     ("AWS_KEY", r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b", 0),
     ("AWS_BEDROCK_KEY", r"\b(?:ABSK[A-Za-z0-9+/]{100,}=*|bedrock-api-key-[A-Za-z0-9+/=]{100,})", 0),
-    ("GCP_API_KEY", r"\bAIza[0-9A-Za-z_-]{35}\b", 0),
+    ("GCP_API_KEY", r"\bAIza[0-9A-Za-z_-]{35}(?![\w-])", 0),
+    ("GCP_SERVICE_ACCOUNT", r"\"type\"\s*:\s*\"service_account\"", 0),
+    ("AZURE_CLIENT_SECRET", r"(?<![\w~.-])[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}(?![\w~.-])", 0),
     ("GCP_SERVICE_ACCOUNT", r"\"private_key_id\"\s*:\s*\"([a-f0-9]{40})\"", 1),
     ("HUGGINGFACE_TOKEN", r"\b(?:hf_|api_org_)[A-Za-z]{34}\b", 0),
     ("NPM_TOKEN", r"\bnpm_[A-Za-z0-9]{36}\b", 0),
@@ -69,7 +75,7 @@ _RULES: list[tuple[str, re.Pattern, int]] = [(t, re.compile(p), g) for t, p, g i
     ("SENDGRID_KEY", r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b", 0),
     ("AGE_SECRET_KEY", r"\bAGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}\b", 0),
     ("ONEPASSWORD_KEY", r"\bA3-[A-Z0-9]{6}-(?:[A-Z0-9]{11}|[A-Z0-9]{6}-[A-Z0-9]{5})-[A-Z0-9]{5}-[A-Z0-9]{5}-[A-Z0-9]{5}\b", 0),
-    ("SOURCEGRAPH_TOKEN", r"\bsgp_(?:[a-fA-F0-9]{16}|local)_[a-fA-F0-9]{40}\b", 0),
+    ("SOURCEGRAPH_TOKEN", r"\bsgp_(?:(?:[a-fA-F0-9]{16}|local)_)?[a-fA-F0-9]{40}\b", 0),
     ("GRAFANA_TOKEN", r"\bglsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}\b", 0),
     ("TERRAFORM_TOKEN", r"\b[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,}", 0),
     ("JWT", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", 0),
@@ -79,7 +85,10 @@ _RULES: list[tuple[str, re.Pattern, int]] = [(t, re.compile(p), g) for t, p, g i
 ]]
 
 _PLACEHOLDER = re.compile(r"(?i)example|sample|dummy|placeholder|changeme|change_me|your[_-]|redacted|<[^>]*>|\$\{|\{\{|"
-                          r"x{4,}|\*{3,}|\.{3}|^(?:password|secret|token|test|null|none|true|false)$")
+                          r"\$\(|^\$[A-Za-z_]|x{4,}|\*{3,}|\.{3}|abc123|(?:token|string|key|secret)here|randomstring|"
+                          r"^(?:password|passwd|secret|token|test|null|none|true|false|pass|admin)$")
+# settings.secret_key, os.environ["KEY"], X25519.secret_length: code, not a value.
+_CODE_REFERENCE = re.compile(r"[A-Za-z_]\w{0,30}(?:\.[A-Za-z_]\w{0,30}){1,4}(?:\(\))?")
 
 
 def entropy(value: str) -> float:
@@ -88,14 +97,17 @@ def entropy(value: str) -> float:
     return -sum(c / len(value) * math.log2(c / len(value)) for c in counts.values()) if value else 0.0
 
 
-def is_placeholder(value: str) -> bool:
-    """Documentation stand-ins rather than real secrets."""
+def is_placeholder(value: str, words_too: bool = True) -> bool:
+    """Documentation stand-ins rather than real secrets. `words_too`: a plain word
+    (my_password) counts as a stand-in, as it does for a value assigned to a name."""
     core = value.strip("\"'{}()[]")
     if _PLACEHOLDER.search(core):
         return True
+    if _CODE_REFERENCE.fullmatch(core) and any(re.fullmatch(r"[a-z_]{3,}", part) for part in core.split(".")):
+        return True
     if re.search(r"(.)\1{5,}", core):                   # aaaaaa, 000000
         return True
-    if re.fullmatch(r"[a-z]+(?:[_-][a-z]+)*", core):     # a plain word or words: my_password, secret-value
+    if words_too and re.fullmatch(r"[a-z]+(?:[_-][a-z]+)*", core):
         return True
     if "0123456789" in core or "abcdefgh" in core.lower() or "12345678" in core:
         return True
@@ -119,7 +131,11 @@ def find_secrets(text: str) -> list[SecretMatch]:
             start, end = match.span(group)
             if kind == "GENERIC_SECRET" and (entropy(value) < 3.0 or len(set(value)) < 6):
                 continue
-            if kind != "PRIVATE_KEY" and is_placeholder(value):
+            if kind != "PRIVATE_KEY" and is_placeholder(value, words_too=kind == "GENERIC_SECRET"):
+                continue
+            if kind == "GENERIC_SECRET" and re.search(r"(?i)public|publishable", match.group(0).split(value)[0]):
+                continue                                  # a public key or token is meant to be seen
+            if kind == "JWT" and not _is_jwt(value):
                 continue
             found.append(SecretMatch(start, end, kind, 0.9 if kind != "GENERIC_SECRET" else 0.7))
     found += _from_detect_secrets(text)
@@ -135,15 +151,44 @@ def _from_detect_secrets(text: str) -> list[SecretMatch]:
                 for secret in scan_line(line.rstrip("\n")):
                     kind = _DS_TYPES.get(secret.type)
                     value = secret.secret_value or ""
-                    if not kind or not value or is_placeholder(value):
+                    position = line.find(value) if value else -1
+                    if not kind or position < 0:
                         continue
-                    if kind == "GENERIC_SECRET" and (entropy(value) < 3.0 or len(value) < 8):
+                    if kind not in ("GENERIC_SECRET", "PASSWORD_IN_URL", "PRIVATE_KEY"):
+                        # Some detectors report only a token's prefix ("ghp"): take the whole token.
+                        position, value = _whole_token(line, position, len(value))
+                        if position > 0 and line[position - 1].isalnum():
+                            continue                  # inside a longer word: "TODAYINASIAASACK..."
+                    if is_placeholder(value, words_too=kind == "GENERIC_SECRET"):
                         continue
-                    position = line.find(value)
-                    if position >= 0:
-                        out.append(SecretMatch(offset + position, offset + position + len(value), kind, 0.8))
+                    if kind == "GENERIC_SECRET" and (entropy(value) < 3.0 or len(value) < 8 or " " in value):
+                        continue
+                    if kind == "JWT" and not _is_jwt(value):
+                        continue
+                    out.append(SecretMatch(offset + position, offset + position + len(value), kind, 0.8))
             offset += len(line)
     return out
+
+
+def _whole_token(line: str, start: int, length: int) -> tuple[int, str]:
+    end = start + length
+    while start > 0 and re.match(r"[\w\-+/=~]", line[start - 1]):
+        start -= 1
+    while end < len(line) and re.match(r"[\w\-+/=~.]", line[end]):
+        end += 1
+    return start, line[start:end].rstrip(".")
+
+
+def _is_jwt(value: str) -> bool:
+    """A JSON Web Token's header decodes to JSON naming its algorithm."""
+    import base64
+    import json
+    head = value.split(".")[0]
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(decoded, dict) and "alg" in decoded
 
 
 def _dedupe(matches: list[SecretMatch]) -> list[SecretMatch]:

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     threshold = best_threshold(labels, scores)
     accuracy = balanced_accuracy(labels, [s >= threshold for s in scores])
     model = {"weights": dict(zip(names, [round(w, 4) for w in weights])), "threshold": round(threshold, 4),
-             "fitted_by": "python -m bot.guard.train " + " ".join(argv if argv is not None else sys.argv[1:]),
+             "fitted_by": " ".join(["python -m bot.guard.train", *(argv if argv is not None else sys.argv[1:])]),
              "data": {"halueval_qa records": f"0-{halu_end - 1}" if args.encoder == "none" else
                       f"{halu_end * 7 // 10}-{halu_end - 1} (0-{halu_end * 7 // 10 - 1} trained the cross-encoder)",
                       "squad2 passages perturbed": args.squad_passages if args.encoder == "none" else
