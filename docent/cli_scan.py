@@ -50,7 +50,7 @@ def scan(obj, paths, as_json, kinds) -> None:
     files = found.files
     findings = []
     show = not as_json and sys.stderr.isatty()
-    for number, found in enumerate(files, start=1):  # noqa: B007
+    for number, found in enumerate(files, start=1):
         path = Path(found)
         if show:
             click.echo(f"\rscanning {number}/{len(files)}: {path.name[:60]:60}", nl=False, err=True)
