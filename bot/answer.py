@@ -464,6 +464,12 @@ class Answerer:
                 for flag in answer.flags:
                     flag["span"] = shift_span(flag["span"], edits)
             answer.flags += [{**f.to_dict(), "span": shift_span(f.span, edits)} for f in findings]
+        if config.secret in ("redact", "block"):
+            # Other checks quote the answer's sentences in their messages: mask those too.
+            for flag in answer.flags:
+                hidden = self.leaks.find(flag["message"], ("secret",))
+                if hidden:
+                    flag["message"] = redact(flag["message"], hidden)[0]
         answer.guard_ms = round(answer.guard_ms + _ms(started), 1)
 
     @property
