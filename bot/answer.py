@@ -334,7 +334,9 @@ class Answerer:
             timings.update(first_token_ms=_ms(started), total_ms=_ms(started), tokens=0)
             run.answer = Answer(question, standalone, text, True, passages, [], timings=timings,
                                 abstain_reason=reason)
-            yield Event("token", text)
+            if self.leaks is not None:
+                self.check_leaks(run.answer)    # the closest passages are quoted: mask what they hold
+            yield Event("token", run.answer.text)
             return
 
         messages, used = self.build_messages(standalone, passages)
@@ -346,6 +348,9 @@ class Answerer:
         shown = CitationFilter(valid)
         # Secrets are masked before they reach the screen, not after the answer is done.
         masked = StreamRedactor() if self.settings.leaks.secret in ("redact", "block") else None
+        # Personal data cannot be recognised word by word: when it must be masked, the
+        # answer is shown once checked instead of streamed.
+        hold = self.settings.leaks.pii in ("redact", "block")
         pieces: list[str] = []
         emitted: list[str] = []
         first = None
@@ -356,12 +361,12 @@ class Answerer:
             pieces.append(piece)
             visible = shown.feed(piece)
             visible = masked.feed(visible) if masked is not None else visible
-            if visible:
+            if visible and not hold:
                 emitted.append(visible)
                 yield Event("token", visible)
         tail = shown.finish()
         tail = masked.feed(tail) + masked.finish() if masked is not None else tail
-        if tail:
+        if tail and not hold:
             emitted.append(tail)
             yield Event("token", tail)
         timings["first_token_ms"] = first if first is not None else _ms(started)
@@ -372,7 +377,9 @@ class Answerer:
         answer.timings, answer.dropped_passages = timings, dropped
         timings["guard_ms"] = answer.guard_ms
         shown_text = "".join(emitted).strip()
-        if answer.abstained and not answer.blocked and answer.text.startswith(shown_text):
+        if hold:
+            yield Event("token", answer.text)
+        elif answer.abstained and not answer.blocked and answer.text.startswith(shown_text):
             if answer.text[len(shown_text):]:
                 yield Event("token", answer.text[len(shown_text):])
         elif " ".join(answer.text.split()) != " ".join(shown_text.split()):

@@ -158,6 +158,26 @@ def test_flag_policy_keeps_the_text_and_allow_says_nothing(secret_answerer):
     assert AWS in allowed.text and not [f for f in allowed.flags if f["kind"] == "secret"]
 
 
+def test_an_abstention_quoting_the_closest_passages_masks_their_secrets(secret_answerer):
+    answerer = secret_answerer()
+    answerer.settings = answerer.settings.with_values("retrieval", min_score=2.0)   # nothing is relevant enough
+    answerer.retriever.settings = answerer.settings
+    run = answerer.stream("Which access key does the backup job use?")
+    shown = "".join(e.text for e in run)
+    assert run.answer.abstained and "backup" in shown.lower()
+    assert AWS not in shown and "[AWS_KEY redacted]" in shown
+
+
+def test_personal_data_to_redact_is_never_streamed_unmasked(make_answerer, pii_scanner):
+    gen = FakeGenerator(lambda m: "Open the admin console and press Rotate, or write to jane.doe@example.org [1].")
+    answerer = make_answerer(gen, leaks={"pii": "redact"})
+    answerer._leaks = LeakScanner(answerer.settings.leaks, pii=pii_scanner.pii)    # spaCy loaded once
+    run = answerer.stream("How do I rotate API keys?")
+    events = list(run)
+    assert "jane.doe@example.org" not in "".join(e.text for e in events)
+    assert "[EMAIL_ADDRESS redacted]" in run.answer.text
+
+
 def test_citing_a_confidential_passage_is_flagged(make_answerer, docs):
     (docs / "faq.txt").write_text("CONFIDENTIAL\n\nHow do I rotate API keys?\n\nOpen the admin console and press "
                                   "Rotate. Old keys stop working after 24 hours.\n")
