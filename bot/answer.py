@@ -450,6 +450,7 @@ class Answerer:
         config = self.settings.leaks
         findings = [f for f in self.leaks.scan(answer.question, answer.text, [p.text for p in answer.passages])
                     if not (f.kind == "confidential" and f.evidence not in answer.cited)]
+        spanless = [f for f in findings if f.span == (0, 0)]     # about the question or a passage, not the text
         masked_kinds = [k for k in ("secret", "pii") if getattr(config, k) in ("redact", "block")]
         if masked_kinds:
             # What is shown of the passages never holds what the answer may not.
@@ -470,7 +471,8 @@ class Answerer:
                 answer.text = text
                 for flag in answer.flags:
                     flag["span"] = shift_span(flag["span"], edits)
-            answer.flags += [{**f.to_dict(), "span": shift_span(f.span, edits)} for f in findings]
+            answer.flags += [{**f.to_dict(), "span": f.to_dict()["span"] if f in spanless else shift_span(f.span, edits)}
+                             for f in findings]
         if config.secret in ("redact", "block"):
             # Other checks quote the answer's sentences in their messages: mask those too.
             for flag in answer.flags:

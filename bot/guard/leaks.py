@@ -7,7 +7,8 @@
     StreamRedactor()                         # the same for secrets while an answer streams
 
 kind is `secret` (bot/guard/secrets.py), `pii` (bot/guard/pii.py, presidio + spaCy,
-loaded in warm_up) or `confidential` (bot/guard/confidential.py). What happens to each
+loaded in warm_up) or `confidential` (bot/guard/confidential.py); scan() also reports
+`extraction_attempt` (the question) and `prompt_injection` (a passage), bot/guard/injection.py. What happens to each
 kind in an answer is the policy in settings [leaks]: allow, flag, redact (masked in the
 answer and in the passages shown) or block (the answer is withheld, saying why).
 """
@@ -139,6 +140,28 @@ class LeakScanner:
             leaks += [Leak(m.start, m.end, "confidential", m.type, m.score) for m in find_markings(text)]
         return sorted(leaks, key=lambda l: l.start)
 
+    @staticmethod
+    def steering(question: str, passages: Sequence[str]) -> list[Finding]:
+        """A question that tries to pull secrets or the system prompt out, and passages
+        holding instructions aimed at the assistant: flagged (the passages reached the
+        model only as quoted data)."""
+        from bot.guard.injection import find_extraction, find_injection
+        findings = []
+        asked = find_extraction(question)
+        if asked:
+            findings.append(Finding("extraction_attempt", "medium", (0, 0),
+                                    f"the question looks like an attempt to get {'secrets' if 'SECRET' in asked[0].type else 'the assistant to leave its instructions'} out "
+                                    f"({asked[0].type.lower()}: “{question[asked[0].start:asked[0].end][:60]}”)",
+                                    None, "flagged", 0.8))
+        for n, passage in enumerate(passages, start=1):
+            planted = find_injection(passage)
+            if planted:
+                findings.append(Finding("prompt_injection", "high", (0, 0),
+                                        f"passage [{n}] holds instructions aimed at the assistant "
+                                        f"({planted[0].type.lower()}: “{passage[planted[0].start:planted[0].end][:60]}”); "
+                                        f"it was given to the model as quoted data only", n, "flagged", 0.8))
+        return findings
+
     def scan(self, question: str, answer: str, passages: Sequence[str]) -> list[Finding]:
         """Findings for an answer: what it reveals itself (secrets and personal data, also
         ones the model reconstructed), and each cited passage marked confidential."""
@@ -150,6 +173,7 @@ class LeakScanner:
                                     f"{'secret' if leak.kind == 'secret' else 'personal data'} in the answer: "
                                     f"{leak.type} ({mask(answer[leak.start:leak.end])})",
                                     None, _ACTION[policy], leak.score))
+        findings += self.steering(question, passages)
         if self.config.confidential != "allow":
             for n, passage in enumerate(passages, start=1):
                 marks = self.find(passage, ("confidential",))
