@@ -231,3 +231,11 @@ def test_extraction_questions_and_planted_instructions_are_flagged(make_answerer
 def test_extraction_patterns(question, flagged):
     from bot.guard.injection import find_extraction
     assert bool(find_extraction(question)) is flagged
+
+
+def test_card_and_phone_formats_presidio_lacks_count_when_the_words_before_say_so(pii_scanner):
+    text = "Pay with card 501864667909 or call 723 813 266. Build 501864667909 took 723 813 266 ms."
+    found = [(l.type, l.start) for l in pii_scanner.find(text, ("pii",))]
+    assert ("CREDIT_CARD", text.index("501864667909")) in found
+    assert ("PHONE_NUMBER", text.index("723 813 266")) in found
+    assert len(found) == 2              # the same numbers without those words are not personal data

@@ -72,7 +72,30 @@ class PiiScanner:
             if r.entity_type == "PERSON" and not _looks_like_a_name(value):
                 continue
             out.append(PiiMatch(r.start, r.end, r.entity_type, float(r.score)))
-        return _dedupe(out)
+        return _dedupe(out + [m for m in _in_context(text) if not any(m.start < o.end and o.start < m.end for o in out)])
+
+
+# Numbers presidio has no pattern for (12- and 19-digit cards, national phone formats)
+# count when the words just before say what they are.
+_CARD_WORDS = re.compile(r"(?i)\b(?:card|credit|debit|visa|master ?card|maestro|amex|payment|cc)\b[^\n\d]{0,25}$")
+_PHONE_WORDS = re.compile(r"(?i)\b(?:phone|tel|telephone|call|mobile|cell|fax|contact|reach|dial|text)"
+                          r"\b[^\n\d]{0,25}$")
+_CARD = re.compile(r"(?<![\d-])\d{4}(?:[ -]?\d{2,4}){2,4}(?![\d-])|(?<!\d)\d{12,19}(?!\d)")
+_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}(?![\w-])")
+
+
+def _in_context(text: str) -> list[PiiMatch]:
+    out = []
+    for match in _CARD.finditer(text):
+        digits = re.sub(r"\D", "", match.group(0))
+        if 12 <= len(digits) <= 19 and luhn_valid(digits) and _CARD_WORDS.search(text[max(0, match.start() - 40):match.start()]):
+            out.append(PiiMatch(match.start(), match.end(), "CREDIT_CARD", 0.7))
+    for match in _PHONE.finditer(text):
+        digits = re.sub(r"\D", "", match.group(0))
+        if 7 <= len(digits) <= 15 and _PHONE_WORDS.search(text[max(0, match.start() - 40):match.start()]) \
+                and not any(match.start() < o.end and o.start < match.end() for o in out):
+            out.append(PiiMatch(match.start(), match.end(), "PHONE_NUMBER", 0.6))
+    return out
 
 
 def _looks_like_a_name(value: str) -> bool:
