@@ -56,6 +56,7 @@ class Fact:
 
 @dataclass
 class ExactResult:
+    facts: list[Fact] = field(default_factory=list)          # every checkable fact of the claim
     missing: list[Fact] = field(default_factory=list)        # facts found in none of the passages
     conflicts: list[str] = field(default_factory=list)       # why the passage says otherwise
 
@@ -160,13 +161,11 @@ def found_in(fact: Fact, passage: str) -> bool:
 def check(claim: str, passages: list[str]) -> ExactResult:
     """Facts of the claim that none of `passages` holds, and contradictions between the
     claim and the passage sentence it most resembles."""
-    result = ExactResult()
-    for fact in facts(claim):
-        if not any(found_in(fact, p) for p in passages):
-            result.missing.append(fact)
+    result = ExactResult(facts(claim))
+    result.missing = [fact for fact in result.facts if not any(found_in(fact, p) for p in passages)]
     aligned, share = best_sentence(claim, passages)
     if aligned is not None and share >= 0.5:
-        result.conflicts = conflicts(claim, aligned, result.missing, close=share >= 0.7)
+        result.conflicts = conflicts(claim, aligned, result.facts, result.missing, close=share >= 0.7)
     return result
 
 
@@ -185,7 +184,7 @@ def best_sentence(claim: str, passages: list[str]) -> tuple[str | None, float]:
     return best, best_share
 
 
-def conflicts(claim: str, sentence: str, missing: list[Fact], close: bool = False) -> list[str]:
+def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[Fact], close: bool = False) -> list[str]:
     """Ways the claim says the opposite of the sentence it restates. `close`: the claim
     restates that sentence nearly word for word, so a number of the claim that the
     sentence lacks is a changed number even when it appears elsewhere in the passage."""
@@ -201,10 +200,10 @@ def conflicts(claim: str, sentence: str, missing: list[Fact], close: bool = Fals
         opposite = _OPPOSITE.get(word)
         if opposite and opposite in source_set and word not in source_set:
             out.append(f"'{word}' where the passage says '{opposite}'")
-    claim_numbers = {_number_key(f.text) for f in facts(claim) if f.kind == "number"}
+    claim_numbers = {_number_key(f.text) for f in claim_facts if f.kind == "number"}
     missing_numbers = [f for f in missing if f.kind == "number"]
     if close and not missing_numbers:
-        missing_numbers = [f for f in facts(claim) if f.kind == "number" and _number_key(f.text) not in _numbers(sentence)]
+        missing_numbers = [f for f in claim_facts if f.kind == "number" and _number_key(f.text) not in _numbers(sentence)]
     if missing_numbers:
         other = sorted(_numbers(sentence) - claim_numbers)
         if other:

@@ -94,8 +94,7 @@ def features(sentence: str, passages: Sequence[str], encoder: Sequence[float] | 
     (`encoder`: the cross-encoder's probability for each of those passages, when used)."""
     joined = "\n".join(passages)
     result = exact.check(sentence, list(passages))
-    found = exact.facts(sentence)
-    missing_share = len(result.missing) / len(found) if found else 0.0
+    missing_share = len(result.missing) / len(result.facts) if result.facts else 0.0
     row = (1.0, support(sentence, joined), float(bool(result.missing)), missing_share, float(bool(result.conflicts)))
     if encoder is not None:
         row += (max(encoder, default=0.0),)
