@@ -445,7 +445,8 @@ class Answerer:
     def check_leaks(self, answer: Answer) -> None:
         """Secrets and personal data in the answer, confidential passages cited: flagged,
         masked (in the answer and the passages shown) or the answer withheld, by policy."""
-        from bot.guard.leaks import redact, shift_span
+        from bot.guard.leaks import redact
+        from bot.guard.spans import shift_span
         started = time.perf_counter()
         config = self.settings.leaks
         findings = [f for f in self.leaks.scan(answer.question, answer.text, [p.text for p in answer.passages])
@@ -494,6 +495,7 @@ class Answerer:
         """Every sentence checked against the passages it cites: findings into flags,
         unsupported sentences cut when the policy says drop, the answer-level score kept."""
         from bot.guard.groundedness import apply_policy
+        from bot.guard.spans import shift_span
         started = time.perf_counter()
         texts = [f"{p.heading}\n{p.text}" if p.heading else p.text for p in answer.passages]
         verdict = self.guard.check(answer.text, texts)
@@ -502,7 +504,9 @@ class Answerer:
         answer.groundedness = round(verdict.score, 3)
         answer.flags += [f.to_dict() for f in findings]
         if any(f.action == "redacted" for f in findings):
-            answer.text = apply_policy(answer.text, findings)
+            answer.text, edits = apply_policy(answer.text, findings)
+            for flag in answer.flags:
+                flag["span"] = shift_span(flag["span"], edits)
             answer.cited = [n for n in cited_numbers(answer.text) if 0 < n <= len(answer.passages)]
             if not answer.text:
                 answer.abstained, answer.abstain_reason, answer.cited = True, "unsupported", []

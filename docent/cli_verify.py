@@ -85,7 +85,7 @@ def verify(obj, contexts, answer, batch, as_json, strict) -> None:
     if batch:
         for _, context, text in _batch(batch):
             verdict = guard.check(text, context)
-            problems |= verdict.score < 1.0
+            problems |= not verdict.all_supported
             if as_json:
                 click.echo(json.dumps(verdict.to_dict(), ensure_ascii=False))
             else:
@@ -96,7 +96,7 @@ def verify(obj, contexts, answer, batch, as_json, strict) -> None:
         if not text.strip():
             raise click.UsageError("the answer is empty")
         verdict = guard.check(text, [_read(path) for path in contexts])
-        problems = verdict.score < 1.0 or any(s.label != "supported" for s in verdict.sentences if s.label != "skipped")
+        problems = not verdict.all_supported
         if as_json:
             click.echo(json.dumps(verdict.to_dict(), indent=2, ensure_ascii=False))
         else:

@@ -87,7 +87,19 @@ def test_drop_policy_cuts_unsupported_sentences_only():
     answer = "The server listens on port 5432 [1]. It was written by Alice Smith in Oslo [1]."
     findings = guard.scan("q", answer, [PORT])
     assert [(f.kind, f.action) for f in findings] == [("unsupported", "redacted")]
-    assert apply_policy(answer, findings) == "The server listens on port 5432 [1]."
+    assert apply_policy(answer, findings)[0] == "The server listens on port 5432 [1]."
+
+
+def test_dropping_a_sentence_moves_the_spans_after_it():
+    from bot.guard.spans import shift_span
+    guard = GroundednessGuard(policy="drop")
+    answer = "The server listens on port 5432 [1]. It was written by Alice Smith in Oslo [1]. Restart the server [1]."
+    findings = guard.scan("q", answer, [PORT])
+    text, edits = apply_policy(answer, findings)
+    assert text == "The server listens on port 5432 [1]. Restart the server [1]."
+    start = answer.index("Restart")
+    moved = shift_span([start, len(answer)], edits)
+    assert text[moved[0]:moved[1]] == "Restart the server [1]."
 
 
 def _verify(settings, *args):

@@ -30,6 +30,7 @@ from bot.guard import facts as exact
 from bot.guard.findings import Finding
 from bot.guard.lexical import content_words, support
 from bot.guard.sentences import Sentence, split_claims
+from bot.guard.spans import Edit, replace_spans
 
 LABELS = ("supported", "unsupported", "contradicted", "wrong_citation")
 MODEL_FILE = Path(__file__).with_name("groundedness.json")
@@ -65,6 +66,11 @@ class Verdict:
         if not checked:
             return 1.0
         return sum(1 for s in checked if s.label in ("supported", "wrong_citation")) / len(checked)
+
+    @property
+    def all_supported(self) -> bool:
+        """Every checked sentence is backed by the passages it cites, as cited."""
+        return all(s.label in ("supported", "skipped") for s in self.sentences)
 
     def to_dict(self) -> dict:
         return {"sentences": [s.to_dict() for s in self.sentences if s.label != "skipped"],
@@ -154,7 +160,9 @@ class GroundednessGuard:
         pick = (lambda numbers: [encoded[n - 1] for n in numbers]) if encoded is not None else (lambda numbers: None)
         cited_features, cited_exact = features(sentence.text, [passages[n - 1] for n in pool], pick(pool))
         cited_score = self.model.score(cited_features)
-        scores = {n: self.model.score(features(sentence.text, [passages[n - 1]], pick([n]))[0])
+        # A sentence citing one passage was just scored against it: not again.
+        scores = {n: cited_score if pool == [n] else self.model.score(features(sentence.text, [passages[n - 1]],
+                                                                                pick([n]))[0])
                   for n in range(1, len(passages) + 1)}
         best = max(scores, key=scores.__getitem__)
         if cited_exact.conflicts:
@@ -193,11 +201,14 @@ class GroundednessGuard:
         return findings
 
 
-def apply_policy(answer: str, findings: Sequence[Finding]) -> str:
-    """The answer with every redacted (dropped) sentence cut out."""
-    out, pos = [], 0
-    for finding in sorted((f for f in findings if f.action == "redacted"), key=lambda f: f.span[0]):
-        out.append(answer[pos:finding.span[0]])
-        pos = finding.span[1]
-    out.append(answer[pos:])
-    return " ".join("".join(out).split(" ")).strip()
+def apply_policy(answer: str, findings: Sequence[Finding]) -> tuple[str, list[Edit]]:
+    """The answer with every redacted (dropped) sentence cut out, with the space after it,
+    and the edits made (shift_span moves the other findings' spans)."""
+    cuts = []
+    for finding in findings:
+        if finding.action == "redacted":
+            start, end = finding.span
+            end += len(answer[end:]) - len(answer[end:].lstrip(" "))
+            cuts.append((start, end, ""))
+    text, edits = replace_spans(answer, cuts)
+    return text.strip(), edits

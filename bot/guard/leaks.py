@@ -4,6 +4,7 @@
     scanner.find(text)                       # -> [Leak(start, end, kind, type, score)]
     scanner.scan(question, answer, passages) # -> findings for `flags` (the scanner interface)
     redact(text, leaks)                      # the text with those spans masked, and the edits
+                                             # (bot/guard/spans.shift_span moves other spans)
     StreamRedactor()                         # the same for secrets while an answer streams
 
 kind is `secret` (bot/guard/secrets.py), `pii` (bot/guard/pii.py, presidio + spaCy,
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from bot.guard.findings import Finding
+from bot.guard.spans import Edit, overlaps, replace_spans
 
 KINDS = ("secret", "pii", "confidential")
 POLICIES = ("allow", "flag", "redact", "block")
@@ -41,33 +43,10 @@ def mask(value: str) -> str:
     return value[:keep] + "*" * min(len(value) - keep, 12)
 
 
-def redact(text: str, leaks: Sequence[Leak]) -> tuple[str, list[tuple[int, int, int]]]:
-    """The text with each leak replaced by "[TYPE redacted]", and the edits made as
-    (start, end, new length) so spans found before can be moved (shift_span)."""
-    out, edits, pos = [], [], 0
-    for leak in sorted(leaks, key=lambda l: l.start):
-        if leak.start < pos or leak.kind == "confidential":
-            continue
-        out.append(text[pos:leak.start])
-        label = f"[{leak.type} redacted]"
-        out.append(label)
-        edits.append((leak.start, leak.end, len(label)))
-        pos = leak.end
-    out.append(text[pos:])
-    return "".join(out), edits
-
-
-def shift_span(span: Sequence[int], edits: Sequence[tuple[int, int, int]]) -> list[int]:
-    """Where a span of the text before redaction lies in the redacted text."""
-    def move(position: int) -> int:
-        delta = 0
-        for start, end, length in edits:
-            if end <= position:
-                delta += length - (end - start)
-            elif start < position:
-                return start + delta + length      # inside a redacted stretch: its end
-        return position + delta
-    return [move(span[0]), move(span[1])]
+def redact(text: str, leaks: Sequence[Leak]) -> tuple[str, list[Edit]]:
+    """The text with each secret or personal-data leak replaced by "[TYPE redacted]"
+    (markings stay), and the edits made, so spans found before can be moved (shift_span)."""
+    return replace_spans(text, [(l.start, l.end, f"[{l.type} redacted]") for l in leaks if l.kind != "confidential"])
 
 
 class StreamRedactor:
@@ -132,10 +111,10 @@ class LeakScanner:
         if "secret" in kinds:
             leaks += [Leak(m.start, m.end, "secret", m.type, m.score) for m in find_secrets(text)]
         if "pii" in kinds:
-            taken = [(l.start, l.end) for l in leaks]
+            secrets = list(leaks)
             leaks += [Leak(m.start, m.end, "pii", m.type, m.score) for m in self.pii.find(text)
                       # A secret inside (an e-mail in a URL's password...) is reported once, as a secret.
-                      if not any(m.start < e and s < m.end for s, e in taken)]
+                      if not any(overlaps(m, s) for s in secrets)]
         if "confidential" in kinds:
             leaks += [Leak(m.start, m.end, "confidential", m.type, m.score) for m in find_markings(text)]
         return sorted(leaks, key=lambda l: l.start)

@@ -14,6 +14,8 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
+from bot.guard.spans import non_overlapping, overlaps
+
 # What users mean by personal data. presidio also tags DATE_TIME, NRP, LOCATION, URL...:
 # in technical documents those are mostly not personal, so they are left out.
 ENTITIES = ("PERSON", "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS", "US_SSN",
@@ -72,7 +74,8 @@ class PiiScanner:
             if r.entity_type == "PERSON" and not _looks_like_a_name(value):
                 continue
             out.append(PiiMatch(r.start, r.end, r.entity_type, float(r.score)))
-        return _dedupe(out + [m for m in _in_context(text) if not any(m.start < o.end and o.start < m.end for o in out)])
+        out += [m for m in _in_context(text) if not any(overlaps(m, o) for o in out)]
+        return non_overlapping(out, lambda m: (-m.score, -(m.end - m.start)))
 
 
 # Numbers presidio has no pattern for (12- and 19-digit cards, national phone formats)
@@ -93,7 +96,7 @@ def _in_context(text: str) -> list[PiiMatch]:
     for match in _PHONE.finditer(text):
         digits = re.sub(r"\D", "", match.group(0))
         if 7 <= len(digits) <= 15 and _PHONE_WORDS.search(text[max(0, match.start() - 40):match.start()]) \
-                and not any(match.start() < o.end and o.start < match.end() for o in out):
+                and not any(o.start < match.end() and match.start() < o.end for o in out):
             out.append(PiiMatch(match.start(), match.end(), "PHONE_NUMBER", 0.6))
     return out
 
@@ -102,15 +105,6 @@ def _looks_like_a_name(value: str) -> bool:
     """spaCy's small model tags some code words and headings as people: a name has a
     letter and no code characters."""
     return bool(re.search(r"[^\W\d_]", value)) and not re.search(r"[_/\\=<>{}()\[\]@#$%^&*|`~]", value)
-
-
-def _dedupe(matches: list[PiiMatch]) -> list[PiiMatch]:
-    ordered = sorted(matches, key=lambda m: (-m.score, -(m.end - m.start)))
-    kept: list[PiiMatch] = []
-    for match in ordered:
-        if not any(match.start < k.end and k.start < match.end for k in kept):
-            kept.append(match)
-    return sorted(kept, key=lambda m: m.start)
 
 
 @lru_cache(maxsize=1)

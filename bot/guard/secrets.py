@@ -17,6 +17,8 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
+from bot.guard.spans import non_overlapping
+
 
 @dataclass(frozen=True)
 class SecretMatch:
@@ -139,7 +141,8 @@ def find_secrets(text: str) -> list[SecretMatch]:
                 continue
             found.append(SecretMatch(start, end, kind, 0.9 if kind != "GENERIC_SECRET" else 0.7))
     found += _from_detect_secrets(text)
-    return _dedupe(found)
+    # Overlapping matches: the longest wins, then the more specific type.
+    return non_overlapping(found, lambda m: (-(m.end - m.start), m.type == "GENERIC_SECRET", m.start))
 
 
 def _from_detect_secrets(text: str) -> list[SecretMatch]:
@@ -189,13 +192,3 @@ def _is_jwt(value: str) -> bool:
     except (ValueError, UnicodeDecodeError):
         return False
     return isinstance(decoded, dict) and "alg" in decoded
-
-
-def _dedupe(matches: list[SecretMatch]) -> list[SecretMatch]:
-    """Overlapping matches: keep the longest (then the most specific type)."""
-    ordered = sorted(matches, key=lambda m: (-(m.end - m.start), m.type == "GENERIC_SECRET", m.start))
-    kept: list[SecretMatch] = []
-    for match in ordered:
-        if not any(match.start < k.end and k.start < match.end for k in kept):
-            kept.append(match)
-    return sorted(kept, key=lambda m: m.start)
