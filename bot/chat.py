@@ -19,9 +19,16 @@ class ChatSession:
         return self.answerer.stream(question, self.collection, tuple(self.history)).then(self._record)
 
     def _record(self, answer) -> None:
-        # An abstention is kept out of the history: it has no subject to carry forward.
-        if answer is not None and not answer.abstained:
-            self.history.append((answer.standalone_question, answer.text))
+        self.history[:] = remember(self.history, answer)
 
     def ask(self, question: str):
         return self.stream(question).finish()
+
+
+def remember(history, answer) -> list[tuple[str, str]]:
+    """The conversation after `answer`. An abstention (or a withheld answer) is kept out:
+    it has no subject to carry forward."""
+    history = list(history)
+    if answer is not None and not answer.abstained and not getattr(answer, "blocked", False):
+        history.append((answer.standalone_question, answer.text))
+    return history

@@ -105,6 +105,17 @@ class LeakSettings:
 
 
 @dataclass(frozen=True)
+class UiSettings:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    user: str = ""
+    password: str = ""
+    max_upload_mb: float = 50
+    max_upload_files: int = 2000
+    feedback_file: str = ""
+
+
+@dataclass(frozen=True)
 class Settings:
     paths: PathSettings = field(default_factory=PathSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
@@ -115,6 +126,7 @@ class Settings:
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     guard: GuardSettings = field(default_factory=GuardSettings)
     leaks: LeakSettings = field(default_factory=LeakSettings)
+    ui: UiSettings = field(default_factory=UiSettings)
     profile: str = ""
 
     def home_dir(self, override: str | os.PathLike | None = None) -> Path:
@@ -139,7 +151,7 @@ class Settings:
 _SECTIONS = {"paths": PathSettings, "ingest": IngestSettings, "chunking": ChunkingSettings,
              "embedding": EmbeddingSettings, "retrieval": RetrievalSettings,
              "generation": GenerationSettings, "answer": AnswerSettings, "guard": GuardSettings,
-             "leaks": LeakSettings}
+             "leaks": LeakSettings, "ui": UiSettings}
 
 
 def load_settings(

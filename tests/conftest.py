@@ -142,3 +142,15 @@ def make_answerer(collection, fake_embedder):
             s = s.with_values(section, **values)
         return Answerer(s, retriever=Retriever(s, fake_embedder), generator=generator or FakeGenerator())
     return make
+
+
+def quote_passage(messages, n: int = 1) -> str:
+    """A scripted model that answers with the first sentence of passage [n], cited: what a
+    faithful model does, so answers follow whatever the retriever found."""
+    prompt = messages[-1]["content"]
+    block = re.search(rf"^\[{n}\] \(.*?\)\n(.*?)(?=^\[\d+\] \(|^Question:|\Z)", prompt, re.M | re.S)
+    prose = [line for line in (block.group(1).splitlines() if block else []) if line.strip() and not line.startswith("#")]
+    if not prose:
+        return "I don't know."
+    sentence = re.split(r"(?<=[.!?])\s", prose[0])[0]
+    return f"{sentence.rstrip('.')} [{n}]."

@@ -1,0 +1,169 @@
+"""Everything the chat window does, without the window: answer in a conversation, add
+uploaded files, list and remove sources, record feedback. app.py only draws it.
+
+    service = Service(settings)              # components built from settings (or injected)
+    service.warm_up("default")               # models load here, before the first question
+    for event in service.stream(question, history, "default"): ...
+    service.add_files(paths, "default", progress)  -> list of UploadResult
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from bot.answer import Answerer, AnswerRun
+from bot.chat import ChatSession, remember
+from docent.settings import Settings
+
+
+@dataclass
+class UploadResult:
+    name: str           # what the user uploaded, or the path inside their zip
+    action: str         # added / updated / unchanged / removed / skipped / failed
+    chunks: int = 0
+    reason: str = ""
+
+
+class Service:
+    def __init__(self, settings: Settings, home=None, embedder=None, generator=None):
+        from bot.retrieval import Retriever
+        self.settings = settings
+        self.home = settings.home_dir(home)
+        # One embedder for questions and uploads: the model is loaded once per process.
+        self.retriever = Retriever(settings, embedder, home=self.home)
+        self.answerer = Answerer(settings, retriever=self.retriever, generator=generator, home=self.home)
+        self._ingestor = None
+        # One model answers one question at a time (llama.cpp is not re-entrant; 2 cores
+        # gain nothing from two at once); a second browser tab waits its turn.
+        self._answering = threading.Lock()
+        self._ingesting = threading.Lock()
+        self.ready = threading.Event()
+        self.warm_up_error: str | None = None
+
+    @property
+    def ingestor(self):
+        if self._ingestor is None:
+            from ingest.pipeline import Ingestor
+            self._ingestor = Ingestor(self.settings, embedder=self.retriever.embedder, home=self.home)
+        return self._ingestor
+
+    @property
+    def default_collection(self) -> str:
+        return self.settings.ingest.collection
+
+    def warm_up(self, collection: str | None = None) -> None:
+        """Load the models (and the collection's vectors); `ready` is set either way and
+        `warm_up_error` says what failed."""
+        from bot.retrieval import RetrievalError
+        try:
+            with self._answering:
+                try:
+                    self.answerer.warm_up(collection if collection in self.collections() else None)
+                except RetrievalError:
+                    self.answerer.warm_up(None)      # a broken collection must not stop the window
+        except Exception as exc:                     # shown in the window; the app keeps running
+            self.warm_up_error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+        finally:
+            self.ready.set()
+
+    # --- answering ----------------------------------------------------------------------
+
+    def check_question(self, question: str) -> str:
+        return self.answerer.check_question(question)
+
+    def stream(self, question: str, history: Sequence[tuple[str, str]], collection: str | None) -> AnswerRun:
+        """An answer to `question` after the conversation `history` ((question, answer)
+        pairs; `remember` gives the next one), holding the model while it streams."""
+        from bot.answer import CollectionError
+        question = self.check_question(question)     # raise before anything streams
+        name = collection or self.default_collection
+        if name not in self.collections():
+            raise CollectionError(f"collection '{name}' holds no documents yet: add files to it first")
+        session = ChatSession(self.answerer, name)
+        session.history = list(history)
+
+        def produce(outer: AnswerRun):
+            # Taken when the stream starts and released when it ends, also when the
+            # reader stops early (the window's Stop button closes this generator).
+            with self._answering:
+                inner = session.stream(question)
+                yield from inner
+                outer.answer = inner.answer
+        return AnswerRun(produce)
+
+    @staticmethod
+    def remember(history: Sequence[tuple[str, str]], answer) -> list[tuple[str, str]]:
+        return remember(history, answer)
+
+    # --- the collection -----------------------------------------------------------------
+
+    def collections(self) -> list[str]:
+        from ingest.store import list_collections
+        return list_collections(self.home)
+
+    def sources(self, collection: str | None) -> list:
+        from ingest.store import CollectionNotFound
+        try:
+            return self.ingestor.sources(collection or self.default_collection)
+        except CollectionNotFound:
+            return []
+
+    def display_name(self, path: str, collection: str | None) -> str:
+        """An uploaded file by the name the user gave it; other files by their path."""
+        from ingest.upload import uploads_dir
+        try:
+            return str(Path(path).relative_to(uploads_dir(self.home, collection or self.default_collection)))
+        except ValueError:
+            return path
+
+    def remove(self, path: str, collection: str | None) -> bool:
+        """Drop a file from the index; an uploaded copy is deleted too."""
+        from ingest.upload import uploads_dir
+        name = collection or self.default_collection
+        with self._ingesting:
+            removed = self.ingestor.remove([path], name)
+        uploads = uploads_dir(self.home, name)
+        if removed and Path(path).is_relative_to(uploads) and Path(path).is_file():
+            Path(path).unlink()
+        return bool(removed)
+
+    def add_files(self, files: Sequence[str | Path], collection: str | None,
+                  progress: Callable[[int, int, str], None] | None = None) -> list[UploadResult]:
+        """Uploaded files (zips unpacked) into the collection; a result per file."""
+        from ingest.upload import stage_uploads, uploads_dir
+        name = collection or self.default_collection
+        config = self.settings.ui
+        with self._ingesting:
+            staged, refused = stage_uploads(files, uploads_dir(self.home, name),
+                                            int(config.max_upload_mb * 2**20), config.max_upload_files)
+            results = [UploadResult(r.name, "failed", reason=r.reason) for r in refused]
+            if staged:
+                report = self.ingestor.ingest(
+                    staged, name, progress=(lambda e: progress(e.done, e.total, self.display_name(e.path, name)))
+                    if progress else None)
+                results += [UploadResult(self.display_name(r.path, name), r.action, r.chunks, r.reason or "")
+                            for r in report.results]
+        return results
+
+    # --- feedback -----------------------------------------------------------------------
+
+    def feedback_path(self) -> Path:
+        configured = self.settings.ui.feedback_file
+        return Path(configured).expanduser() if configured else self.home / "feedback.jsonl"
+
+    def record_feedback(self, rating: str, question: str, answer: dict, collection: str | None) -> Path:
+        """One JSON line per thumbs up/down, with what was asked and answered (the shape
+        of an evaluation record: question, answer, citations, flags)."""
+        path = self.feedback_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rating": rating,
+                "collection": collection or self.default_collection, "question": question, **answer}
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+        return path
+

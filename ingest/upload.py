@@ -1,0 +1,136 @@
+"""Files handed over through the chat window: checked, copied into the collection's
+uploads folder (the index refers to files by path, so they must outlive the browser's
+temporary copies), zips unpacked safely. Ingesting them is the pipeline's job.
+
+    staged, refused = stage_uploads(files, uploads_dir(home, "default"), max_bytes, max_files)
+    Ingestor(settings).ingest(staged, "default")
+
+A zip becomes a folder named after it; uploading it again replaces that folder, so files
+left out of the new zip leave the index (the pipeline's rule for deleted files).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+from ingest import loaders
+from ingest.store import collection_dir
+
+UPLOADS = "uploads"
+
+
+@dataclass
+class Refused:
+    name: str           # the file name the user gave
+    reason: str
+
+
+def uploads_dir(home: Path, collection: str) -> Path:
+    return collection_dir(home, collection) / UPLOADS
+
+
+def accepted_suffixes() -> list[str]:
+    """Extensions the window offers in its file picker: what the loaders read, and zips."""
+    return sorted(loaders.FORMATS) + [".zip"]
+
+
+def stage_uploads(files: Sequence[str | os.PathLike], dest: Path, max_bytes: int,
+                  max_files: int = 2000) -> tuple[list[Path], list[Refused]]:
+    """Copy each accepted file (or unpacked zip) into `dest`; return what to ingest and
+    what was refused, with the reason, in the order given."""
+    dest.mkdir(parents=True, exist_ok=True)
+    staged: list[Path] = []
+    refused: list[Refused] = []
+    for given in files:
+        path = Path(given)
+        name = _safe_name(path.name)
+        try:
+            size = path.stat().st_size
+        except OSError:
+            refused.append(Refused(path.name, "the upload did not arrive (file missing)"))
+            continue
+        if size == 0:
+            refused.append(Refused(path.name, "empty file"))
+        elif name.lower().endswith(".zip"):
+            try:
+                staged.append(_unpack(path, dest / name[:-4], max_bytes, max_files))
+            except UploadError as exc:
+                refused.append(Refused(path.name, str(exc)))
+        elif loaders.format_for(Path(name)) is None:
+            suffix = Path(name).suffix or "no extension"
+            refused.append(Refused(path.name, f"unsupported format ({suffix}); docent reads "
+                                              f"{', '.join(accepted_suffixes())}"))
+        elif size > max_bytes:
+            refused.append(Refused(path.name, f"too large ({size / 2**20:.1f} MiB; the limit is "
+                                              f"{max_bytes / 2**20:.0f} MiB, setting ui.max_upload_mb)"))
+        else:
+            target = dest / name
+            _copy_atomic(path, target)
+            staged.append(target)
+    return staged, refused
+
+
+class UploadError(Exception):
+    pass
+
+
+def _safe_name(name: str) -> str:
+    """A file name that cannot climb out of the uploads folder or hide as a dot file."""
+    name = PurePosixPath(name.replace("\\", "/")).name.lstrip(".").strip()
+    return name or "upload"
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _unpack(archive: Path, target: Path, max_bytes: int, max_files: int) -> Path:
+    """Unpack into a fresh folder, then swap it in for the one a previous upload made."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = [m for m in zf.infolist() if not m.is_dir()]
+            if not members:
+                raise UploadError("the zip holds no files")
+            if len(members) > max_files:
+                raise UploadError(f"the zip holds {len(members):,} files; the limit is {max_files:,} "
+                                  f"(setting ui.max_upload_files)")
+            total = sum(m.file_size for m in members)
+            if total > max_bytes:
+                raise UploadError(f"the zip unpacks to {total / 2**20:.1f} MiB; the limit is "
+                                  f"{max_bytes / 2**20:.0f} MiB (setting ui.max_upload_mb)")
+            fresh = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+            try:
+                for member in members:
+                    parts = PurePosixPath(member.filename.replace("\\", "/")).parts
+                    if member.filename.startswith(("/", "\\")) or ".." in parts or not parts:
+                        raise UploadError(f"the zip holds an unsafe path ({member.filename!r})")
+                    if member.flag_bits & 0x1:
+                        raise UploadError("the zip is encrypted")
+                    out = fresh.joinpath(*parts)
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(member) as src, open(out, "wb") as dst:
+                        # Read at most what the header promised: a lying header cannot fill the disk.
+                        dst.write(src.read(member.file_size + 1)[:member.file_size])
+                old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+                if target.exists():
+                    os.replace(target, old)
+                os.replace(fresh, target)
+                shutil.rmtree(old, ignore_errors=True)
+            finally:
+                shutil.rmtree(fresh, ignore_errors=True)
+    except zipfile.BadZipFile:
+        raise UploadError("not a valid zip file (corrupt or truncated)") from None
+    except (zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
+        raise UploadError(f"cannot unpack the zip: {exc}") from None
+    return target
