@@ -9,6 +9,7 @@ made in bot/ (bot.service.Service) and ingest/.
 # annotation (gr.LikeData), which must stay an object, not a string.
 import html
 import itertools
+import os
 import sys
 import threading
 import time
@@ -149,9 +150,16 @@ def render_upload(results) -> str:
 
 # --- the window ---------------------------------------------------------------------------
 
+def _gradio():
+    # Nothing leaves the machine: no usage analytics (set before gradio is imported).
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+    return gr
+
+
 def build(service):
     """The Gradio Blocks for `service` (a bot.service.Service)."""
-    import gradio as gr
+    gr = _gradio()
 
     from bot.answer import AnswerError
     from bot.generators import GeneratorError
@@ -326,7 +334,10 @@ def launch(demo, service, host: str, port: int, block: bool = True):
     if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
         click.echo(f"warning: listening on {host} without a login: anyone who reaches this port can read "
                    "the collections (set ui.user and ui.password)", err=True)
-    return demo.launch(server_name=host, server_port=port, auth=auth, css=CSS, head=HEAD,
+    gr = _gradio()
+    # System fonts: the default theme would fetch its font from Google.
+    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    return demo.launch(server_name=host, server_port=port, auth=auth, css=CSS, head=HEAD, theme=theme,
                        max_file_size=f"{config.max_upload_mb:g}mb", prevent_thread_lock=not block,
                        show_error=True, quiet=not block, footer_links=[])
 

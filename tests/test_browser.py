@@ -96,6 +96,8 @@ def browser():
 def page(browser, app_url):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
+    page.requested = []
+    page.on("request", lambda request: page.requested.append(request.url))
     page.set_default_timeout(20_000)
     page.goto(app_url[0], wait_until="load")
     page.get_by_text("Ready.").wait_for()
@@ -120,8 +122,10 @@ def _ask(page, question: str):
     return last
 
 
-def test_page_loads_with_status_and_collection(page):
+def test_page_loads_with_status_and_collection(page, app_url):
     _shot(page, "01-loaded")
+    outside = [url for url in page.requested if not url.startswith((app_url[0], "data:", "blob:"))]
+    assert page.requested and outside == []     # no fonts, scripts or analytics fetched from elsewhere
     assert "Ready." in page.locator("#docent-status").inner_text()
     assert "3 files" in page.locator("#docent-status").inner_text()
 

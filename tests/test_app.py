@@ -1,0 +1,196 @@
+"""What the chat window shows and does, without a browser: the answer layout
+(bot/present.py), its HTML (app.py), uploads (ingest/upload.py) and the service behind
+the window (bot/service.py). The browser tests (test_browser.py) drive the real page."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FakeGenerator, quote_passage
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def service(collection, fake_embedder):
+    from bot.service import Service
+    settings = collection.with_values("retrieval", min_score=0.0)
+    svc = Service(settings, embedder=fake_embedder, generator=FakeGenerator(quote_passage))
+    svc.warm_up("default")
+    return svc
+
+
+# --- layout and HTML ----------------------------------------------------------------------
+
+def test_flagged_sentence_is_its_own_piece_and_sources_mark_the_restated_sentence(make_answerer):
+    gen = FakeGenerator(lambda m: "Old keys stop working after 24 hours [1]. Keys are also printed and faxed "
+                                  "to the CEO every Friday [1].")
+    answer = make_answerer(gen).ask("When do old API keys stop working?")
+    from bot.present import present
+    view = present(answer)
+    flagged = [p for p in view.pieces if p.flag]
+    assert len(flagged) == 1 and "faxed to the CEO" in flagged[0].text
+    assert "".join(p.text for p in view.pieces) == answer.text           # nothing lost or repeated
+    [source] = view.sources
+    assert source.n == 1 and source.source.endswith("faq.txt") and source.cited
+    assert source.mark.startswith("Old keys stop working after 24 hours")
+    assert source.text == answer.passages[0].text
+
+
+def test_abstention_lists_the_closest_passages_uncited(make_answerer):
+    from bot.present import present
+    answer = make_answerer(FakeGenerator(lambda m: "I don't know.")).ask("What is the office VPN password?")
+    view = present(answer)
+    assert view.abstained and view.sources and not any(s.cited for s in view.sources)
+    assert all(s.mark == "" for s in view.sources)
+
+
+def test_html_escapes_document_text_and_links_only_listed_citations():
+    from app import render_answer
+    from bot.present import AnswerView, Piece, Source
+    view = AnswerView(pieces=[Piece("Use <script>alert(1)</script> carefully [1] and [7].")],
+                      sources=[Source(1, "a.md, Setup", "a.md", None, "Setup", "Run ", "<b>make</b>", ".", True)])
+    out = render_answer(view, turn=5)
+    assert "<script>" not in out and "&lt;script&gt;" in out and "&lt;b&gt;make&lt;/b&gt;" in out
+    assert 'docent-to-5-1' in out and 'docent-src-5-1' in out
+    assert "[7]" in out and "docent-to-5-7" not in out                   # no source [7]: plain text
+    assert "<mark>&lt;b&gt;make&lt;/b&gt;</mark>" in out
+
+
+def test_blocked_answer_shows_no_passages():
+    from app import render_answer
+    from bot.present import present
+    from bot.answer import Answer
+    from bot.retrieval import Passage
+    passage = Passage((1,), "keys.md", None, None, (), "token ghp_x", 1.0)
+    answer = Answer("q", "q", "This answer was withheld.", False, [passage], [], blocked=True,
+                    flags=[{"kind": "secret", "severity": "high", "span": [0, 5], "message": "secret in the answer",
+                            "evidence": None, "action": "blocked", "score": 1.0}])
+    out = render_answer(present(answer))
+    assert "Withheld" in out and "Secret (withheld)" in out and "keys.md" not in out
+
+
+def test_app_help_is_fast_and_does_not_import_gradio():
+    done = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "--port" in done.stdout and "127.0.0.1" in done.stdout
+    probe = subprocess.run([sys.executable, "-c", "import sys, app; print('gradio' in sys.modules)"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == "False"
+
+
+# --- uploads ------------------------------------------------------------------------------
+
+def _zip(path: Path, members: dict[str, bytes | str]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_stage_refuses_with_reasons_and_copies_the_rest(tmp_path):
+    from ingest.upload import stage_uploads
+    (tmp_path / "in").mkdir()
+    good = tmp_path / "in" / "notes.md"
+    good.write_text("# Notes\n\nHello.\n")
+    empty = tmp_path / "in" / "empty.txt"
+    empty.write_text("")
+    exe = tmp_path / "in" / "tool.exe"
+    exe.write_bytes(b"MZ...")
+    big = tmp_path / "in" / "big.txt"
+    big.write_text("x" * 2048)
+    staged, refused = stage_uploads([good, empty, exe, big], tmp_path / "up", max_bytes=1024)
+    assert staged == [tmp_path / "up" / "notes.md"] and staged[0].read_text() == good.read_text()
+    reasons = {r.name: r.reason for r in refused}
+    assert reasons["empty.txt"] == "empty file"
+    assert reasons["tool.exe"].startswith("unsupported format (.exe)")
+    assert "too large" in reasons["big.txt"] and "ui.max_upload_mb" in reasons["big.txt"]
+
+
+def test_zip_with_unsafe_paths_or_too_much_data_is_refused_whole(tmp_path):
+    from ingest.upload import stage_uploads
+    slip = _zip(tmp_path / "slip.zip", {"ok.md": "# a\n\nb\n", "../../evil.md": "# x\n\ny\n"})
+    bomb = _zip(tmp_path / "bomb.zip", {"a.txt": "0" * 5000})
+    corrupt = tmp_path / "corrupt.zip"
+    corrupt.write_bytes(b"PK\x03\x04 truncated")
+    staged, refused = stage_uploads([slip, bomb, corrupt], tmp_path / "up", max_bytes=4096)
+    assert staged == []
+    reasons = {r.name: r.reason for r in refused}
+    assert "unsafe path" in reasons["slip.zip"]
+    assert "unpacks to" in reasons["bomb.zip"]
+    assert "not a valid zip" in reasons["corrupt.zip"]
+    assert not (tmp_path / "evil.md").exists() and not list((tmp_path / "up").iterdir())
+
+
+def test_reuploading_a_zip_replaces_its_folder_and_files_left_out_leave_the_index(service, tmp_path):
+    first = _zip(tmp_path / "handbook.zip", {"travel.md": "# Travel\n\nTrains are booked by the travel desk.\n",
+                                             "meals.md": "# Meals\n\nLunch is served at noon in the canteen.\n"})
+    results = service.add_files([first], "default")
+    assert sorted((r.name, r.action) for r in results) == [("handbook/meals.md", "added"), ("handbook/travel.md", "added")]
+    (tmp_path / "v2").mkdir()
+    second = _zip(tmp_path / "v2" / "handbook.zip", {"travel.md": "# Travel\n\nTrains are booked by the travel desk.\n"})
+    results = {r.name: r.action for r in service.add_files([second], "default")}
+    assert results == {"handbook/travel.md": "unchanged", "handbook/meals.md": "removed"}
+    names = [service.display_name(r.path, "default") for r in service.sources("default")]
+    assert "handbook/travel.md" in names and "handbook/meals.md" not in names
+
+
+def test_uploaded_file_is_answerable_and_removing_it_deletes_the_copy(service, tmp_path):
+    upload = tmp_path / "holidays.md"
+    upload.write_text("# Holidays\n\nThe office is closed on 3 March for the spring holiday.\n")
+    [result] = service.add_files([upload], "default")
+    assert (result.name, result.action) == ("holidays.md", "added")
+    answer = service.stream("When is the office closed for the spring holiday?", [], "default").finish()
+    assert "closed on 3 March" in answer.text and answer.citations[0]["source"].endswith("uploads/holidays.md")
+    stored = answer.citations[0]["source"]
+    assert service.remove(stored, "default") and not Path(stored).exists()
+    assert "holidays.md" not in [service.display_name(r.path, "default") for r in service.sources("default")]
+
+
+# --- the conversation and feedback ---------------------------------------------------------
+
+def test_follow_up_uses_the_history_the_window_keeps(collection, fake_embedder):
+    from bot.service import Service
+    gen = FakeGenerator(lambda m: "How long are backups kept?" if "Assistant: " in m[-1]["content"]
+                        else quote_passage(m))
+    svc = Service(collection.with_values("retrieval", min_score=0.0), embedder=fake_embedder, generator=gen)
+    first = svc.stream("When do backups run?", [], None).finish()
+    history = svc.remember([], first)
+    assert history == [("When do backups run?", first.text)]
+    follow = svc.stream("and how long are they kept?", history, None).finish()
+    assert follow.standalone_question == "How long are backups kept?"
+    assert follow.citations[0]["source"].endswith("guide.rst")
+
+
+def test_a_stream_stopped_early_releases_the_model(service):
+    run = service.stream("How do I rotate API keys?", [], None)
+    next(iter(run))                        # the reader takes one piece, then stops
+    iter(run).close()
+    import threading
+    done = []
+    worker = threading.Thread(target=lambda: done.append(service.stream("How do I rotate API keys?", [], None).finish()),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=20)                # waits forever if the first stream still held the model
+    assert done and done[0].citations[0]["source"].endswith("faq.txt")
+
+
+def test_feedback_lines_hold_the_question_and_answer(service):
+    answer = service.stream("How do I rotate API keys?", [], None).finish()
+    path = service.record_feedback("down", answer.question, answer.to_dict(), None)
+    service.record_feedback("up", answer.question, answer.to_dict(), None)
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["rating"] for line in lines] == ["down", "up"]
+    assert lines[0]["question"] == "How do I rotate API keys?" and lines[0]["answer"] == answer.text
+    assert lines[0]["citations"][0]["source"].endswith("faq.txt") and lines[0]["collection"] == "default"
+
+
+def test_unknown_collection_is_a_clear_error(service):
+    from bot.answer import CollectionError
+    with pytest.raises(CollectionError, match="holds no documents yet"):
+        service.stream("anything?", [], "nowhere")
