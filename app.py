@@ -50,6 +50,7 @@ CSS = """
 .docent-sources mark { background: #fde68a; }
 .docent-opened summary { font-weight: 600; }
 .docent-upload-failed { color: #991b1b; }
+.docent-working { color: #64748b; font-style: italic; }
 """
 
 FLAG_TITLES = {"unsupported": "Not backed by the passages", "contradicted": "Contradicted by the passages"}
@@ -60,8 +61,10 @@ _turns = itertools.count(1)
 # --- rendering: an AnswerView (bot/present.py) as HTML ------------------------------------
 
 def _text(text: str) -> str:
-    """Escaped text; line breaks kept; [n] markers left for _cites."""
-    return html.escape(text).replace("\n", "<br>")
+    """Escaped text; line breaks kept; `code` shown as code; [n] markers left for _cites."""
+    import re
+    escaped = html.escape(text).replace("\n", "<br>")
+    return re.sub(r"`([^`<]+)`", r"<code>\1</code>", escaped)
 
 
 def _cites(escaped: str, turn: int, numbers: set[int]) -> str:
@@ -129,6 +132,11 @@ def _leak_title(flag: dict) -> str:
 
 def render_streaming(text: str) -> str:
     return f'<div class="docent-answer">{_text(text)}</div>'
+
+
+def render_working(what: str) -> str:
+    """What is being done before the first word of the answer (a prompt takes seconds to read)."""
+    return f'<div class="docent-working">{html.escape(what)}</div>'
 
 
 def render_error(message: str) -> str:
@@ -209,16 +217,21 @@ def build(service):
             yield question, chat, history, answers
             return
         chat += [{"role": "user", "content": html.escape(question.strip())},
-                 {"role": "assistant", "content": render_streaming("…")}]
+                 {"role": "assistant", "content": render_working("Starting…")}]
         yield "", chat, history, answers
         if not service.ready.is_set():
-            chat[-1]["content"] = render_streaming("Loading the models…")
+            chat[-1]["content"] = render_working("Loading the models…")
             yield "", chat, history, answers
             service.ready.wait()
         shown = ""
         try:
             run = service.stream(question, history, collection)
             for event in run:
+                if event.kind == "status":
+                    if not shown:
+                        chat[-1]["content"] = render_working(event.text)
+                        yield "", chat, history, answers
+                    continue
                 shown = shown + event.text if event.kind == "token" else event.text
                 chat[-1]["content"] = render_streaming(shown)
                 yield "", chat, history, answers

@@ -3,7 +3,7 @@
     answerer = Answerer(settings)                 # retriever + generator + prompts
     answerer.warm_up("default")                   # models load here, not on the first question
     run = answerer.stream("How do I rotate the API keys?")
-    for event in run: ...                         # Event("token", text) / Event("replace", text)
+    for event in run: ...                         # Event("token"|"replace"|"status", text)
     run.answer.to_dict()                          # the `ask --json` object
 
 Steps: check the question -> rewrite a follow-up into a standalone question -> retrieve ->
@@ -47,7 +47,8 @@ class CollectionError(AnswerError):
 
 @dataclass
 class Event:
-    kind: str        # "token": text to append; "replace": the answer was rewritten, show `text` instead
+    kind: str        # "token": text to append; "replace": the answer was rewritten, show `text` instead;
+                     # "status": what is being done before the first token (not part of the answer)
     text: str
     reason: str = ""  # for "replace": "extractive" (the passages' own sentences), "abstain"
                       # (withdrawn: not backed by the passages), "citations" (re-pointed)
@@ -70,6 +71,7 @@ class Answer:
     groundedness: float | None = None    # share of sentences the guard found backed (None: not checked)
     guard_ms: float = 0.0
     blocked: bool = False                # withheld by the leak policy (the text says why)
+    lead: str = ""                       # an abstention's statement, without its list of closest passages
 
     @property
     def citations(self) -> list[dict]:
@@ -284,6 +286,12 @@ class Answerer:
         lead = lead or self.prompts.render("abstain.txt")
         return lead + ("\n\n" + closest if closest else "")
 
+    def abstain(self, answer: Answer, lead: str = "") -> None:
+        """Make `answer` say it cannot answer (`lead`, default: the abstain wording), with
+        its closest passages listed."""
+        answer.lead = lead or self.prompts.render("abstain.txt")
+        answer.text = self.abstention(answer.passages, answer.lead)
+
     def closest(self, passages: Sequence[Passage], limit: int = 3) -> str:
         lines = [f"[{i + 1}] {p.location}: {_snippet(p.text)}" for i, p in enumerate(passages[:limit])]
         return self.prompts.render("abstain.closest.txt", closest="\n".join(lines)) if lines else ""
@@ -319,9 +327,12 @@ class Answerer:
         from bot.retrieval import RetrievalError
         started = time.perf_counter()
         timings: dict = {}
+        if history:
+            yield Event("status", "Rewriting the follow-up as a standalone question…")
         standalone = self.condense(question, history) if history else question
         if history:
             timings["condense_ms"] = _ms(started)
+        yield Event("status", "Searching the documents…")
         try:
             found: RetrievalResult = self.retriever.retrieve(standalone, collection)
         except RetrievalError as exc:
@@ -330,10 +341,10 @@ class Answerer:
         passages = found.passages
         reason = self.nothing_relevant(standalone, passages, found.top_dense)
         if reason:
-            text = self.abstention(passages)
             timings.update(first_token_ms=_ms(started), total_ms=_ms(started), tokens=0)
-            run.answer = Answer(question, standalone, text, True, passages, [], timings=timings,
+            run.answer = Answer(question, standalone, "", True, passages, [], timings=timings,
                                 abstain_reason=reason)
+            self.abstain(run.answer)
             if self.leaks is not None:
                 self.check_leaks(run.answer)    # the closest passages are quoted: mask what they hold
             yield Event("token", run.answer.text)
@@ -341,6 +352,7 @@ class Answerer:
 
         messages, used = self.build_messages(standalone, passages)
         dropped, passages = len(passages) - used, passages[:used]
+        yield Event("status", f"Reading {len(passages)} passage{'s' if len(passages) != 1 else ''}…")
         grammar = None
         if self.config.style == "grammar" and getattr(self.generator, "supports_grammar", False):
             grammar = citation_grammar(len(passages))
@@ -413,7 +425,7 @@ class Answerer:
                         [n for n in cited_numbers(text) if n in valid], flags=flags, model_text=raw)
         if not text or ABSTAIN_PATTERN.match(text):
             answer.abstained, answer.abstain_reason, answer.cited = True, "model", []
-            answer.text = self.abstention(passages, raw)
+            self.abstain(answer, raw)
         elif self.config.fallback != "none" and not self._backed(text, passages):
             # Not one sentence is backed by the passage it cites. If the passages do not
             # even name everything the question asks about, the model was most likely
@@ -426,7 +438,7 @@ class Answerer:
                 answer.text, answer.cited, answer.fallback = replacement, cited, "extractive"
             else:
                 answer.abstained, answer.abstain_reason, answer.cited, answer.fallback = True, "unbacked", [], "abstain"
-                answer.text = self.abstention(passages)
+                self.abstain(answer)
         if not answer.abstained and self.guard is not None:
             self.check_groundedness(answer)
         if self.leaks is not None:
@@ -451,6 +463,11 @@ class Answerer:
         config = self.settings.leaks
         findings = [f for f in self.leaks.scan(answer.question, answer.text, [p.text for p in answer.passages])
                     if not (f.kind == "confidential" and f.evidence not in answer.cited)]
+        if answer.abstained and answer.lead:
+            # An abstention quotes its closest passages as they are (masked where the policy
+            # masks): like the sources of an answer, they are the documents, not its words.
+            findings = [f for f in findings if f.action != "flagged" or f.span == (0, 0)
+                        or f.span[0] < len(answer.lead)]
         spanless = [f for f in findings if f.span == (0, 0)]     # about the question or a passage, not the text
         masked_kinds = [k for k in ("secret", "pii") if getattr(config, k) in ("redact", "block")]
         if masked_kinds:
@@ -470,6 +487,8 @@ class Answerer:
             text, edits = redact(answer.text, leaks)
             if edits:
                 answer.text = text
+                if answer.lead:       # the statement is the start of the text: mask it alike
+                    answer.lead = redact(answer.lead, self.leaks.find(answer.lead, redacted_kinds))[0]
                 for flag in answer.flags:
                     flag["span"] = shift_span(flag["span"], edits)
             answer.flags += [{**f.to_dict(), "span": f.to_dict()["span"] if f in spanless else shift_span(f.span, edits)}
@@ -510,7 +529,7 @@ class Answerer:
             answer.cited = [n for n in cited_numbers(answer.text) if 0 < n <= len(answer.passages)]
             if not answer.text:
                 answer.abstained, answer.abstain_reason, answer.cited = True, "unsupported", []
-                answer.text = self.abstention(answer.passages)
+                self.abstain(answer)
         answer.guard_ms = _ms(started)
 
     def _backed(self, text: str, passages: Sequence[Passage]) -> bool:

@@ -67,6 +67,11 @@ def present(answer) -> AnswerView:
     warnings = [f for f in answer.flags if f["kind"] in LEAK_KINDS]
     notes = [f for f in answer.flags if f["kind"] not in SENTENCE_KINDS + LEAK_KINDS or
              (f["kind"] in SENTENCE_KINDS and f.get("action") == "redacted")]
+    lead = getattr(answer, "lead", "")
+    if answer.abstained and not answer.blocked and lead and text.startswith(lead):
+        # The statement only: its closest passages are listed as sources below.
+        text = lead
+        sentence_flags = [f for f in sentence_flags if f["span"][1] <= len(lead)]
     pieces = _pieces(text, sentence_flags)
     if answer.abstained or answer.blocked:
         # Nothing is cited: the closest passages are listed so the reader can look.

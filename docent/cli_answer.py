@@ -83,7 +83,7 @@ def _print_run(run):
     for event in run:
         if event.kind == "token":
             click.echo(event.text, nl=False)
-        else:
+        elif event.kind == "replace":
             _show_replacement(event)
     click.echo()
     _print_sources(run.answer)

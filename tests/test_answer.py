@@ -32,7 +32,7 @@ def test_citations_map_to_the_numbered_passages(make_answerer):
 def test_dangling_marker_is_removed_and_reported(make_answerer):
     gen = FakeGenerator(lambda m: "Press Rotate in the admin console [1][9].")
     run = make_answerer(gen).stream("How do I rotate API keys?")
-    shown = "".join(e.text for e in run)
+    shown = "".join(e.text for e in run if e.kind != "status")
     answer = run.answer
     assert "[9]" not in answer.text and "[9]" not in shown
     assert "[1]" in answer.text
@@ -56,6 +56,10 @@ def test_stream_yields_tokens_in_order(make_answerer):
     words = "Old keys stop working after 24 hours [1]."
     run = make_answerer(FakeGenerator(lambda m: words)).stream("When do old API keys stop working?")
     events = list(run)
+    # What is being done comes first, then only the answer's tokens.
+    assert [e.text for e in events if e.kind == "status"] == ["Searching the documents…", "Reading 3 passages…"]
+    assert events[0].kind == "status" and events[1].kind == "status"
+    events = events[2:]
     assert len(events) > 3 and all(e.kind == "token" for e in events)
     assert "".join(e.text for e in events).strip() == run.answer.text == words
     t = run.answer.timings

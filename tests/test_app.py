@@ -49,6 +49,10 @@ def test_abstention_lists_the_closest_passages_uncited(make_answerer):
     view = present(answer)
     assert view.abstained and view.sources and not any(s.cited for s in view.sources)
     assert all(s.mark == "" for s in view.sources)
+    # The statement is shown; the closest passages are the sources, not repeated in the text.
+    shown = "".join(p.text for p in view.pieces)
+    assert shown == answer.lead and "closest passages" in answer.text.lower() and "closest" not in shown.lower()
+    assert [s.n for s in view.sources] == list(range(1, min(3, len(answer.passages)) + 1))
 
 
 def test_html_escapes_document_text_and_links_only_listed_citations():

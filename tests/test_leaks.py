@@ -133,7 +133,7 @@ def secret_answerer(make_answerer, docs):
 
 def test_default_policy_redacts_a_secret_in_the_answer_and_in_its_sources(secret_answerer):
     run = secret_answerer().stream("Which access key does the backup job use?")
-    shown = "".join(e.text for e in run)
+    shown = "".join(e.text for e in run if e.kind != "status")
     answer = run.answer
     assert AWS not in shown and AWS not in answer.text
     assert all(AWS not in c["text"] for c in answer.citations)
@@ -163,7 +163,7 @@ def test_an_abstention_quoting_the_closest_passages_masks_their_secrets(secret_a
     answerer.settings = answerer.settings.with_values("retrieval", min_score=2.0)   # nothing is relevant enough
     answerer.retriever.settings = answerer.settings
     run = answerer.stream("Which access key does the backup job use?")
-    shown = "".join(e.text for e in run)
+    shown = "".join(e.text for e in run if e.kind != "status")
     assert run.answer.abstained and "backup" in shown.lower()
     assert AWS not in shown and "[AWS_KEY redacted]" in shown
 
@@ -239,3 +239,14 @@ def test_card_and_phone_formats_presidio_lacks_count_when_the_words_before_say_s
     assert ("CREDIT_CARD", text.index("501864667909")) in found
     assert ("PHONE_NUMBER", text.index("723 813 266")) in found
     assert len(found) == 2              # the same numbers without those words are not personal data
+
+
+def test_an_abstention_does_not_flag_what_only_its_quoted_passages_hold(secret_answerer):
+    # Under "flag", the documents quoted as closest passages are shown as they are, like the
+    # sources of any answer; a flag is about the answer's own words.
+    answerer = secret_answerer(secret="flag")
+    answerer.settings = answerer.settings.with_values("retrieval", min_score=2.0)
+    answerer.retriever.settings = answerer.settings
+    answer = answerer.ask("Which access key does the backup job use?")
+    assert answer.abstained and AWS in answer.text and answer.lead and AWS not in answer.lead
+    assert not [f for f in answer.flags if f["kind"] == "secret"]
