@@ -192,7 +192,7 @@ def build(service):
 
     def status_line(collection):
         if not service.ready.is_set():
-            return "… Loading the models (the first question waits for them)"
+            return f"… {service.stage} (the first question waits for this)"
         if service.warm_up_error:
             return f"⚠ The models could not be loaded: {service.warm_up_error}"
         records = service.sources(collection)

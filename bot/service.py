@@ -44,6 +44,7 @@ class Service:
         self._ingesting = threading.Lock()
         self.ready = threading.Event()
         self.warm_up_error: str | None = None
+        self.stage = "Loading the models"         # what warm_up is doing, for the status line
 
     @property
     def ingestor(self):
@@ -56,11 +57,25 @@ class Service:
     def default_collection(self) -> str:
         return self.settings.ingest.collection
 
+    def starter_docs(self) -> Path | None:
+        """The documents a first start indexes (settings ui.starter_docs), if they exist."""
+        from docent.settings import PROJECT_ROOT
+        configured = self.settings.ui.starter_docs
+        path = (PROJECT_ROOT / Path(configured).expanduser()) if configured else None
+        return path if path is not None and path.exists() else None
+
     def warm_up(self, collection: str | None = None) -> None:
-        """Load the models (and the collection's vectors); `ready` is set either way and
-        `warm_up_error` says what failed."""
+        """Load the models (and the collection's vectors); on a first start, index the
+        starter documents into a collection that does not exist yet. `ready` is set
+        either way and `warm_up_error` says what failed."""
         from bot.retrieval import RetrievalError
         try:
+            name = collection or self.default_collection
+            starter = self.starter_docs()
+            if starter is not None and name not in self.collections():
+                self.stage = f"First start: indexing {starter.name} into collection '{name}'"
+                self.add_paths([starter], name)
+            self.stage = "Loading the models"
             with self._answering:
                 try:
                     self.answerer.warm_up(collection if collection in self.collections() else None)
@@ -149,6 +164,11 @@ class Service:
                 results += [UploadResult(self.display_name(r.path, name), r.action, r.chunks, r.reason or "")
                             for r in report.results]
         return results
+
+    def add_paths(self, paths: Sequence[str | Path], collection: str | None):
+        """Files or folders already on this machine (not copied), as `docent ingest` does."""
+        with self._ingesting:
+            return self.ingestor.ingest(paths, collection or self.default_collection)
 
     # --- feedback -----------------------------------------------------------------------
 

@@ -113,6 +113,7 @@ class UiSettings:
     max_upload_mb: float = 50
     max_upload_files: int = 2000
     feedback_file: str = ""
+    starter_docs: str = "docs/guide"
 
 
 @dataclass(frozen=True)

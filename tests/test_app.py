@@ -156,6 +156,18 @@ def test_uploaded_file_is_answerable_and_removing_it_deletes_the_copy(service, t
     assert "holidays.md" not in [service.display_name(r.path, "default") for r in service.sources("default")]
 
 
+def test_first_start_indexes_the_starter_docs_once(settings, fake_embedder, docs):
+    from bot.service import Service
+    fresh = settings.with_values("ui", starter_docs=str(docs)).with_values("retrieval", min_score=0.0)
+    svc = Service(fresh, embedder=fake_embedder, generator=FakeGenerator(quote_passage))
+    svc.warm_up("default")
+    assert svc.ready.is_set() and svc.warm_up_error is None
+    assert sorted(Path(r.path).name for r in svc.sources("default")) == ["faq.txt", "guide.rst", "install.md"]
+    (docs / "later.md").write_text("# Later\n\nAdded after the first start.\n")
+    Service(fresh, embedder=fake_embedder, generator=FakeGenerator()).warm_up("default")
+    assert len(svc.sources("default")) == 3          # an existing collection is left as it is
+
+
 # --- the conversation and feedback ---------------------------------------------------------
 
 def test_follow_up_uses_the_history_the_window_keeps(collection, fake_embedder):
