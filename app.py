@@ -183,8 +183,10 @@ def build(service):
         return names if service.default_collection in names else [service.default_collection] + names
 
     def source_rows(collection):
+        labels = service.label_counts(collection)
         return [[service.display_name(r.path, collection), r.n_chunks, r.status if r.status == "ok" else
-                 f"{r.status}: {r.error or ''}", time.strftime("%Y-%m-%d %H:%M", time.localtime(r.ingested_at))]
+                 f"{r.status}: {r.error or ''}", ", ".join(f"{k} {n}" for k, n in sorted(labels.get(r.path, {}).items())),
+                 time.strftime("%Y-%m-%d %H:%M", time.localtime(r.ingested_at))]
                 for r in service.sources(collection)]
 
     def file_choices(collection):
@@ -319,7 +321,7 @@ def build(service):
                     upload_result = gr.HTML(elem_id="docent-upload-result")
                 with gr.Accordion("Files in the collection", open=False):
                     table = gr.Dataframe(source_rows(service.default_collection),
-                                         headers=["file", "passages", "status", "ingested"],
+                                         headers=["file", "passages", "status", "labels", "ingested"],
                                          interactive=False, wrap=True, elem_id="docent-sources")
                     with gr.Row():
                         chosen = gr.Dropdown(file_choices(service.default_collection), label="File",

@@ -131,6 +131,7 @@ class Retriever:
         self._embedder = embedder
         self._reranker = reranker
         self._collections: dict[str, "Collection"] = {}
+        self._hidden_cache: dict = {}
         self._pool = None
 
     @property
@@ -201,20 +202,26 @@ class Retriever:
         # The vector index is fetched first so the two threads never share the SQLite
         # connection at the same time.
         index = store.vector_index()
+        # Chunks labelled with anything in leaks.exclude are never retrieved: each search
+        # asks for as many more results as there are such chunks, then drops them.
+        hidden = self.hidden(store)
         pending = None
         if mode in ("hybrid", "keyword"):
-            pending = self._worker().submit(_timed, store.keyword_search, keyword_query(question), want,
-                                            self.config.keyword_max_df)
+            pending = self._worker().submit(_timed, store.keyword_search, keyword_query(question),
+                                            want + len(hidden), self.config.keyword_max_df)
         try:
             # The dense search runs in every mode: abstention needs its cosine scores.
             vector = self.embedder.embed([question])
             timings["embed_ms"] = _ms(started)
-            dense = store.search(vector, want, index=index)[0]
+            dense = store.search(vector, want + len(hidden), index=index)[0]
             timings["dense_ms"] = _ms(started) - timings["embed_ms"]
         finally:
             keyword, keyword_ms = pending.result() if pending is not None else ([], None)
         if keyword_ms is not None:
             timings["keyword_ms"] = keyword_ms
+        if hidden:
+            dense = [(i, s) for i, s in dense if i not in hidden][:want]
+            keyword = [(i, s) for i, s in keyword if i not in hidden][:want]
         cosine = dict(dense)
         bm25 = dict(keyword)
 
@@ -253,6 +260,25 @@ class Retriever:
         timings["retrieve_ms"] = _ms(started)
         top = max(cosine.values(), default=0.0)
         return RetrievalResult(question, passages, top, timings)
+
+    def hidden(self, store) -> frozenset[int]:
+        """Ids of the chunks that must not be retrieved: labelled at ingest with anything
+        in leaks.exclude, and, when "restricted" is excluded, every chunk of a file the
+        current leaks.restricted_paths match (in force before the next ingest relabels).
+        Cached per index generation."""
+        leaks = self.settings.leaks
+        labels = tuple(leaks.exclude)
+        if not labels:
+            return frozenset()
+        key = (store.name, store.generation, labels, tuple(leaks.restricted_paths))
+        if self._hidden_cache.get("key") != key:
+            ids = set(store.labelled_ids(labels))
+            if "restricted" in labels and leaks.restricted_paths:
+                from bot.guard.labels import ChunkLabeller
+                rules = ChunkLabeller(leaks)
+                ids |= store.chunk_ids_of([f.path for f in store.files() if rules.restricted_path(f.path)])
+            self._hidden_cache = {"key": key, "ids": frozenset(ids)}
+        return self._hidden_cache["ids"]
 
     def _rerank(self, question: str, candidates: list[tuple["StoredChunk", float]]) -> list[tuple[int, float]]:
         from ingest.chunking import embed_text

@@ -49,8 +49,10 @@ class Service:
     @property
     def ingestor(self):
         if self._ingestor is None:
+            from bot.guard.labels import ChunkLabeller
             from ingest.pipeline import Ingestor
-            self._ingestor = Ingestor(self.settings, embedder=self.retriever.embedder, home=self.home)
+            self._ingestor = Ingestor(self.settings, embedder=self.retriever.embedder, home=self.home,
+                                      labeller=ChunkLabeller(self.settings.leaks))
         return self._ingestor
 
     @property
@@ -127,6 +129,13 @@ class Service:
             return self.ingestor.sources(collection or self.default_collection)
         except CollectionNotFound:
             return []
+
+    def label_counts(self, collection: str | None) -> dict[str, dict[str, int]]:
+        from ingest.store import CollectionNotFound
+        try:
+            return self.ingestor.label_counts(collection or self.default_collection)
+        except CollectionNotFound:
+            return {}
 
     def display_name(self, path: str, collection: str | None) -> str:
         """An uploaded file by the name the user gave it; other files by their path."""

@@ -32,9 +32,11 @@ class Context:
         from bot.answer import Answerer
         return Answerer(self.settings, home=self.home)
 
-    def ingestor(self):
+    def ingestor(self, settings: Settings | None = None):
+        from bot.guard.labels import ChunkLabeller
         from ingest.pipeline import Ingestor
-        return Ingestor(self.settings, home=self.home)
+        settings = settings or self.settings
+        return Ingestor(settings, home=self.home, labeller=ChunkLabeller(settings.leaks))
 
 
 def _fail(message: str, code: int) -> None:
@@ -94,13 +96,13 @@ def ingest(obj: Context, paths, collection, reembed, exclude, as_json, quiet) ->
     if not paths and not reembed:
         raise click.UsageError("give at least one file or folder to ingest (or --reembed)")
     from ingest.embedder import EmbedderError
-    from ingest.pipeline import EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_MODEL_MISMATCH, EXIT_STORE, Ingestor
+    from ingest.pipeline import EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_MODEL_MISMATCH, EXIT_STORE
     from ingest.store import CollectionLocked, EmbeddingMismatch, StoreError
 
     settings = obj.settings
     if exclude:
         settings = settings.with_values("ingest", exclude=settings.ingest.exclude + tuple(exclude))
-    ingestor = Ingestor(settings, home=obj.home)
+    ingestor = obj.ingestor(settings)
     bar = _ProgressBar(disabled=quiet or as_json)
     try:
         report = ingestor.ingest(paths, collection=collection, reembed=reembed, progress=bar.update)
@@ -154,32 +156,45 @@ class _ProgressBar:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @click.pass_obj
 def sources(obj: Context, collection, as_json) -> None:
-    """What the index holds: file, chunks, status, last ingested."""
+    """What the index holds: file, chunks, status, last ingested, and how many chunks
+    carry each leak label (secret, pii, confidential, restricted, injection)."""
     from ingest.pipeline import EXIT_STORE
     from ingest.store import StoreError
     ingestor = obj.ingestor()
     try:
         records = ingestor.sources(collection)
+        labels = ingestor.label_counts(collection)
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
     if as_json:
-        click.echo(json.dumps([r.__dict__ for r in records], indent=2))
+        click.echo(json.dumps([{**r.__dict__, "labels": labels.get(r.path, {})} for r in records], indent=2))
         return
     if not records:
         click.echo("the collection is empty")
         return
     width = min(70, max(len(r.path) for r in records))
-    click.echo(f"{'file':<{width}}  {'chunks':>6}  {'status':<6}  last ingested")
+    click.echo(f"{'file':<{width}}  {'chunks':>6}  {'status':<6}  {'last ingested':<16}  labels (chunks)")
     for r in records:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.ingested_at))
         path = r.path if len(r.path) <= width else "…" + r.path[-(width - 1):]
-        line = f"{path:<{width}}  {r.n_chunks:>6}  {r.status:<6}  {when}"
+        line = f"{path:<{width}}  {r.n_chunks:>6}  {r.status:<6}  {when:<16}  {_labels(labels.get(r.path, {}))}"
         if r.status != "ok" and r.error:
             line += f"  ({r.error})"
-        click.echo(line)
+        click.echo(line.rstrip())
     ok = [r for r in records if r.status == "ok"]
+    totals: dict[str, int] = {}
+    for counts in labels.values():
+        for label, n in counts.items():
+            totals[label] = totals.get(label, 0) + n
     click.echo(f"{len(records)} files ({len(ok)} ok, {len(records) - len(ok)} failed), "
-               f"{sum(r.n_chunks for r in records)} chunks")
+               f"{sum(r.n_chunks for r in records)} chunks" + (f"; labelled chunks: {_labels(totals)}" if totals else ""))
+    excluded = [label for label in obj.settings.leaks.exclude if totals.get(label)]
+    if excluded:
+        click.echo(f"never retrieved (settings leaks.exclude): chunks labelled {', '.join(excluded)}")
+
+
+def _labels(counts: dict[str, int]) -> str:
+    return ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
 
 
 @main.command()

@@ -102,6 +102,8 @@ class LeakSettings:
     secret: str = "redact"
     pii: str = "flag"
     confidential: str = "flag"
+    restricted_paths: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ("restricted",)
 
 
 @dataclass(frozen=True)

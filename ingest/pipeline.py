@@ -60,6 +60,7 @@ class IngestReport:
     seconds: float = 0.0
     embed_seconds: float = 0.0
     reembedded: int = 0
+    relabelled: int = 0
     interrupted: bool = False
 
     def count(self, action: str) -> int:
@@ -89,6 +90,8 @@ class IngestReport:
                 f"{self.chunks_embedded} chunks embedded in {self.seconds:.1f} s")
         if self.reembedded:
             line += f"; {self.reembedded} chunks re-embedded"
+        if self.relabelled:
+            line += f"; {self.relabelled} chunks relabelled (new leak rules)"
         if self.interrupted:
             line += " (interrupted: finished files were saved; run again to continue)"
         return line
@@ -151,10 +154,14 @@ def _prefetch(fn, items: Sequence, ahead: int = 4) -> Iterator:
 
 
 class Ingestor:
-    def __init__(self, settings: Settings, embedder=None, home: str | os.PathLike | None = None):
+    def __init__(self, settings: Settings, embedder=None, home: str | os.PathLike | None = None, labeller=None):
+        """`labeller`: labels each chunk at ingest (bot.guard.labels.ChunkLabeller: what
+        must not leak); anything with `version` and `label(path, texts) -> [{label: count}]`.
+        None: chunks are stored without labels."""
         self.settings = settings
         self.home = settings.home_dir(home)
         self._embedder = embedder
+        self.labeller = labeller
 
     @property
     def embedder(self):
@@ -193,6 +200,13 @@ class Ingestor:
         for path in found.unsupported:
             report.results.append(FileResult(str(path), "skipped", reason=f"unsupported format ({path.suffix or 'no extension'})"))
         stored = {rec.path: rec for rec in writer.files()}
+        if self.labeller is not None and writer.info().get("labels_version") != self.labeller.version:
+            # New rules (or a collection from before labels): every stored chunk is
+            # labelled again, without re-embedding; files changed below get theirs anyway.
+            if stored:
+                report.relabelled = writer.relabel(self.labeller.label, self.labeller.version)
+            else:
+                writer.set_labels_version(self.labeller.version)
         total = len(found.files)
         pending: list[_Staged] = []
         last_commit = time.monotonic()
@@ -253,8 +267,14 @@ class Ingestor:
             return _Examined(key, failure=(_os_reason(exc), digest, fmt))
         if not drafts:
             return _Examined(key, failure=("no text to index", digest, fmt))
+        try:
+            labels = self.labeller.label(key, [d.text for d in drafts]) if self.labeller else [{}] * len(drafts)
+        except Exception as exc:      # a file that cannot be checked for secrets does not go in unchecked
+            return _Examined(key, failure=(f"cannot be scanned for sensitive data ({type(exc).__name__}: {exc})",
+                                           digest, fmt))
         chunks = [NewChunk(d.text, d.heading_path, d.page, d.page_end, d.start, d.end,
-                           chunk_hash(d.embed_text), d.n_tokens) for d in drafts]
+                           chunk_hash(d.embed_text), d.n_tokens, tuple(sorted(found.items())))
+                  for d, found in zip(drafts, labels)]
         record = FileRecord(
             path=key, format=doc.format, content_hash=digest, size=st.st_size, mtime_ns=st.st_mtime_ns, status="ok",
             error=None, failed_hash=None, n_chunks=len(chunks), pages=len(doc.pages) or None,
@@ -319,6 +339,11 @@ class Ingestor:
     def sources(self, collection: str | None = None) -> list[FileRecord]:
         with Collection(self.home, collection or self.settings.ingest.collection) as coll:
             return coll.files()
+
+    def label_counts(self, collection: str | None = None) -> dict[str, dict[str, int]]:
+        """{path: {label: chunks}} for the files whose chunks carry labels."""
+        with Collection(self.home, collection or self.settings.ingest.collection) as coll:
+            return coll.label_counts()
 
     def collections(self) -> list[str]:
         return list_collections(self.home)

@@ -67,6 +67,13 @@ CREATE TABLE IF NOT EXISTS chunks (
     n_tokens INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path, ord);
+CREATE TABLE IF NOT EXISTS chunk_labels (  -- what a chunk holds that must not leak (secret, pii, ...)
+    chunk_id INTEGER NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (chunk_id, label)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunk_labels_label ON chunk_labels(label, chunk_id);
 CREATE INDEX IF NOT EXISTS chunks_hash ON chunks(chunk_hash);
 CREATE TABLE IF NOT EXISTS vectors (chunk_hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
@@ -139,6 +146,7 @@ class NewChunk:
     end: int
     chunk_hash: str
     n_tokens: int
+    labels: tuple[tuple[str, int], ...] = ()     # (label, count): see bot/guard/labels.py
 
 
 def validate_name(name: str) -> str:
@@ -220,6 +228,35 @@ class _Base:
     def chunks_of(self, path: str) -> list[StoredChunk]:
         return [_stored_chunk(r) for r in self.conn.execute(
             "SELECT * FROM chunks WHERE path = ? ORDER BY ord", (path,))]
+
+    def label_counts(self) -> dict[str, dict[str, int]]:
+        """{path: {label: chunks with it}} (collections from before labels: empty)."""
+        out: dict[str, dict[str, int]] = {}
+        try:
+            rows = self.conn.execute("SELECT c.path, l.label, COUNT(*) FROM chunk_labels l "
+                                     "JOIN chunks c ON c.id = l.chunk_id GROUP BY c.path, l.label").fetchall()
+        except sqlite3.OperationalError:       # no labels table yet
+            return out
+        for path, label, count in rows:
+            out.setdefault(path, {})[label] = count
+        return out
+
+    def chunk_ids_of(self, paths: Sequence[str]) -> set[int]:
+        out: set[int] = set()
+        for path in paths:
+            out.update(r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE path = ?", (path,)))
+        return out
+
+    def labelled_ids(self, labels: Sequence[str]) -> frozenset[int]:
+        """Ids of the chunks carrying any of `labels`."""
+        if not labels:
+            return frozenset()
+        try:
+            rows = self.conn.execute(f"SELECT DISTINCT chunk_id FROM chunk_labels WHERE label IN "
+                                     f"({','.join('?' * len(labels))})", tuple(labels)).fetchall()
+        except sqlite3.OperationalError:
+            return frozenset()
+        return frozenset(r[0] for r in rows)
 
     def keyword_search(self, query: str, k: int = 10, max_df: float = 1.0) -> list[tuple[int, float]]:
         """BM25 over chunk text and headings; (chunk id, score) with higher = better.
@@ -520,6 +557,9 @@ class CollectionWriter(_Base):
                  " > ".join(chunk.heading_path), chunk.page, chunk.page_end, chunk.start, chunk.end,
                  chunk.chunk_hash, chunk.n_tokens))
             ids.append(cur.lastrowid)
+            if chunk.labels:
+                self.conn.executemany("INSERT INTO chunk_labels VALUES (?, ?, ?)",
+                                      [(cur.lastrowid, label, count) for label, count in chunk.labels])
             self.conn.execute("INSERT OR IGNORE INTO vectors VALUES (?, ?)",
                               (chunk.chunk_hash, np.asarray(vector, dtype=np.float32).tobytes()))
         if ids:
@@ -552,6 +592,25 @@ class CollectionWriter(_Base):
         if ids:
             self._vector_index().remove_ids(np.asarray(ids, dtype=np.int64))
             self.conn.execute("DELETE FROM chunks WHERE path = ?", (path,))
+
+    def relabel(self, label_file, version: str) -> int:
+        """Recompute every stored chunk's labels with `label_file(path, texts) -> [{label:
+        count}]` (the labelling rules changed); staged like any change. Returns chunks seen."""
+        self._begin()
+        self.conn.execute("DELETE FROM chunk_labels")
+        seen = 0
+        for (path,) in self.conn.execute("SELECT path FROM files WHERE status = 'ok'").fetchall():
+            rows = self.conn.execute("SELECT id, text FROM chunks WHERE path = ? ORDER BY ord", (path,)).fetchall()
+            for (chunk_id, _), labels in zip(rows, label_file(path, [r[1] for r in rows])):
+                self.conn.executemany("INSERT INTO chunk_labels VALUES (?, ?, ?)",
+                                      [(chunk_id, label, count) for label, count in labels.items()])
+            seen += len(rows)
+        self.conn.execute("INSERT OR REPLACE INTO info VALUES ('labels_version', ?)", (version,))
+        return seen
+
+    def set_labels_version(self, version: str) -> None:
+        self._begin()
+        self.conn.execute("INSERT OR REPLACE INTO info VALUES ('labels_version', ?)", (version,))
 
     def replace_all_vectors(self, model: str, dim: int, vectors_by_hash: dict[str, np.ndarray]) -> None:
         """Re-embedding: swap every vector and the recorded model in one transaction."""

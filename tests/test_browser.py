@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import socket
+import time
 import zipfile
 from pathlib import Path
 
@@ -38,6 +39,18 @@ def _scripted(messages) -> str:
     if "deploy key" in question:
         return f"The staging deploy key is {SECRET} [1]."
     return quote_passage(messages)
+
+
+class _SlowWhenAsked(FakeGenerator):
+    """Streams word by word with a pause when the question says "slowly", so a test can
+    see the answer grow."""
+
+    def stream(self, messages, **kwargs):
+        slow = "slowly" in messages[-1]["content"].rsplit("Question:", 1)[-1]
+        for piece in super().stream(messages, **kwargs):
+            if slow:
+                time.sleep(0.25)
+            yield piece
 
 
 def _free_port() -> int:
@@ -68,7 +81,7 @@ def app_url(tmp_path_factory):
                 .with_values("retrieval", min_score=0.0))
     embedder = FakeEmbedder()
     Ingestor(settings, embedder=embedder).ingest([docs])
-    service = Service(settings, embedder=embedder, generator=FakeGenerator(_scripted))
+    service = Service(settings, embedder=embedder, generator=_SlowWhenAsked(_scripted))
     service.warm_up("default")
     port = _free_port()
     demo = build(service)
@@ -143,6 +156,21 @@ def test_answer_streams_and_a_citation_opens_its_passage(page):
     assert passage.is_visible() and "Old keys stop working" in passage.inner_text()
     assert "press Rotate" in source.locator("mark").inner_text()     # the sentence the answer restates
     _shot(page, "03-citation-open")
+
+
+def test_the_answer_grows_while_the_model_writes(page):
+    bubbles = page.locator("#docent-chat .message.bot")
+    page.locator("#docent-question textarea").fill("Tell me slowly: how do I rotate the API keys?")
+    page.locator("#docent-ask").click()
+    growing = bubbles.first.locator(".docent-answer")
+    page.wait_for_function("(() => { const a = document.querySelector('#docent-chat .message.bot .docent-answer');"
+                           " return a && a.innerText.split(' ').length >= 3; })()")
+    partial = growing.inner_text()
+    assert bubbles.first.locator(".docent-sources").count() == 0          # not finished yet
+    _shot(page, "02b-streaming")
+    bubbles.first.locator(".docent-sources").wait_for()
+    final = growing.inner_text()
+    assert len(partial) < len(final) and final.startswith(partial.rstrip(" …"))
 
 
 def test_unsupported_sentence_is_marked_with_its_reason(page):

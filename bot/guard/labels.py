@@ -1,0 +1,117 @@
+"""Labels stored with every chunk at ingest: what it holds that must not leak.
+
+    labeller = ChunkLabeller(settings.leaks)
+    Ingestor(settings, labeller=labeller)           # ingest/ takes it as a parameter
+    labeller.label("/docs/hr/pay.md", ["chunk text", ...])  -> [{"pii": 2}, {}, ...]
+
+Labels: `secret` (keys, tokens, passwords: the same rules as at answer time), `pii`
+(a person's e-mail address, phone and card numbers, IBANs, public IP addresses: patterns
+only; names need the language model, too slow for ingest, so they are found at answer
+time; documentation and role addresses and version-like numbers are left out),
+`confidential` (stamps and notices; a marking in the document's header or front matter
+labels every chunk of the file), `restricted` (the path matches `leaks.restricted_paths`,
+or the header says `sensitivity: restricted` / `classification: restricted`), and
+`injection` (instructions aimed at the assistant). Chunks whose labels are in
+`leaks.exclude` are never retrieved.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import ipaddress
+import re
+from pathlib import PurePath
+from typing import Sequence
+
+LABELS = ("secret", "pii", "confidential", "restricted", "injection")
+VERSION = "1"      # bump when the rules change: stored labels are then recomputed
+
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
+_RESTRICTED_HEADER = re.compile(r"^[ \t#>*_]*(?:classification|security classification|sensitivity|"
+                                r"data classification|access)\s*[:=]\s*[\"']?(?:restricted|secret|top secret)\b",
+                                re.I | re.M)
+# A marking this close to the start of a document speaks for the whole document.
+_HEADER_CHARS = 600
+
+
+def iban_valid(value: str) -> bool:
+    compact = value.replace(" ", "")
+    if not 15 <= len(compact) <= 34:
+        return False
+    moved = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+# Addresses that belong to no person: documentation domains, mailing lists, role boxes.
+_NOT_A_PERSON_DOMAIN = re.compile(r"(?i)(?:^|\.)(?:example|test|invalid|localhost|local|localdomain|dom|ext|domain)"
+                                  r"(?:\.[a-z]{2,})?$|^lists\.")
+_ROLE_BOX = re.compile(r"(?i)^(?:no-?reply|postmaster|webmaster|hostmaster|abuse|support|info|admin|help|sales|"
+                       r"security|press|contact|office|team|root|packages?|bugs?|submit|owner|nm|listmaster)$|-"
+                       r"(?:devel|announce|users?|request|owner|bounces)$")
+
+
+def _personal_email(address: str) -> bool:
+    local, _, domain = address.rpartition("@")
+    return not (_NOT_A_PERSON_DOMAIN.search(domain) or _ROLE_BOX.search(local))
+
+
+def _personal(text: str) -> int:
+    from bot.guard.pii import _in_context      # card and phone numbers the words before name
+    found = sum(1 for address in _EMAIL.findall(text) if _personal_email(address))
+    found += sum(1 for m in _IBAN.finditer(text) if iban_valid(m.group()))
+    for m in _IPV4.finditer(text):
+        # "4.6.2.0" is a version number far more often than an address.
+        if sum(1 for part in m.group().split(".") if len(part) >= 2) < 2:
+            continue
+        try:
+            address = ipaddress.ip_address(m.group())
+        except ValueError:
+            continue
+        # Loopback, private and documentation addresses are configuration, not a person's.
+        if address.is_global:
+            found += 1
+    found += len(_in_context(text))
+    return found
+
+
+class ChunkLabeller:
+    def __init__(self, config=None):
+        from docent.settings import LeakSettings
+        self.config = config or LeakSettings()
+        rules = ",".join(sorted(self.config.restricted_paths))
+        # Stored with the collection: other rules or other path settings mean new labels.
+        self.version = f"{VERSION}:{hashlib.sha256(rules.encode()).hexdigest()[:12]}"
+
+    def restricted_path(self, path: str) -> bool:
+        """A path rule matches the whole path, its tail from any folder, or a part."""
+        parts = PurePath(path).parts
+        tails = ["/".join(parts[i:]) for i in range(len(parts))]
+        return any(fnmatch.fnmatch(tail, rule) or fnmatch.fnmatch(path, rule)
+                   for rule in self.config.restricted_paths for tail in tails)
+
+    def label(self, path: str, chunks: Sequence[str]) -> list[dict[str, int]]:
+        """{label: count} for each chunk of one file (empty dict: nothing found)."""
+        from bot.guard.confidential import find_markings
+        from bot.guard.injection import find_injection
+        from bot.guard.secrets import find_secrets
+        whole: dict[str, int] = {}
+        if self.restricted_path(path):
+            whole["restricted"] = 1
+        head = chunks[0][:_HEADER_CHARS] if chunks else ""
+        if _RESTRICTED_HEADER.search(head):
+            whole["restricted"] = 1
+        if find_markings(head):
+            whole["confidential"] = 1
+        out = []
+        for text in chunks:
+            labels = dict(whole)
+            counts = {"secret": len(find_secrets(text)), "pii": _personal(text),
+                      "confidential": len(find_markings(text)), "injection": len(find_injection(text))}
+            for name, count in counts.items():
+                if count:
+                    labels[name] = max(labels.get(name, 0), count)
+            out.append(labels)
+        return out
