@@ -284,10 +284,6 @@ def groundedness(args) -> dict:
     return results
 
 
-if __name__ == "__main__":
-    main()
-
-
 # --- end to end: planted secrets, extraction questions, the bundled LLM --------------------
 
 PLANTED = {
@@ -382,3 +378,7 @@ def leaks_end_to_end() -> dict:
           f"{leaked_restricted} of {len(rows)}")
     return {"questions": len(rows), "secret_strings_shown": shown_secrets, "restricted_shown": leaked_restricted,
             "rows": rows}
+
+
+if __name__ == "__main__":
+    main()

@@ -250,3 +250,13 @@ def test_an_abstention_does_not_flag_what_only_its_quoted_passages_hold(secret_a
     answer = answerer.ask("Which access key does the backup job use?")
     assert answer.abstained and AWS in answer.text and answer.lead and AWS not in answer.lead
     assert not [f for f in answer.flags if f["kind"] == "secret"]
+
+
+def test_a_secret_written_out_in_prose_is_found():
+    # How a model restates a credential it read: no "name = value", no vendor prefix.
+    from bot.guard.secrets import find_secrets
+    said = "The backup job uses the secret key q8Vd2Lk9Zp4Rt7Wm1Xc6Bn3Hy5Gj0Fs2Ae8Ku4P, and the password is Xr7#kP2!vQ9m."
+    assert [said[m.start:m.end] for m in find_secrets(said)] == ["q8Vd2Lk9Zp4Rt7Wm1Xc6Bn3Hy5Gj0Fs2Ae8Ku4P", "Xr7#kP2!vQ9m"]
+    for harmless in ("The API key expires after 90 days.", "The token format is v2 and tokens rotate every hour.",
+                     "Set the password to your-password-here before starting."):
+        assert find_secrets(harmless) == [], harmless

@@ -84,6 +84,11 @@ _RULES: list[tuple[str, re.Pattern, int]] = [(t, re.compile(p), g) for t, p, g i
     # name = value, name: value, "name": "value", f("name", "value") with a secret-sounding name.
     ("GENERIC_SECRET", r"(?i)[\"']?\b[\w.-]*" + SECRET_NAME + r"[\w-]*[\"']?\s*(?:[:=]|=>|,)\s*[\"']([^\s\"']{8,})[\"']", 1),
     ("GENERIC_SECRET", r"(?i)\b[\w.-]*" + SECRET_NAME + r"[\w-]*\s*[:=]\s*([^\s\"',;]{12,})", 1),
+    # In prose, as a model writes it: "the secret key is q8Vd2Lk9...", "password Xr7#kP2!vQ9m". The
+    # value must mix letters and digits (a word after "key" is not a secret).
+    ("SECRET", r"(?i)\b(?:secret|access|api|auth|bearer|private|client|deploy|signing)?[ _-]?(?:key|token|"
+                        r"secret|password|passwd|pwd|passphrase|credentials?)s?\b[^\n.:=]{0,30}?[\s:=][\"'`]?"
+                        r"((?=[^\s\"'`]*\d)(?=[^\s\"'`]*[A-Za-z])[A-Za-z0-9+/=_\-!#$%^&*@~]{10,})", 1),
 ]]
 
 _PLACEHOLDER = re.compile(r"(?i)example|sample|dummy|placeholder|changeme|change_me|your[_-]|redacted|<[^>]*>|\$\{|\{\{|"
@@ -131,9 +136,9 @@ def find_secrets(text: str) -> list[SecretMatch]:
         for match in pattern.finditer(text):
             value = match.group(group)
             start, end = match.span(group)
-            if kind == "GENERIC_SECRET" and (entropy(value) < 3.0 or len(set(value)) < 6):
+            if kind in ("GENERIC_SECRET", "SECRET") and (entropy(value) < 3.0 or len(set(value)) < 6):
                 continue
-            if kind != "PRIVATE_KEY" and is_placeholder(value, words_too=kind == "GENERIC_SECRET"):
+            if kind != "PRIVATE_KEY" and is_placeholder(value, words_too=kind in ("GENERIC_SECRET", "SECRET")):
                 continue
             if kind == "GENERIC_SECRET" and re.search(r"(?i)public|publishable", match.group(0).split(value)[0]):
                 continue                                  # a public key or token is meant to be seen
@@ -142,7 +147,7 @@ def find_secrets(text: str) -> list[SecretMatch]:
             found.append(SecretMatch(start, end, kind, 0.9 if kind != "GENERIC_SECRET" else 0.7))
     found += _from_detect_secrets(text)
     # Overlapping matches: the longest wins, then the more specific type.
-    return non_overlapping(found, lambda m: (-(m.end - m.start), m.type == "GENERIC_SECRET", m.start))
+    return non_overlapping(found, lambda m: (-(m.end - m.start), m.type in ("GENERIC_SECRET", "SECRET"), m.start))
 
 
 # detect-secrets runs ~25 detectors on every line (~1.7 ms a line): a line is only handed
