@@ -8,11 +8,12 @@ made in bot/ (bot.service.Service) and ingest/.
 # No `from __future__ import annotations`: Gradio finds the event data argument by its
 # annotation (gr.LikeData), which must stay an object, not a string.
 import html
-import itertools
 import os
+import re
 import sys
 import threading
 import time
+import uuid
 
 import click
 
@@ -55,21 +56,18 @@ CSS = """
 
 FLAG_TITLES = {"unsupported": "Not backed by the passages", "contradicted": "Contradicted by the passages"}
 ACTION_WORDS = {"redacted": "masked", "blocked": "withheld", "flagged": "flagged"}
-_turns = itertools.count(1)
 
 
 # --- rendering: an AnswerView (bot/present.py) as HTML ------------------------------------
 
 def _text(text: str) -> str:
     """Escaped text; line breaks kept; `code` shown as code; [n] markers left for _cites."""
-    import re
     escaped = html.escape(text).replace("\n", "<br>")
     return re.sub(r"`([^`<]+)`", r"<code>\1</code>", escaped)
 
 
-def _cites(escaped: str, turn: int, numbers: set[int]) -> str:
+def _cites(escaped: str, turn: str | int, numbers: set[int]) -> str:
     """Citation markers that point at a listed source become links that open it."""
-    import re
 
     def link(match):
         n = int(match.group(1))
@@ -79,10 +77,11 @@ def _cites(escaped: str, turn: int, numbers: set[int]) -> str:
     return re.sub(r"\[(\d{1,2})\]", link, escaped)
 
 
-def render_answer(view, turn: int | None = None) -> str:
+def render_answer(view, turn: str | int | None = None) -> str:
     """One assistant message: notices, the answer with flagged sentences marked and
     clickable citations, the flags and warnings, then the sources (closed)."""
-    turn = turn if turn is not None else next(_turns)
+    # Names this answer's links and sources apart from every other answer's on the page.
+    turn = turn if turn is not None else uuid.uuid4().hex[:10]
     numbers = {s.n for s in view.sources}
     out = []
     if view.blocked:
