@@ -386,6 +386,8 @@ class Answerer:
         timings["prompt_tokens"] = self.generator.count_tokens(messages)
         raw = "".join(pieces).strip()
         answer = self.finalize(question, standalone, raw, passages)
+        if self.settings.leaks.restricted != "allow" and not answer.blocked:
+            self.check_restricted(answer, collection)
         answer.timings, answer.dropped_passages = timings, dropped
         timings["guard_ms"] = answer.guard_ms
         shown_text = "".join(emitted).strip()
@@ -499,6 +501,26 @@ class Answerer:
                 hidden = self.leaks.find(flag["message"], ("secret",))
                 if hidden:
                     flag["message"] = redact(flag["message"], hidden)[0]
+        answer.guard_ms = round(answer.guard_ms + _ms(started), 1)
+
+    def check_restricted(self, answer: Answer, collection: str | None) -> None:
+        """The answer repeats a run of words of a restricted chunk: flagged, or withheld."""
+        started = time.perf_counter()
+        policy = self.settings.leaks.restricted
+        if policy not in ("flag", "block"):
+            raise AnswerError(f"leaks.restricted must be allow, flag or block, not {policy!r}")
+        shared, source = self.retriever.restricted_text(collection).shared(answer.text)
+        if shared:
+            action = "blocked" if policy == "block" else "flagged"
+            flag = {"kind": "restricted_overlap", "severity": "high", "span": [0, len(answer.text)],
+                    "message": f"the answer repeats text of a restricted document ({source}; {shared} runs of "
+                               f"8 words)", "evidence": None, "action": action, "score": 1.0}
+            if action == "blocked":
+                answer.text = self.prompts.render("blocked.txt", what="text from a restricted document")
+                answer.blocked, answer.cited = True, []
+                answer.flags = [f for f in answer.flags if f["kind"] == "dangling_citation"]
+                flag["span"] = [0, len(answer.text)]
+            answer.flags.append(flag)
         answer.guard_ms = round(answer.guard_ms + _ms(started), 1)
 
     @property

@@ -132,6 +132,7 @@ class Retriever:
         self._reranker = reranker
         self._collections: dict[str, "Collection"] = {}
         self._hidden_cache: dict = {}
+        self._restricted_cache: dict = {}
         self._pool = None
 
     @property
@@ -279,6 +280,23 @@ class Retriever:
                 ids |= store.chunk_ids_of([f.path for f in store.files() if rules.restricted_path(f.path)])
             self._hidden_cache = {"key": key, "ids": frozenset(ids)}
         return self._hidden_cache["ids"]
+
+    def restricted_text(self, collection: str | None = None):
+        """A bot.guard.overlap.RestrictedIndex of the collection's restricted chunks
+        (labelled restricted, or under a current path rule); cached per generation."""
+        from bot.guard.overlap import RestrictedIndex
+        store = self.collection(collection)
+        leaks = self.settings.leaks
+        key = (store.name, store.generation, tuple(leaks.restricted_paths))
+        if self._restricted_cache.get("key") != key:
+            ids = set(store.labelled_ids(("restricted",)))
+            if leaks.restricted_paths:
+                from bot.guard.labels import ChunkLabeller
+                rules = ChunkLabeller(leaks)
+                ids |= store.chunk_ids_of([f.path for f in store.files() if rules.restricted_path(f.path)])
+            index = RestrictedIndex.build((c.path, c.text) for c in store.chunks(sorted(ids)))
+            self._restricted_cache = {"key": key, "index": index}
+        return self._restricted_cache["index"]
 
     def _rerank(self, question: str, candidates: list[tuple["StoredChunk", float]]) -> list[tuple[int, float]]:
         from ingest.chunking import embed_text

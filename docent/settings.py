@@ -104,6 +104,7 @@ class LeakSettings:
     confidential: str = "flag"
     restricted_paths: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ("restricted",)
+    restricted: str = "block"
 
 
 @dataclass(frozen=True)

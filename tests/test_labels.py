@@ -114,3 +114,26 @@ def test_a_file_the_scanner_cannot_check_is_not_indexed_unchecked(settings, docs
     failed = {r.path.rsplit("/", 1)[-1]: r.reason for r in report.failed}
     assert list(failed) == ["faq.txt"] and "cannot be scanned for sensitive data" in failed["faq.txt"]
     assert report.count("added") == 2
+
+
+def test_an_answer_repeating_restricted_text_is_withheld_or_flagged(restricted_docs, make_answerer):
+    from tests.conftest import FakeGenerator
+    # Someone pasted the restricted sentence into an ordinary page: that page is retrieved.
+    (restricted_docs / "meeting-notes.md").write_text(
+        "# Meeting notes\n\nFrom HR: the salary bands for engineers are reviewed every March.\n")
+    copied = "The salary bands for engineers are reviewed every March [1]."
+    rules = {"restricted_paths": ("hr/**",)}
+
+    def answerer(respond, **leaks):
+        from ingest.pipeline import Ingestor
+        made = make_answerer(FakeGenerator(respond), leaks={**rules, **leaks})
+        Ingestor(made.settings, embedder=made.retriever.embedder).ingest([restricted_docs])
+        return made
+    blocked = answerer(lambda m: copied).ask("When are salary bands reviewed?")
+    assert blocked.blocked and "reviewed every March" not in blocked.text and "restricted document" in blocked.text
+    assert [f["kind"] for f in blocked.flags] == ["restricted_overlap"] and blocked.citations == []
+    flagged = answerer(lambda m: copied, restricted="flag").ask("When are salary bands reviewed?")
+    assert not flagged.blocked and "reviewed every March" in flagged.text
+    assert any(f["kind"] == "restricted_overlap" and f["action"] == "flagged" for f in flagged.flags)
+    plain = answerer(lambda m: "Backups run nightly at 02:00 [1].").ask("When do backups run?")
+    assert not plain.blocked and not any(f["kind"] == "restricted_overlap" for f in plain.flags)
