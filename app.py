@@ -181,22 +181,22 @@ def build(service):
         names = service.collections()
         return names if service.default_collection in names else [service.default_collection] + names
 
-    def source_rows(collection):
+    def files_panel(collection):
+        """The file table, the removal choices and the status line, from one read of the sources."""
+        records = service.sources(collection)
         labels = service.label_counts(collection)
-        return [[service.display_name(r.path, collection), r.n_chunks, r.status if r.status == "ok" else
+        rows = [[service.display_name(r.path, collection), r.n_chunks, r.status if r.status == "ok" else
                  f"{r.status}: {r.error or ''}", ", ".join(f"{k} {n}" for k, n in sorted(labels.get(r.path, {}).items())),
-                 time.strftime("%Y-%m-%d %H:%M", time.localtime(r.ingested_at))]
-                for r in service.sources(collection)]
+                 time.strftime("%Y-%m-%d %H:%M", time.localtime(r.ingested_at))] for r in records]
+        choices = [(service.display_name(r.path, collection), r.path) for r in records]
+        return rows, choices, status_line(collection, records)
 
-    def file_choices(collection):
-        return [(service.display_name(r.path, collection), r.path) for r in service.sources(collection)]
-
-    def status_line(collection):
+    def status_line(collection, records=None):
         if not service.ready.is_set():
             return f"… {service.stage} (the first question waits for this)"
         if service.warm_up_error:
             return f"⚠ The models could not be loaded: {service.warm_up_error}"
-        records = service.sources(collection)
+        records = service.sources(collection) if records is None else records
         if not records:
             return f"✓ Ready. Collection **{collection}** is empty: add files to ask about them."
         return (f"✓ Ready. Collection **{collection}**: {len(records)} files, "
@@ -268,9 +268,9 @@ def build(service):
             results = service.add_files(files, collection, tick)
         except expected as exc:
             return render_error(str(exc)), gr.update(), gr.update(), gr.update(), None, gr.update()
-        return (render_upload(results), source_rows(collection),
-                gr.update(choices=file_choices(collection), value=None),
-                gr.update(choices=collection_choices(), value=collection), None, status_line(collection))
+        rows, choices, status = files_panel(collection)
+        return (render_upload(results), rows, gr.update(choices=choices, value=None),
+                gr.update(choices=collection_choices(), value=collection), None, status)
 
     def remove(path, collection):
         if not path:
@@ -280,14 +280,15 @@ def build(service):
         except expected as exc:
             return render_error(str(exc)), gr.update(), gr.update(), gr.update()
         message = f"Removed {service.display_name(path, collection)}." if removed else "That file is not in the collection."
-        return (html.escape(message), source_rows(collection), gr.update(choices=file_choices(collection), value=None),
-                status_line(collection))
+        rows, choices, status = files_panel(collection)
+        return html.escape(message), rows, gr.update(choices=choices, value=None), status
 
     def switch(collection):
         collection = (collection or service.default_collection).strip()
-        return ([], [], {}, source_rows(collection), gr.update(choices=file_choices(collection), value=None),
-                status_line(collection))
+        rows, choices, status = files_panel(collection)
+        return [], [], {}, rows, gr.update(choices=choices, value=None), status
 
+    first_rows, first_choices, _ = files_panel(service.default_collection)
     with gr.Blocks(title="docent") as demo:
         with gr.Row():
             gr.Markdown("## docent: ask your documents")
@@ -319,11 +320,11 @@ def build(service):
                     add = gr.Button("Add to collection", elem_id="docent-add")
                     upload_result = gr.HTML(elem_id="docent-upload-result")
                 with gr.Accordion("Files in the collection", open=False):
-                    table = gr.Dataframe(source_rows(service.default_collection),
+                    table = gr.Dataframe(first_rows,
                                          headers=["file", "passages", "status", "labels", "ingested"],
                                          interactive=False, wrap=True, elem_id="docent-sources")
                     with gr.Row():
-                        chosen = gr.Dropdown(file_choices(service.default_collection), label="File",
+                        chosen = gr.Dropdown(first_choices, label="File",
                                              scale=3, elem_id="docent-remove-file")
                         drop = gr.Button("Remove from collection", size="sm", scale=1, elem_id="docent-remove")
                     remove_result = gr.Markdown()

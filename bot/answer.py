@@ -192,6 +192,8 @@ class Answerer:
             raise AnswerError(f"unknown answer.style {self.config.style!r}: use one of {', '.join(STYLES)}")
         if self.config.fallback not in FALLBACKS:
             raise AnswerError(f"unknown answer.fallback {self.config.fallback!r}: use one of {', '.join(FALLBACKS)}")
+        if settings.leaks.restricted not in ("allow", "flag", "block"):
+            raise AnswerError(f"leaks.restricted must be allow, flag or block, not {settings.leaks.restricted!r}")
         self.retriever = retriever or Retriever(settings, home=home)
         self._generator = generator
         self.prompts = prompts or Prompts(settings.prompts_dir())
@@ -479,10 +481,7 @@ class Answerer:
         if any(f.action == "blocked" for f in findings):
             what = sorted({"a secret" if f.kind == "secret" else "personal data" if f.kind == "pii"
                            else "text marked confidential" for f in findings if f.action == "blocked"})
-            answer.text = self.prompts.render("blocked.txt", what=" and ".join(what))
-            answer.blocked, answer.cited = True, []
-            answer.flags = [f for f in answer.flags if f["kind"] in ("dangling_citation",)]
-            answer.flags += [{**f.to_dict(), "span": [0, len(answer.text)]} for f in findings]
+            self._withhold(answer, " and ".join(what), [f.to_dict() for f in findings])
         else:
             redacted_kinds = [k for k in ("secret", "pii") if getattr(config, k) == "redact"]
             leaks = self.leaks.find(answer.text, redacted_kinds) if redacted_kinds else []
@@ -506,22 +505,25 @@ class Answerer:
     def check_restricted(self, answer: Answer, collection: str | None) -> None:
         """The answer repeats a run of words of a restricted chunk: flagged, or withheld."""
         started = time.perf_counter()
-        policy = self.settings.leaks.restricted
-        if policy not in ("flag", "block"):
-            raise AnswerError(f"leaks.restricted must be allow, flag or block, not {policy!r}")
         shared, source = self.retriever.restricted_text(collection).shared(answer.text)
         if shared:
-            action = "blocked" if policy == "block" else "flagged"
+            action = "blocked" if self.settings.leaks.restricted == "block" else "flagged"
             flag = {"kind": "restricted_overlap", "severity": "high", "span": [0, len(answer.text)],
                     "message": f"the answer repeats text of a restricted document ({source}; {shared} runs of "
                                f"8 words)", "evidence": None, "action": action, "score": 1.0}
             if action == "blocked":
-                answer.text = self.prompts.render("blocked.txt", what="text from a restricted document")
-                answer.blocked, answer.cited = True, []
-                answer.flags = [f for f in answer.flags if f["kind"] == "dangling_citation"]
-                flag["span"] = [0, len(answer.text)]
-            answer.flags.append(flag)
+                self._withhold(answer, "text from a restricted document", [flag])
+            else:
+                answer.flags.append(flag)
         answer.guard_ms = round(answer.guard_ms + _ms(started), 1)
+
+    def _withhold(self, answer: Answer, what: str, flags: list[dict]) -> None:
+        """Replace the answer by the notice saying it was withheld (prompts/blocked.txt) and
+        why; the flags that quoted or pointed into its text go, the new ones cover the notice."""
+        answer.text = self.prompts.render("blocked.txt", what=what)
+        answer.blocked, answer.cited = True, []
+        answer.flags = [f for f in answer.flags if f["kind"] == "dangling_citation"]
+        answer.flags += [{**f, "span": [0, len(answer.text)]} for f in flags]
 
     @property
     def guard(self):

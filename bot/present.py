@@ -10,11 +10,9 @@ into HTML; nothing here knows about HTML or Gradio.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from bot.citations import cited_numbers, strip_markers
-from bot.guard.lexical import content_words, share_found
 from bot.guard.sentences import split_claims
 
 # Flags about a sentence of the answer (marked where they apply) ...
@@ -120,18 +118,14 @@ def _source(n: int, passage, claims: list[str], cited: bool) -> Source:
 
 def split_at_best_sentence(passage: str, claims: list[str]) -> tuple[str, str, str]:
     """(before, sentence, after): the passage sentence that shares most of some claim's
-    content words, when it shares enough to be worth pointing at."""
+    content words (the guard's best_sentence), when it shares enough to be worth pointing at."""
+    from bot.guard.facts import best_sentence
     best, best_share = None, MARK_SHARE
     for claim in claims:
-        words = content_words(claim)
-        if not words:
-            continue
-        for match in re.finditer(r"\S[^\n]*?(?:[.!?](?=\s|$)|(?=\n)|$)", passage):
-            share = share_found(words, content_words(match.group()))
-            if share > best_share:
-                best, best_share = match, share
-    if best is None:
+        sentence, share = best_sentence(claim, [passage])
+        if sentence is not None and share > best_share:
+            best, best_share = sentence.strip(), share
+    start = passage.find(best) if best else -1
+    if start < 0:
         return passage, "", ""
-    start = best.start() + len(best.group()) - len(best.group().lstrip())
-    end = best.end() - (len(best.group()) - len(best.group().rstrip()))
-    return passage[:start], passage[start:end], passage[end:]
+    return passage[:start], best, passage[start + len(best):]

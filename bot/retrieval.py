@@ -274,10 +274,8 @@ class Retriever:
         key = (store.name, store.generation, labels, tuple(leaks.restricted_paths))
         if self._hidden_cache.get("key") != key:
             ids = set(store.labelled_ids(labels))
-            if "restricted" in labels and leaks.restricted_paths:
-                from bot.guard.labels import ChunkLabeller
-                rules = ChunkLabeller(leaks)
-                ids |= store.chunk_ids_of([f.path for f in store.files() if rules.restricted_path(f.path)])
+            if "restricted" in labels:
+                ids |= self._restricted_by_path(store)
             self._hidden_cache = {"key": key, "ids": frozenset(ids)}
         return self._hidden_cache["ids"]
 
@@ -286,17 +284,21 @@ class Retriever:
         (labelled restricted, or under a current path rule); cached per generation."""
         from bot.guard.overlap import RestrictedIndex
         store = self.collection(collection)
-        leaks = self.settings.leaks
-        key = (store.name, store.generation, tuple(leaks.restricted_paths))
+        key = (store.name, store.generation, tuple(self.settings.leaks.restricted_paths))
         if self._restricted_cache.get("key") != key:
-            ids = set(store.labelled_ids(("restricted",)))
-            if leaks.restricted_paths:
-                from bot.guard.labels import ChunkLabeller
-                rules = ChunkLabeller(leaks)
-                ids |= store.chunk_ids_of([f.path for f in store.files() if rules.restricted_path(f.path)])
+            ids = set(store.labelled_ids(("restricted",))) | self._restricted_by_path(store)
             index = RestrictedIndex.build((c.path, c.text) for c in store.chunks(sorted(ids)))
             self._restricted_cache = {"key": key, "index": index}
         return self._restricted_cache["index"]
+
+    def _restricted_by_path(self, store) -> set[int]:
+        """Chunks of the files the current leaks.restricted_paths match."""
+        leaks = self.settings.leaks
+        if not leaks.restricted_paths:
+            return set()
+        from bot.guard.labels import ChunkLabeller
+        rules = ChunkLabeller(leaks)
+        return store.chunk_ids_of([f.path for f in store.files() if rules.restricted_path(f.path)])
 
     def _rerank(self, question: str, candidates: list[tuple["StoredChunk", float]]) -> list[tuple[int, float]]:
         from ingest.chunking import embed_text

@@ -605,7 +605,7 @@ class CollectionWriter(_Base):
                 self.conn.executemany("INSERT INTO chunk_labels VALUES (?, ?, ?)",
                                       [(chunk_id, label, count) for label, count in labels.items()])
             seen += len(rows)
-        self.conn.execute("INSERT OR REPLACE INTO info VALUES ('labels_version', ?)", (version,))
+        self.set_labels_version(version)
         return seen
 
     def set_labels_version(self, version: str) -> None:
