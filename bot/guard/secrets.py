@@ -7,6 +7,10 @@ are not used alone. Our own rules add the shapes it misses (tokens with a vendor
 credentials in curl commands and URLs, `name = value` assignments) and every match goes
 through one filter that drops placeholders ("AKIAIOSFODNN7EXAMPLE", "xxxx", "<token>",
 "${TOKEN}", "changeme").
+
+A token in a vendor's documented prefix and shape is flagged even when it looks made up
+(AKIA and sixteen Zs, abc123 inside an sk-ant- key): in an organisation's documents such
+a string is worth a look. Only values that say they stand in for a secret are left alone.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ class SecretMatch:
     score: float
 
 
-# detect-secrets' names -> ours (its entropy detectors are left out on purpose).
+# detect-secrets' names -> ours (its entropy detectors are left out on purpose, and its Slack
+# one: it takes any `xoxb-<digits>-<letters>`, our rules below hold Slack's documented shapes).
 _DS_TYPES = {
     "Artifactory Credentials": "ARTIFACTORY_TOKEN", "AWS Access Key": "AWS_KEY", "Azure Storage Account access key":
     "AZURE_STORAGE_KEY", "Basic Auth Credentials": "PASSWORD_IN_URL", "Cloudant Credentials": "CLOUDANT_CREDENTIAL",
@@ -36,7 +41,7 @@ _DS_TYPES = {
     "IBM Cloud IAM Key": "IBM_CLOUD_KEY", "IBM COS HMAC Credentials": "IBM_COS_KEY", "JSON Web Token": "JWT",
     "Secret Keyword": "GENERIC_SECRET", "Mailchimp Access Key": "MAILCHIMP_KEY", "NPM tokens": "NPM_TOKEN",
     "OpenAI Token": "OPENAI_KEY", "Private Key": "PRIVATE_KEY", "PyPI Token": "PYPI_TOKEN",
-    "SendGrid API Key": "SENDGRID_KEY", "Slack Token": "SLACK_TOKEN", "SoftLayer Credentials": "SOFTLAYER_KEY",
+    "SendGrid API Key": "SENDGRID_KEY", "SoftLayer Credentials": "SOFTLAYER_KEY",
     "Square OAuth Secret": "SQUARE_SECRET", "Stripe Access Key": "STRIPE_KEY", "Telegram Bot Token": "TELEGRAM_TOKEN",
     "Twilio API Key": "TWILIO_KEY"}
 
@@ -57,10 +62,14 @@ _RULES: list[tuple[str, re.Pattern, int]] = [(t, re.compile(p), g) for t, p, g i
                               r"\s*:\s*(?:bearer\s+|basic\s+|token\s+|api-token\s+)?([^\s\"']{8,})", 1),
     ("SLACK_WEBHOOK", r"https?://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9+/_-]{20,}", 0),
     ("DISCORD_WEBHOOK", r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d+/[\w-]{20,}", 0),
-    ("SLACK_TOKEN", r"\bxox[abpre]-(?:\d+-)+[0-9A-Za-z-]{20,}", 0),
+    # Slack's token types: bot, user, legacy bot, legacy workspace, legacy, config, refresh, app.
+    ("SLACK_TOKEN", r"\b(?:xoxb-\d{10,13}-\d{10,13}[A-Za-z0-9-]*|xox[pe](?:-\d{10,13}){3}-[A-Za-z0-9-]{28,34}|"
+                    r"xoxb-\d{8,14}-[A-Za-z0-9]{18,26}|xox[ar]-(?:\d-)?[0-9A-Za-z]{8,48}(?:-[0-9A-Za-z]+)*|"
+                    r"xox[os]-\d+-\d+-\d+-[A-Fa-f0-9]+|xoxe\.xox[bp]-\d-[A-Za-z0-9]{163,166}|xoxe-\d-[A-Za-z0-9]{146}|"
+                    r"xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)(?![\w-])", 0),
     ("GITHUB_TOKEN", r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})", 0),
     ("GITLAB_TOKEN", r"\bglpat-[0-9A-Za-z_-]{20}(?![\w-])|\bglptt-[0-9a-f]{40}\b|\bgldt-[0-9A-Za-z_-]{20}(?![\w-])|"
-                     r"\bglrt-[0-9A-Za-z_-]{20}(?![\w-])|\bglcbt-[0-9a-fA-F]{1,5}_[0-9A-Za-z_-]{20}(?![\w-])", 0),
+                     r"\bglrt-[0-9A-Za-z_-]{20}(?![\w-])|\bglcbt-(?:[0-9a-fA-F]{1,5}_)?[0-9A-Za-z_-]{20}(?![\w-])", 0),
     ("AWS_KEY", r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b", 0),
     ("AWS_BEDROCK_KEY", r"\b(?:ABSK[A-Za-z0-9+/]{100,}=*|bedrock-api-key-[A-Za-z0-9+/=]{100,})", 0),
     ("GCP_API_KEY", r"\bAIza[0-9A-Za-z_-]{35}(?![\w-])", 0),
@@ -69,9 +78,10 @@ _RULES: list[tuple[str, re.Pattern, int]] = [(t, re.compile(p), g) for t, p, g i
     ("GCP_SERVICE_ACCOUNT", r"\"private_key_id\"\s*:\s*\"([a-f0-9]{40})\"", 1),
     ("HUGGINGFACE_TOKEN", r"\b(?:hf_|api_org_)[A-Za-z]{34}\b", 0),
     ("NPM_TOKEN", r"\bnpm_[A-Za-z0-9]{36}\b", 0),
-    ("PYPI_TOKEN", r"\bpypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}", 0),
+    # A macaroon: its identifier and signature alone take 70+ characters; less is a cut-off copy.
+    ("PYPI_TOKEN", r"\bpypi-(?:AgEIcHlwaS5vcmc|AgENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{70,}", 0),
     ("OPENAI_KEY", r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}T3BlbkFJ[A-Za-z0-9_-]{20,}", 0),
-    ("ANTHROPIC_KEY", r"\bsk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{80,}", 0),
+    ("ANTHROPIC_KEY", r"\bsk-ant-(?:api03|admin01)-[A-Za-z0-9_-]{93}AA(?![\w-])|\bsk-ant-o[ar]t01-[A-Za-z0-9_-]{40,}", 0),
     ("STRIPE_KEY", r"\b(?:sk|rk)_(?:live|test|prod)_[A-Za-z0-9]{16,}", 0),
     ("SQUARE_TOKEN", r"\b(?:EAAA|sq0atp-)[A-Za-z0-9_-]{22,}", 0),
     ("SENDGRID_KEY", r"\bSG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}\b", 0),
@@ -81,19 +91,43 @@ _RULES: list[tuple[str, re.Pattern, int]] = [(t, re.compile(p), g) for t, p, g i
     ("GRAFANA_TOKEN", r"\bglsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}\b", 0),
     ("TERRAFORM_TOKEN", r"\b[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,}", 0),
     ("JWT", r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", 0),
+    ("INTRA42_SECRET", r"\bs-s4t2(?:ud|af)-[0-9a-fA-F]{64}\b", 0),
+    ("HEROKU_KEY", r"\bHRKU-AA[0-9A-Za-z_-]{58}(?![\w-])", 0),
+    ("HEROKU_KEY", r"(?i)heroku[\w.-]{0,20}[\"']?\s*(?::=|=>|[:=])\s*[\"'`]?"
+                   r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b", 1),
+    # Standalone, or in an API path (api.telegram.org/bot<token>/getMe).
+    ("TELEGRAM_TOKEN", r"(?:(?<=/bot)|(?<![\w:-]))\d{8,10}:A[A-Za-z0-9_-]{34}(?![\w-])", 0),
+    # .npmrc's per-registry line; legacy tokens are UUIDs.
+    ("NPM_TOKEN", r"//[\w.-]+(?::\d+)?(?:/[\w.-]+)*/:_authToken=\s*[\"']?([0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|"
+                  r"npm_[A-Za-z0-9]{36})\b", 1),
     # name = value, name: value, "name": "value", f("name", "value") with a secret-sounding name.
-    ("GENERIC_SECRET", r"(?i)[\"']?\b[\w.-]*" + SECRET_NAME + r"[\w-]*[\"']?\s*(?:[:=]|=>|,)\s*[\"']([^\s\"']{8,})[\"']", 1),
-    ("GENERIC_SECRET", r"(?i)\b[\w.-]*" + SECRET_NAME + r"[\w-]*\s*[:=]\s*([^\s\"',;]{12,})", 1),
+    ("GENERIC_SECRET", r"(?i)[\"']?\b[\w.-]*" + SECRET_NAME + r"[\w-]*[\"']?\s*(?::=|[:=]|=>|,)\s*[\"']([^\s\"']{8,})[\"']", 1),
+    ("GENERIC_SECRET", r"(?i)\b[\w.-]*" + SECRET_NAME + r"[\w-]*\s*(?::=|[:=])\s*([^\s\"',;]{12,})", 1),
     # In prose, as a model writes it: "the secret key is q8Vd2Lk9...", "password Xr7#kP2!vQ9m". The
     # value must mix letters and digits (a word after "key" is not a secret).
     ("SECRET", r"(?i)\b(?:secret|access|api|auth|bearer|private|client|deploy|signing)?[ _-]?(?:key|token|"
                         r"secret|password|passwd|pwd|passphrase|credentials?)s?\b[^\n.:=]{0,30}?[\s:=][\"'`]?"
-                        r"((?=[^\s\"'`]*\d)(?=[^\s\"'`]*[A-Za-z])[A-Za-z0-9+/=_\-!#$%^&*@~]{10,})", 1),
+                        r"((?=[A-Za-z0-9+/=_\-!#$%^&*@~]*\d)(?=[A-Za-z0-9+/=_\-!#$%^&*@~]*[A-Za-z])[A-Za-z0-9+/=_\-!#$%^&*@~]{10,})", 1),
 ]]
 
-_PLACEHOLDER = re.compile(r"(?i)example|sample|dummy|placeholder|changeme|change_me|your[_-]|redacted|<[^>]*>|\$\{|\{\{|"
-                          r"\$\(|^\$[A-Za-z_]|x{4,}|\*{3,}|\.{3}|abc123|(?:token|string|key|secret)here|randomstring|"
-                          r"^(?:password|passwd|secret|token|test|null|none|true|false|pass|admin)$")
+# Values that say they stand in for a secret: never one, whatever their shape. "xxxx" is how
+# documents blank a token out (ghp_xxxx..., AKIAXXXX...), so it counts; other
+# repeated letters do not.
+_STAND_IN = re.compile(r"(?i)example|sample|dummy|placeholder|changeme|change_me|your[_-]|redacted|<[^>]*>|\$\{|\{\{|"
+                       r"\$\(|^\$[A-Za-z_]|x{4,}|\*{3,}|\.{3}|(?:token|string|key|secret)here|randomstring|"
+                       r"^(?:password|passwd|secret|token|test|null|none|true|false|pass|admin)$")
+# A template's slot: {DatadogApiKey}, %API_KEY%, [PASSWORD].
+_TEMPLATE_SLOT = re.compile(r"\{\s*\w+\s*\}|%\w+%|\[\w+\]")
+# Values that look made up (abc123, 12345678, aaaaaa): stand-ins when a free-form rule finds
+# them, not when the value has a vendor's exact shape.
+_MADE_UP = re.compile(r"(?i:abc123|abcdefgh)|12345678|(.)\1{5,}")
+# Rules whose shape says nothing about a vendor; every other type is a vendor's format.
+_FREE_FORM = ("GENERIC_SECRET", "SECRET", "PASSWORD_IN_URL", "CREDENTIAL_IN_COMMAND")
+# Hex of a key's length under a secret's name is how generated keys are written down: its
+# digits are not second-guessed.
+_KEY_HEX = re.compile(r"[0-9a-fA-F]{32,}")
+# A version-1 UUID is a timestamp and a MAC address: an id anyone can guess, not a secret.
+_TIME_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-1[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}")
 # settings.secret_key, os.environ["KEY"], X25519.secret_length: code, not a value.
 _CODE_REFERENCE = re.compile(r"[A-Za-z_]\w{0,30}(?:\.[A-Za-z_]\w{0,30}){1,4}(?:\(\))?")
 
@@ -104,21 +138,29 @@ def entropy(value: str) -> float:
     return -sum(c / len(value) * math.log2(c / len(value)) for c in counts.values()) if value else 0.0
 
 
-def is_placeholder(value: str, words_too: bool = True) -> bool:
+def is_placeholder(value: str, words_too: bool = True, made_up_too: bool = True) -> bool:
     """Documentation stand-ins rather than real secrets. `words_too`: a plain word
-    (my_password) counts as a stand-in, as it does for a value assigned to a name."""
+    (my_password) counts as a stand-in, as it does for a value assigned to a name;
+    `made_up_too`: so does a made-up looking value (abc123, 12345678, aaaaaa)."""
     core = value.strip("\"'{}()[]")
-    if _PLACEHOLDER.search(core):
+    if _STAND_IN.search(core) or _TEMPLATE_SLOT.fullmatch(value.strip("\"'")):
         return True
     if _CODE_REFERENCE.fullmatch(core) and any(re.fullmatch(r"[a-z_]{3,}", part) for part in core.split(".")):
         return True
-    if re.search(r"(.)\1{5,}", core):                   # aaaaaa, 000000
-        return True
     if words_too and re.fullmatch(r"[a-z]+(?:[_-][a-z]+)*", core):
         return True
-    if "0123456789" in core or "abcdefgh" in core.lower() or "12345678" in core:
+    return made_up_too and bool(_MADE_UP.search(core))
+
+
+def _stand_in(kind: str, value: str) -> bool:
+    """The filter every match of a type goes through, whoever found it."""
+    named = kind in ("GENERIC_SECRET", "SECRET")
+    if named and (entropy(value) < 3.0 or len(set(value)) < 6 or _TIME_UUID.fullmatch(value)):
         return True
-    return False
+    made_up_too = kind in _FREE_FORM and not (named and _KEY_HEX.fullmatch(value))
+    if is_placeholder(value, words_too=named, made_up_too=made_up_too):
+        return True
+    return kind == "JWT" and not _is_jwt(value)
 
 
 @lru_cache(maxsize=1)
@@ -136,14 +178,10 @@ def find_secrets(text: str) -> list[SecretMatch]:
         for match in pattern.finditer(text):
             value = match.group(group)
             start, end = match.span(group)
-            if kind in ("GENERIC_SECRET", "SECRET") and (entropy(value) < 3.0 or len(set(value)) < 6):
-                continue
-            if kind != "PRIVATE_KEY" and is_placeholder(value, words_too=kind in ("GENERIC_SECRET", "SECRET")):
+            if kind != "PRIVATE_KEY" and _stand_in(kind, value):
                 continue
             if kind == "GENERIC_SECRET" and re.search(r"(?i)public|publishable", match.group(0).split(value)[0]):
                 continue                                  # a public key or token is meant to be seen
-            if kind == "JWT" and not _is_jwt(value):
-                continue
             found.append(SecretMatch(start, end, kind, 0.9 if kind != "GENERIC_SECRET" else 0.7))
     found += _from_detect_secrets(text)
     # Overlapping matches: the longest wins, then the more specific type.
@@ -155,6 +193,7 @@ def find_secrets(text: str) -> list[SecretMatch]:
 # credential keyword, credentials in a URL or a key block.
 _WORTH_SCANNING = re.compile(r"(?<![\w+/=.~-])(?=[\w+/=.~-]{0,200}\d)[\w+/=.~-]{16,}|://[^\s/]*@|(?i:pass|pwd|secret|token|key|auth|cred|bearer|private|"
                              r"api|login|user)")
+_KEY_END = re.compile(r"-----END (?:[A-Z]+ )*PRIVATE KEY")
 
 
 def _from_detect_secrets(text: str) -> list[SecretMatch]:
@@ -171,15 +210,17 @@ def _from_detect_secrets(text: str) -> list[SecretMatch]:
                     if not kind or position < 0:
                         continue
                     if kind not in ("GENERIC_SECRET", "PASSWORD_IN_URL", "PRIVATE_KEY"):
+                        # Inside a longer word: "TODAYINASIAASACK...", "bot<digits>:AA..." (our rule finds
+                        # it in an API path). A Discord token glued to text is still one (detect-secrets' cases).
+                        if kind in ("AWS_KEY", "TELEGRAM_TOKEN") and position > 0 and line[position - 1].isalnum():
+                            continue
                         # Some detectors report only a token's prefix ("ghp"): take the whole token.
                         position, value = _whole_token(line, position, len(value))
-                        if position > 0 and line[position - 1].isalnum():
-                            continue                  # inside a longer word: "TODAYINASIAASACK..."
-                    if is_placeholder(value, words_too=kind == "GENERIC_SECRET"):
+                    if kind == "PRIVATE_KEY" and _KEY_END.search(text, offset + position):
+                        continue                      # the whole block is here: our rule checks its body
+                    if _stand_in(kind, value):
                         continue
-                    if kind == "GENERIC_SECRET" and (entropy(value) < 3.0 or len(value) < 8 or " " in value):
-                        continue
-                    if kind == "JWT" and not _is_jwt(value):
+                    if kind == "GENERIC_SECRET" and (len(value) < 8 or " " in value):
                         continue
                     out.append(SecretMatch(offset + position, offset + position + len(value), kind, 0.8))
             offset += len(line)
@@ -188,7 +229,8 @@ def _from_detect_secrets(text: str) -> list[SecretMatch]:
 
 def _whole_token(line: str, start: int, length: int) -> tuple[int, str]:
     end = start + length
-    while start > 0 and re.match(r"[\w\-+/=~]", line[start - 1]):
+    # "=" only pads a token's end: before it is an assignment (CI_JOB_TOKEN=glcbt-...).
+    while start > 0 and re.match(r"[\w\-+/~]", line[start - 1]):
         start -= 1
     while end < len(line) and re.match(r"[\w\-+/=~.]", line[end]):
         end += 1

@@ -1,0 +1,115 @@
+"""The secret detector (bot/guard/secrets.py): vendor tokens in their documented shapes are
+found even when they look made up; values that say they stand in for a secret are not;
+a key-length hex value under a secret's name is. Every token here is built in the test."""
+
+from __future__ import annotations
+
+import random
+import string
+import uuid
+
+import pytest
+
+from bot.guard.secrets import find_secrets
+
+_RNG = random.Random(7)
+ALNUM = string.ascii_letters + string.digits
+BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l".upper()
+
+
+def rand(n: int, alphabet: str = ALNUM) -> str:
+    return "".join(_RNG.choice(alphabet) for _ in range(n))
+
+
+def digits(n: int) -> str:
+    return str(_RNG.randrange(1, 10)) + rand(n - 1, string.digits)
+
+
+def found(text: str) -> list[tuple[str, str]]:
+    return [(m.type, text[m.start:m.end]) for m in find_secrets(text)]
+
+
+ANTHROPIC = "sk-ant-api03-" + rand(93, ALNUM + "_-") + "AA"
+SLACK_WORKSPACE = f"xoxa-2-{digits(9)}-{digits(11)}-{digits(13)}-{rand(18, '0123456789abcdef')}"
+TELEGRAM = f"{digits(10)}:AA{rand(33, ALNUM + '_-')}"
+NPM_LEGACY = str(uuid.UUID(int=_RNG.getrandbits(128), version=4))
+PYPI = "pypi-AgEIcHlwaS5vcmc" + rand(150, ALNUM + "_-")
+
+
+@pytest.mark.parametrize("text, kind, token", [
+    (f'age_key = "AGE-SECRET-KEY-1{(t := rand(58, BECH32))}"', "AGE_SECRET_KEY", f"AGE-SECRET-KEY-1{t}"),
+    (f"ANTHROPIC_API_KEY={ANTHROPIC}", "ANTHROPIC_KEY", ANTHROPIC),
+    (f"admin key: {(t := 'sk-ant-admin01-' + rand(93, ALNUM + '_-') + 'AA')}", "ANTHROPIC_KEY", t),
+    (f"client secret {(t := 's-s4t2ud-' + rand(64, '0123456789abcdef'))}", "INTRA42_SECRET", t),
+    (f'HEROKU_API_KEY = "{(t := str(uuid.UUID(int=_RNG.getrandbits(128), version=4)))}"', "HEROKU_KEY", t),
+    (f"token {(t := 'HRKU-AA' + rand(58, ALNUM + '_-'))}", "HEROKU_KEY", t),
+    (f"CI_JOB_TOKEN={(t := 'glcbt-' + rand(20))}", "GITLAB_TOKEN", t),
+    (f"CI_JOB_TOKEN={(t := 'glcbt-6a_' + rand(20))}", "GITLAB_TOKEN", t),
+    (f"slack: {SLACK_WORKSPACE}", "SLACK_TOKEN", SLACK_WORKSPACE),
+    (f"curl https://api.telegram.org/bot{TELEGRAM}/getMe", "TELEGRAM_TOKEN", TELEGRAM),
+    (f"//registry.npmjs.org/:_authToken={NPM_LEGACY}", "NPM_TOKEN", NPM_LEGACY),
+    (f"twine upload -p {PYPI} dist/*", "PYPI_TOKEN", PYPI),
+])
+def test_vendor_tokens_are_found_whole(text, kind, token):
+    assert found(text) == [(kind, token)]
+
+
+@pytest.mark.parametrize("token, kind", [
+    ("AKIA" + "Z" * 16, "AWS_KEY"),
+    ("ASIA" + "Q" * 16, "AWS_KEY"),
+    ("AGE-SECRET-KEY-1" + "Q" * 58, "AGE_SECRET_KEY"),
+    (f"xoxa-{digits(9)}-{'1' * 11}-{'1' * 13}-{rand(18, '0123456789abcdef')}", "SLACK_TOKEN"),
+])
+def test_a_vendor_shaped_token_counts_even_when_it_looks_made_up(token, kind):
+    assert found(f"key: {token}") == [(kind, token)]
+
+
+@pytest.mark.parametrize("text", [
+    "aws_access_key_id = AKIAIOSFODNN7EXAMPLE",               # AWS's documentation example
+    "aws_access_key_id = AKIA" + "X" * 16,                    # blanked out
+    "GITHUB_TOKEN=ghp_" + "x" * 36,
+    "token: <your-token>",
+    "DATADOG_API_KEY={DatadogApiKey}",                        # a template's slot
+    "export NPM_TOKEN=${NPM_TOKEN}",
+    'curl -H "Authorization: Bearer $(gcloud auth print-access-token)" https://workflows.googleapis.com/v1/projects/x',
+    "-----BEGIN EC PRIVATE KEY-----\n-----END EC PRIVATE KEY-----",
+    "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----",
+])
+def test_documented_stand_ins_are_not_secrets(text):
+    assert found(text) == []
+
+
+@pytest.mark.parametrize("text", [
+    f"xoxb-{digits(5)}-{rand(9)}",                           # Slack ids are 8+ digits
+    "pypi-AgEIcHlwaS5vcmc" + rand(40, ALNUM),                 # cut off before its signature
+    "sk-ant-api03-" + rand(93, ALNUM) + "BB",                 # Anthropic keys end in AA
+    f"bot{TELEGRAM}",                                         # not standalone, not in an API path
+    f"THEFORECASTINASIA{rand(16, string.ascii_uppercase)}9",  # AKIA/ASIA inside a word
+])
+def test_a_near_miss_of_a_vendor_shape_is_not_a_token(text):
+    assert found(text) == []
+
+
+def test_key_length_hex_under_a_secret_name_is_found_even_with_runs_in_it():
+    hex48 = "1234567890abcdef" * 3
+    assert found(f'hmac_secret = "{hex48}"') == [("GENERIC_SECRET", hex48)]
+    random_hex = rand(40, "0123456789abcdef")
+    assert found(f"secret_access_key: {random_hex}") == [("GENERIC_SECRET", random_hex)]
+    # Not all hex: the run still reads as made up.
+    assert found(f'hmac_secret = "{hex48}extra"') == []
+
+
+def test_a_time_based_uuid_is_an_id_not_a_token():
+    time_uuid = str(uuid.uuid1(node=0x0242AC120002, clock_seq=0x1D64))
+    assert found(f"_authToken={time_uuid}") == []
+    assert found(f"//registry.npmjs.org/:_authToken={time_uuid}") == [("NPM_TOKEN", time_uuid)]
+    random_uuid = str(uuid.UUID(int=_RNG.getrandbits(128), version=4))
+    assert found(f'api_token = "{random_uuid}"') == [("GENERIC_SECRET", random_uuid)]
+
+
+def test_a_key_block_counts_only_with_a_body_or_cut_off():
+    body = "\n".join(rand(64, ALNUM + "+/") for _ in range(3))
+    block = f"-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----"
+    assert [kind for kind, _ in found(block)] == ["PRIVATE_KEY"]
+    # Cut off before its body (a streamed answer, a truncated page): still flagged.
+    assert [kind for kind, _ in found("the key:\n-----BEGIN RSA PRIVATE KEY-----\n")] == ["PRIVATE_KEY"]
