@@ -64,13 +64,47 @@ def test_luhn_rejects_a_random_16_digit_number():
 
 
 def test_personal_data_is_found_and_a_bad_card_number_is_not(pii_scanner):
-    text = ("Write to jane.doe@example.org or call +1 415 555 0100. Card 4111 1111 1111 1111, "
-            "IBAN DE89370400440532013000, host 10.20.30.40. Not a card: 4111 1111 1111 1112.")
+    text = ("Write to jane.doe@acme-corp.com or call +1 415 555 0100. Card 4111 1111 1111 1111, "
+            "IBAN DE89370400440532013000, home IP 81.2.69.142. Not a card: 4111 1111 1111 1112.")
     found = {(l.type, text[l.start:l.end]) for l in pii_scanner.find(text, ("pii",))}
-    assert {("EMAIL_ADDRESS", "jane.doe@example.org"), ("CREDIT_CARD", "4111 1111 1111 1111"),
-            ("IBAN_CODE", "DE89370400440532013000"), ("IP_ADDRESS", "10.20.30.40")} <= found
+    assert {("EMAIL_ADDRESS", "jane.doe@acme-corp.com"), ("CREDIT_CARD", "4111 1111 1111 1111"),
+            ("IBAN_CODE", "DE89370400440532013000"), ("IP_ADDRESS", "81.2.69.142")} <= found
     assert any(t == "PHONE_NUMBER" for t, _ in found)
     assert not any(v.endswith("1112") for _, v in found)
+
+
+def test_what_technical_documents_are_full_of_is_not_personal_data(pii_scanner):
+    """Documentation e-mail domains, list and role addresses, private and version-like
+    addresses, section numbers and code words are not a person's data."""
+    text = ("Mail alice@example.com or the pgsql-docs@lists.postgresql.org list. The server listens on "
+            "10.20.30.40 and 127.0.0.1; upgrade to 1.6.7.11 (see section 1.6.7.11.3.4.1.1.3). "
+            "Call reinstallAndRemoveTimer() after COPY. Prometheus scrapes targets listed in prometheus.yml.")
+    assert pii_scanner.find(text, ("pii",)) == []
+
+
+@pytest.mark.parametrize("text, name", [
+    ("Hi Victor, the release is ready.", "Victor"),
+    ("The runbook is owned by Maja S. Hermansen and reviewed yearly.", "Maja S. Hermansen"),
+    ("Owner: Einojuhani Pyysalo\nStatus: draft", "Einojuhani Pyysalo"),
+    ("Please follow up with Zoe Young in a month.", "Zoe Young"),
+])
+def test_a_name_after_words_that_introduce_a_person_is_found(pii_scanner, text, name):
+    found = [text[l.start:l.end] for l in pii_scanner.find(text, ("pii",)) if l.type == "PERSON"]
+    assert name in found
+
+
+def test_later_mentions_and_list_mates_of_a_name_are_found(pii_scanner):
+    text = ("The film was directed by Jindrich Holinka and starring Holinka himself. "
+            "The company's founders: Morrison, Rogers and Torres met at school.")
+    found = {text[l.start:l.end] for l in pii_scanner.find(text, ("pii",)) if l.type == "PERSON"}
+    assert "Holinka" in found and "Jindrich Holinka" in found
+    assert {"Morrison", "Rogers", "Torres"} <= found
+
+
+def test_streets_and_companies_are_not_people(pii_scanner):
+    text = "Send it to Gordon Terrace 12, attention of Berkshire Hathaway Inc., Villacher Strasse 4."
+    found = {text[l.start:l.end] for l in pii_scanner.find(text, ("pii",)) if l.type == "PERSON"}
+    assert not any("Terrace" in v or "Hathaway" in v or "Strasse" in v for v in found)
 
 
 def test_no_download_is_attempted(monkeypatch):
@@ -86,7 +120,7 @@ def test_no_download_is_attempted(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: refuse(None, a))
     pii._build_engine.cache_clear()
     scanner = pii.PiiScanner()
-    found = scanner.find("Mail bob.smith@example.com today.")
+    found = scanner.find("Mail bob.smith@acme-corp.com today.")
     assert [m.type for m in found] == ["EMAIL_ADDRESS"] and attempts == []
 
 
@@ -169,12 +203,12 @@ def test_an_abstention_quoting_the_closest_passages_masks_their_secrets(secret_a
 
 
 def test_personal_data_to_redact_is_never_streamed_unmasked(make_answerer, pii_scanner):
-    gen = FakeGenerator(lambda m: "Open the admin console and press Rotate, or write to jane.doe@example.org [1].")
+    gen = FakeGenerator(lambda m: "Open the admin console and press Rotate, or write to jane.doe@acme-corp.com [1].")
     answerer = make_answerer(gen, leaks={"pii": "redact"})
     answerer._leaks = LeakScanner(answerer.settings.leaks, pii=pii_scanner.pii)    # spaCy loaded once
     run = answerer.stream("How do I rotate API keys?")
     events = list(run)
-    assert "jane.doe@example.org" not in "".join(e.text for e in events)
+    assert "jane.doe@acme-corp.com" not in "".join(e.text for e in events)
     assert "[EMAIL_ADDRESS redacted]" in run.answer.text
 
 
