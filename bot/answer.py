@@ -192,13 +192,15 @@ class Answerer:
             raise AnswerError(f"unknown answer.style {self.config.style!r}: use one of {', '.join(STYLES)}")
         if self.config.fallback not in FALLBACKS:
             raise AnswerError(f"unknown answer.fallback {self.config.fallback!r}: use one of {', '.join(FALLBACKS)}")
-        if settings.leaks.restricted not in ("allow", "flag", "block"):
-            raise AnswerError(f"leaks.restricted must be allow, flag or block, not {settings.leaks.restricted!r}")
+        for where, leaks in [("leaks", settings.leaks)] + [(f"collections.{name}.leaks", c)
+                                                           for name, c in settings.collection_leaks.items()]:
+            if leaks.restricted not in ("allow", "flag", "block"):
+                raise AnswerError(f"{where}.restricted must be allow, flag or block, not {leaks.restricted!r}")
         self.retriever = retriever or Retriever(settings, home=home)
         self._generator = generator
         self.prompts = prompts or Prompts(settings.prompts_dir())
         self._guard = None
-        self._leaks = None
+        self._leak_scanners: dict = {}
 
     @property
     def generator(self):
@@ -212,8 +214,8 @@ class Answerer:
         self.generator.warm_up()
         if self.guard is not None:
             self.guard.warm_up()         # the cross-encoder, when the model uses one
-        if self.leaks is not None:
-            self.leaks.warm_up()         # presidio + spaCy
+        if self.leak_scanner(collection) is not None:
+            self.leak_scanner(collection).warm_up()         # presidio + spaCy
         # Read the templates now: a broken one fails at start, not on the first question.
         for name in ("answer.system.txt", "answer.user.txt", "passage.txt", "abstain.txt", "abstain.closest.txt",
                      "condense.system.txt", "condense.user.txt", "blocked.txt"):
@@ -347,8 +349,8 @@ class Answerer:
             run.answer = Answer(question, standalone, "", True, passages, [], timings=timings,
                                 abstain_reason=reason)
             self.abstain(run.answer)
-            if self.leaks is not None:
-                self.check_leaks(run.answer)    # the closest passages are quoted: mask what they hold
+            if self.leak_scanner(collection) is not None:
+                self.check_leaks(run.answer, collection)    # the closest passages are quoted: mask what they hold
             yield Event("token", run.answer.text)
             return
 
@@ -361,10 +363,11 @@ class Answerer:
         valid = range(1, len(passages) + 1)
         shown = CitationFilter(valid)
         # Secrets are masked before they reach the screen, not after the answer is done.
-        masked = StreamRedactor() if self.settings.leaks.secret in ("redact", "block") else None
+        leak_policy = self.settings.leaks_for(collection)
+        masked = StreamRedactor() if leak_policy.secret in ("redact", "block") else None
         # Personal data cannot be recognised word by word: when it must be masked, the
         # answer is shown once checked instead of streamed.
-        hold = self.settings.leaks.pii in ("redact", "block")
+        hold = leak_policy.pii in ("redact", "block")
         pieces: list[str] = []
         emitted: list[str] = []
         first = None
@@ -387,8 +390,8 @@ class Answerer:
         timings["tokens"] = len(pieces)
         timings["prompt_tokens"] = self.generator.count_tokens(messages)
         raw = "".join(pieces).strip()
-        answer = self.finalize(question, standalone, raw, passages)
-        if self.settings.leaks.restricted != "allow" and not answer.blocked:
+        answer = self.finalize(question, standalone, raw, passages, collection)
+        if leak_policy.restricted != "allow" and not answer.blocked:
             self.check_restricted(answer, collection)
         answer.timings, answer.dropped_passages = timings, dropped
         timings["guard_ms"] = answer.guard_ms
@@ -416,7 +419,8 @@ class Answerer:
             return "coverage"
         return None
 
-    def finalize(self, question: str, standalone: str, raw: str, passages: Sequence[Passage]) -> Answer:
+    def finalize(self, question: str, standalone: str, raw: str, passages: Sequence[Passage],
+                 collection: str | None = None) -> Answer:
         """What the model wrote -> the answer shown: markers checked, citations pointed at
         the passage that holds the sentence, abstention recognised, fallback applied.
         (A pure function of its inputs: the benchmark replays it on recorded outputs.)"""
@@ -445,27 +449,30 @@ class Answerer:
                 self.abstain(answer)
         if not answer.abstained and self.guard is not None:
             self.check_groundedness(answer)
-        if self.leaks is not None:
-            self.check_leaks(answer)
+        if self.leak_scanner(collection) is not None:
+            self.check_leaks(answer, collection)
         return answer
 
-    @property
-    def leaks(self):
-        """The leak scanner (None when every kind is allowed)."""
-        config = self.settings.leaks
-        if self._leaks is None and any(getattr(config, kind) != "allow" for kind in ("secret", "pii", "confidential")):
+    def leak_scanner(self, collection: str | None = None):
+        """The leak scanner for a collection's policy (None when it allows every kind).
+        Scanners of different policies share the one spaCy pipeline of the process."""
+        config = self.settings.leaks_for(collection)
+        if not any(getattr(config, kind) != "allow" for kind in ("secret", "pii", "confidential")):
+            return None
+        if config not in self._leak_scanners:
             from bot.guard.leaks import LeakScanner
-            self._leaks = LeakScanner(config)
-        return self._leaks
+            self._leak_scanners[config] = LeakScanner(config)
+        return self._leak_scanners[config]
 
-    def check_leaks(self, answer: Answer) -> None:
+    def check_leaks(self, answer: Answer, collection: str | None = None) -> None:
         """Secrets and personal data in the answer, confidential passages cited: flagged,
         masked (in the answer and the passages shown) or the answer withheld, by policy."""
         from bot.guard.leaks import redact
         from bot.guard.spans import shift_span
         started = time.perf_counter()
-        config = self.settings.leaks
-        findings = [f for f in self.leaks.scan(answer.question, answer.text, [p.text for p in answer.passages])
+        config = self.settings.leaks_for(collection)
+        scanner = self.leak_scanner(collection)
+        findings = [f for f in scanner.scan(answer.question, answer.text, [p.text for p in answer.passages])
                     if not (f.kind == "confidential" and f.evidence not in answer.cited)]
         if answer.abstained and answer.lead:
             # An abstention quotes its closest passages as they are (masked where the policy
@@ -476,7 +483,7 @@ class Answerer:
         masked_kinds = [k for k in ("secret", "pii") if getattr(config, k) in ("redact", "block")]
         if masked_kinds:
             # What is shown of the passages never holds what the answer may not.
-            answer.passages = [replace(p, text=redact(p.text, self.leaks.find(p.text, masked_kinds))[0])
+            answer.passages = [replace(p, text=redact(p.text, scanner.find(p.text, masked_kinds))[0])
                                for p in answer.passages]
         if any(f.action == "blocked" for f in findings):
             what = sorted({"a secret" if f.kind == "secret" else "personal data" if f.kind == "pii"
@@ -484,12 +491,12 @@ class Answerer:
             self._withhold(answer, " and ".join(what), [f.to_dict() for f in findings])
         else:
             redacted_kinds = [k for k in ("secret", "pii") if getattr(config, k) == "redact"]
-            leaks = self.leaks.find(answer.text, redacted_kinds) if redacted_kinds else []
+            leaks = scanner.find(answer.text, redacted_kinds) if redacted_kinds else []
             text, edits = redact(answer.text, leaks)
             if edits:
                 answer.text = text
                 if answer.lead:       # the statement is the start of the text: mask it alike
-                    answer.lead = redact(answer.lead, self.leaks.find(answer.lead, redacted_kinds))[0]
+                    answer.lead = redact(answer.lead, scanner.find(answer.lead, redacted_kinds))[0]
                 for flag in answer.flags:
                     flag["span"] = shift_span(flag["span"], edits)
             answer.flags += [{**f.to_dict(), "span": f.to_dict()["span"] if f in spanless else shift_span(f.span, edits)}
@@ -497,7 +504,7 @@ class Answerer:
         if config.secret in ("redact", "block"):
             # Other checks quote the answer's sentences in their messages: mask those too.
             for flag in answer.flags:
-                hidden = self.leaks.find(flag["message"], ("secret",))
+                hidden = scanner.find(flag["message"], ("secret",))
                 if hidden:
                     flag["message"] = redact(flag["message"], hidden)[0]
         answer.guard_ms = round(answer.guard_ms + _ms(started), 1)
@@ -507,7 +514,7 @@ class Answerer:
         started = time.perf_counter()
         shared, source = self.retriever.restricted_text(collection).shared(answer.text)
         if shared:
-            action = "blocked" if self.settings.leaks.restricted == "block" else "flagged"
+            action = "blocked" if self.settings.leaks_for(collection).restricted == "block" else "flagged"
             flag = {"kind": "restricted_overlap", "severity": "high", "span": [0, len(answer.text)],
                     "message": f"the answer repeats text of a restricted document ({source}; {shared} runs of "
                                f"8 words)", "evidence": None, "action": action, "score": 1.0}

@@ -266,8 +266,8 @@ class Retriever:
         """Ids of the chunks that must not be retrieved: labelled at ingest with anything
         in leaks.exclude, and, when "restricted" is excluded, every chunk of a file the
         current leaks.restricted_paths match (in force before the next ingest relabels).
-        Cached per index generation."""
-        leaks = self.settings.leaks
+        Cached per index generation. The collection's own leak policy applies."""
+        leaks = self.settings.leaks_for(store.name)
         labels = tuple(leaks.exclude)
         if not labels:
             return frozenset()
@@ -284,7 +284,7 @@ class Retriever:
         (labelled restricted, or under a current path rule); cached per generation."""
         from bot.guard.overlap import RestrictedIndex
         store = self.collection(collection)
-        key = (store.name, store.generation, tuple(self.settings.leaks.restricted_paths))
+        key = (store.name, store.generation, tuple(self.settings.leaks_for(store.name).restricted_paths))
         if self._restricted_cache.get("key") != key:
             ids = set(store.labelled_ids(("restricted",))) | self._restricted_by_path(store)
             index = RestrictedIndex.build((c.path, c.text) for c in store.chunks(sorted(ids)))
@@ -293,7 +293,7 @@ class Retriever:
 
     def _restricted_by_path(self, store) -> set[int]:
         """Chunks of the files the current leaks.restricted_paths match."""
-        leaks = self.settings.leaks
+        leaks = self.settings.leaks_for(store.name)
         if not leaks.restricted_paths:
             return set()
         from bot.guard.labels import ChunkLabeller

@@ -52,7 +52,7 @@ class Service:
             from bot.guard.labels import ChunkLabeller
             from ingest.pipeline import Ingestor
             self._ingestor = Ingestor(self.settings, embedder=self.retriever.embedder, home=self.home,
-                                      labeller=ChunkLabeller(self.settings.leaks))
+                                      labeller=ChunkLabeller.from_settings(self.settings))
         return self._ingestor
 
     @property

@@ -36,7 +36,7 @@ class Context:
         from bot.guard.labels import ChunkLabeller
         from ingest.pipeline import Ingestor
         settings = settings or self.settings
-        return Ingestor(settings, home=self.home, labeller=ChunkLabeller(settings.leaks))
+        return Ingestor(settings, home=self.home, labeller=ChunkLabeller.from_settings(settings))
 
 
 def _fail(message: str, code: int) -> None:
@@ -188,7 +188,7 @@ def sources(obj: Context, collection, as_json) -> None:
             totals[label] = totals.get(label, 0) + n
     click.echo(f"{len(records)} files ({len(ok)} ok, {len(records) - len(ok)} failed), "
                f"{sum(r.n_chunks for r in records)} chunks" + (f"; labelled chunks: {_labels(totals)}" if totals else ""))
-    excluded = [label for label in obj.settings.leaks.exclude if totals.get(label)]
+    excluded = [label for label in obj.settings.leaks_for(collection).exclude if totals.get(label)]
     if excluded:
         click.echo(f"never retrieved (settings leaks.exclude): chunks labelled {', '.join(excluded)}")
 

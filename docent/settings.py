@@ -131,7 +131,14 @@ class Settings:
     guard: GuardSettings = field(default_factory=GuardSettings)
     leaks: LeakSettings = field(default_factory=LeakSettings)
     ui: UiSettings = field(default_factory=UiSettings)
+    # [collections.NAME.leaks]: a collection's own leak policy, over [leaks] (e.g. hr
+    # redacts personal data, the public handbook allows it).
+    collection_leaks: Mapping[str, LeakSettings] = field(default_factory=dict)
     profile: str = ""
+
+    def leaks_for(self, collection: str | None = None) -> LeakSettings:
+        """The leak policy of a collection (None: the default collection)."""
+        return self.collection_leaks.get(collection or self.ingest.collection, self.leaks)
 
     def home_dir(self, override: str | os.PathLike | None = None) -> Path:
         """Where collections live: --home, else settings/env DOCENT_HOME, else indexes/."""
@@ -170,10 +177,12 @@ def load_settings(
     env = os.environ if env is None else env
     data = _read_toml(DEFAULTS_FILE)
     profiles = data.pop("profile", {})
+    collections = data.pop("collections", {})
     file = file or env.get(ENV_PREFIX + "SETTINGS")
     if file:
         user = _read_toml(Path(file))
         profiles.update(user.pop("profile", {}))
+        _merge(collections, user.pop("collections", {}))
         _merge(data, user)
     profile = profile if profile is not None else env.get(ENV_PREFIX + "PROFILE", "")
     if profile:
@@ -187,7 +196,7 @@ def load_settings(
         if key.startswith(ENV_PREFIX) and "__" in key:
             section, _, name = key[len(ENV_PREFIX):].lower().partition("__")
             _set_dotted(data, f"{section}.{name}", raw, from_env=True)
-    return _build(data, profile)
+    return _build(data, profile, collections)
 
 
 def _read_toml(path: Path) -> dict:
@@ -235,7 +244,7 @@ def _coerce(cls: type, name: str, value: Any) -> Any:
         raise SettingsError(f"setting {cls.__name__}.{name}: cannot use {value!r}") from None
 
 
-def _build(data: dict, profile: str) -> Settings:
+def _build(data: dict, profile: str, collections: dict | None = None) -> Settings:
     sections = {}
     for section, cls in _SECTIONS.items():
         values = data.get(section, {})
@@ -247,4 +256,13 @@ def _build(data: dict, profile: str) -> Settings:
     unknown_sections = set(data) - set(_SECTIONS)
     if unknown_sections:
         raise SettingsError(f"unknown settings section(s): {', '.join(sorted(unknown_sections))}")
-    return Settings(profile=profile, **sections)
+    per_collection = {}
+    for name, overrides in (collections or {}).items():
+        if not isinstance(overrides, dict) or set(overrides) - {"leaks"}:
+            raise SettingsError(f"[collections.{name}] may only hold a [collections.{name}.leaks] table")
+        values = overrides.get("leaks", {})
+        unknown = set(values) - {f.name for f in fields(LeakSettings)}
+        if unknown:
+            raise SettingsError(f"unknown setting(s) in [collections.{name}.leaks]: {', '.join(sorted(unknown))}")
+        per_collection[name] = replace(sections["leaks"], **{k: _coerce(LeakSettings, k, v) for k, v in values.items()})
+    return Settings(profile=profile, collection_leaks=per_collection, **sections)

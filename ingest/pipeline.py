@@ -156,8 +156,9 @@ def _prefetch(fn, items: Sequence, ahead: int = 4) -> Iterator:
 class Ingestor:
     def __init__(self, settings: Settings, embedder=None, home: str | os.PathLike | None = None, labeller=None):
         """`labeller`: labels each chunk at ingest (bot.guard.labels.ChunkLabeller: what
-        must not leak); anything with `version` and `label(path, texts) -> [{label: count}]`.
-        None: chunks are stored without labels."""
+        must not leak); anything with `version`, `label(path, texts) -> [{label: count}]` and
+        `for_collection(name)` (the labeller with that collection's rules). None: chunks are
+        stored without labels."""
         self.settings = settings
         self.home = settings.home_dir(home)
         self._embedder = embedder
@@ -200,13 +201,15 @@ class Ingestor:
         for path in found.unsupported:
             report.results.append(FileResult(str(path), "skipped", reason=f"unsupported format ({path.suffix or 'no extension'})"))
         stored = {rec.path: rec for rec in writer.files()}
-        if self.labeller is not None and writer.info().get("labels_version") != self.labeller.version:
+        # The collection's own rules (a labeller may hold per-collection path rules).
+        labeller = self.labeller.for_collection(writer.name) if self.labeller is not None else None
+        if labeller is not None and writer.info().get("labels_version") != labeller.version:
             # New rules (or a collection from before labels): every stored chunk is
             # labelled again, without re-embedding; files changed below get theirs anyway.
             if stored:
-                report.relabelled = writer.relabel(self.labeller.label, self.labeller.version)
+                report.relabelled = writer.relabel(labeller.label, labeller.version)
             else:
-                writer.set_labels_version(self.labeller.version)
+                writer.set_labels_version(labeller.version)
         total = len(found.files)
         pending: list[_Staged] = []
         last_commit = time.monotonic()
@@ -218,7 +221,7 @@ class Ingestor:
                 report.results.append(staged.result)
             pending.clear()
 
-        examined = _prefetch(lambda p: self._examine(p, stored.get(str(p)), max_bytes), found.files)
+        examined = _prefetch(lambda p: self._examine(p, stored.get(str(p)), max_bytes, labeller), found.files)
         for done, item in enumerate(examined, 1):
             if item.failure is not None:
                 result = self._failed(writer, item, stored.get(item.path))
@@ -245,7 +248,7 @@ class Ingestor:
             report.results.append(FileResult(path, "removed", chunks=stored[path].n_chunks))
         writer.commit()
 
-    def _examine(self, path: Path, stored: FileRecord | None, max_bytes: int) -> "_Examined":
+    def _examine(self, path: Path, stored: FileRecord | None, max_bytes: int, labeller=None) -> "_Examined":
         """Hash, and if the file changed, load and chunk it. Runs on a helper thread (no
         database access here) and never raises for bad input."""
         key = str(path)
@@ -268,7 +271,7 @@ class Ingestor:
         if not drafts:
             return _Examined(key, failure=("no text to index", digest, fmt))
         try:
-            labels = self.labeller.label(key, [d.text for d in drafts]) if self.labeller else [{}] * len(drafts)
+            labels = labeller.label(key, [d.text for d in drafts]) if labeller else [{}] * len(drafts)
         except Exception as exc:      # a file that cannot be checked for secrets does not go in unchecked
             return _Examined(key, failure=(f"cannot be scanned for sensitive data ({type(exc).__name__}: {exc})",
                                            digest, fmt))

@@ -106,6 +106,9 @@ def test_a_file_the_scanner_cannot_check_is_not_indexed_unchecked(settings, docs
     class Broken:
         version = "broken"
 
+        def for_collection(self, name):
+            return self
+
         def label(self, path, texts):
             if path.endswith("faq.txt"):
                 raise ValueError("scanner bug")
@@ -137,3 +140,50 @@ def test_an_answer_repeating_restricted_text_is_withheld_or_flagged(restricted_d
     assert any(f["kind"] == "restricted_overlap" and f["action"] == "flagged" for f in flagged.flags)
     plain = answerer(lambda m: "Backups run nightly at 02:00 [1].").ask("When do backups run?")
     assert not plain.blocked and not any(f["kind"] == "restricted_overlap" for f in plain.flags)
+
+
+def test_each_collection_has_its_own_leak_policy(tmp_path, restricted_docs):
+    """[collections.NAME.leaks] in the settings file: the vault collection restricts hr/
+    and never retrieves chunks holding secrets, and withholds an answer with one; the
+    default collection, from the same files, keeps [leaks]: the key is found, masked."""
+    from bot.answer import Answerer
+    from bot.guard.labels import ChunkLabeller
+    from bot.retrieval import Retriever
+    from docent.settings import load_settings
+    from ingest.pipeline import Ingestor
+    from tests.conftest import FakeGenerator
+    file = tmp_path / "docent.toml"
+    file.write_text('[collections.vault.leaks]\nrestricted_paths = ["hr/**"]\nexclude = ["restricted", "secret"]\n'
+                    'secret = "block"\n')
+    s = load_settings(file, profile="test", env={}).with_values("paths", home=str(tmp_path / "home"))
+    s = s.with_values("retrieval", min_score=0.0)
+    assert s.leaks_for("vault").secret == "block" and s.leaks_for("vault").pii == s.leaks.pii
+    assert s.leaks_for("default") == s.leaks
+    embedder = FakeEmbedder()
+    ingestor = Ingestor(s, embedder=embedder, labeller=ChunkLabeller.from_settings(s))
+    for name in ("default", "vault"):
+        ingestor.ingest([restricted_docs], name)
+    retriever = Retriever(s, embedder)
+
+    def sources(question, collection):
+        return {p.source.rsplit("/", 1)[-1] for p in retriever.retrieve(question, collection, k=10).passages}
+    assert {"salaries.md", "keys.md"} <= sources("salary bands access key backup job", "default")
+    assert not {"salaries.md", "keys.md"} & sources("salary bands access key backup job", "vault")
+
+    answerer = Answerer(s, retriever=retriever, generator=FakeGenerator(lambda m: f"The backup job uses {AWS} [1]."))
+    shown = answerer.ask("Which access key does the backup job use?", "default")
+    assert AWS not in shown.text and "[AWS_KEY redacted]" in shown.text and not shown.blocked
+    # In the vault the chunk is never retrieved; a model that knew the key anyway is withheld.
+    withheld = answerer.ask("Which access key does the backup job use?", "vault")
+    assert AWS not in withheld.text and (withheld.blocked or withheld.abstained)
+
+
+def test_a_collection_policy_with_an_unknown_key_is_refused(tmp_path):
+    from docent.settings import SettingsError, load_settings
+    file = tmp_path / "docent.toml"
+    file.write_text('[collections.hr.leaks]\npersonal = "redact"\n')
+    with pytest.raises(SettingsError, match=r"collections\.hr\.leaks.*personal"):
+        load_settings(file, env={})
+    file.write_text('[collections.hr.retrieval]\nk = 2\n')
+    with pytest.raises(SettingsError, match=r"collections\.hr"):
+        load_settings(file, env={})

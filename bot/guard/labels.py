@@ -1,6 +1,6 @@
 """Labels stored with every chunk at ingest: what it holds that must not leak.
 
-    labeller = ChunkLabeller(settings.leaks)
+    labeller = ChunkLabeller.from_settings(settings)
     Ingestor(settings, labeller=labeller)           # ingest/ takes it as a parameter
     labeller.label("/docs/hr/pay.md", ["chunk text", ...])  -> [{"pii": 2}, {}, ...]
 
@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import ipaddress
 import re
 from pathlib import PurePath
 from typing import Sequence
 
 LABELS = ("secret", "pii", "confidential", "restricted", "injection")
-VERSION = "1"      # bump when the rules change: stored labels are then recomputed
+VERSION = "2"      # bump when the rules change: stored labels are then recomputed
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
@@ -45,45 +44,35 @@ def iban_valid(value: str) -> bool:
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
 
 
-# Addresses that belong to no person: documentation domains, mailing lists, role boxes.
-_NOT_A_PERSON_DOMAIN = re.compile(r"(?i)(?:^|\.)(?:example|test|invalid|localhost|local|localdomain|dom|ext|domain)"
-                                  r"(?:\.[a-z]{2,})?$|^lists\.")
-_ROLE_BOX = re.compile(r"(?i)^(?:no-?reply|postmaster|webmaster|hostmaster|abuse|support|info|admin|help|sales|"
-                       r"security|press|contact|office|team|root|packages?|bugs?|submit|owner|nm|listmaster)$|-"
-                       r"(?:devel|announce|users?|request|owner|bounces)$")
-
-
-def _personal_email(address: str) -> bool:
-    local, _, domain = address.rpartition("@")
-    return not (_NOT_A_PERSON_DOMAIN.search(domain) or _ROLE_BOX.search(local))
-
-
 def _personal(text: str) -> int:
-    from bot.guard.pii import _in_context      # card and phone numbers the words before name
-    found = sum(1 for address in _EMAIL.findall(text) if _personal_email(address))
+    # The same rules as the answer-time scanner, without its language model.
+    from bot.guard.pii import _in_context, personal_email, personal_ip
+    found = sum(1 for address in _EMAIL.findall(text) if personal_email(address))
     found += sum(1 for m in _IBAN.finditer(text) if iban_valid(m.group()))
-    for m in _IPV4.finditer(text):
-        # "4.6.2.0" is a version number far more often than an address.
-        if sum(1 for part in m.group().split(".") if len(part) >= 2) < 2:
-            continue
-        try:
-            address = ipaddress.ip_address(m.group())
-        except ValueError:
-            continue
-        # Loopback, private and documentation addresses are configuration, not a person's.
-        if address.is_global:
-            found += 1
+    found += sum(1 for m in _IPV4.finditer(text) if personal_ip(m.group()))
     found += len(_in_context(text))
     return found
 
 
 class ChunkLabeller:
-    def __init__(self, config=None):
+    def __init__(self, config=None, per_collection=None):
+        """`config`: the leak settings; `per_collection`: {collection: leak settings} for
+        collections with their own (Settings.collection_leaks)."""
         from docent.settings import LeakSettings
         self.config = config or LeakSettings()
+        self.per_collection = dict(per_collection or {})
         rules = ",".join(sorted(self.config.restricted_paths))
         # Stored with the collection: other rules or other path settings mean new labels.
         self.version = f"{VERSION}:{hashlib.sha256(rules.encode()).hexdigest()[:12]}"
+
+    @classmethod
+    def from_settings(cls, settings) -> "ChunkLabeller":
+        return cls(settings.leaks, settings.collection_leaks)
+
+    def for_collection(self, name: str) -> "ChunkLabeller":
+        """The labeller with the collection's own rules (itself when it has none)."""
+        config = self.per_collection.get(name)
+        return self if config is None or config == self.config else ChunkLabeller(config)
 
     def restricted_path(self, path: str) -> bool:
         """A path rule matches the whole path, its tail from any folder, or a part."""
