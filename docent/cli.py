@@ -64,6 +64,7 @@ def main(ctx: click.Context, home: str | None, settings_file: str | None) -> Non
       docent retrieve "api keys" -k 5     just the best passages
       docent verify --context a.md --answer "..."   is an answer backed by its passages?
       docent scan ~/company-docs          personal data, secrets, confidential text?
+      docent eval                         how well does it answer? questions, report
 
     Indexes are kept per collection (default: "default") under --home.
     Settings: docent/settings.toml, overridden by --settings FILE and by env
@@ -237,8 +238,10 @@ main.add_command(chat)
 main.add_command(retrieve)
 from docent.cli_verify import verify  # noqa: E402
 from docent.cli_scan import scan  # noqa: E402
+from docent.cli_eval import eval_command  # noqa: E402
 main.add_command(verify)
 main.add_command(scan)
+main.add_command(eval_command, name="eval")
 
 if __name__ == "__main__":
     main()

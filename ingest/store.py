@@ -268,7 +268,7 @@ class _Base:
         if not terms:
             return []
         if max_df < 1.0 and len(terms) > 1:
-            frequency = self._document_frequency(terms)
+            frequency = self.document_frequency(terms)
             terms = [t for t in terms if frequency[t] > 0]          # the rest match nothing
             # A term in fewer than 1,000 chunks is cheap to score whatever its share.
             limit = max(max_df * self.chunk_count(), 1000)
@@ -282,7 +282,7 @@ class _Base:
             "ORDER BY score LIMIT ?", (match, k))
         return [(r["rowid"], -r["score"]) for r in rows]
 
-    def _document_frequency(self, words: list[str]) -> dict[str, int]:
+    def document_frequency(self, words: list[str]) -> dict[str, int]:
         """Chunks holding each word, read from the FTS index's vocabulary. The words go
         through the index's own tokenizer (a scratch FTS5 table in the connection's temp
         schema, nothing written to the collection) so stems match."""
