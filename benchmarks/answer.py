@@ -397,24 +397,14 @@ TUTORIAL_ABSTAIN = re.compile(r"(don'?t|do not|does not|doesn'?t) (know|contain|
                               r"not (mentioned|provided|specified|stated|available)|no information|cannot (be )?(answer|determine)", re.I)
 
 
-def _tokens(text: str) -> list[str]:
-    return _norm(re.sub(r"\[\d+\]", " ", text)).split()
-
-
 def _f1(prediction: str, reference: str) -> float:
-    p, r = _tokens(prediction), _tokens(reference)
-    if not p or not r:
-        return 0.0
-    common = sum(min(p.count(w), r.count(w)) for w in set(r))
-    if not common:
-        return 0.0
-    precision, recall = common / len(p), common / len(r)
-    return 2 * precision * recall / (precision + recall)
+    from evaluation.dataset import answer_f1          # the measure docent eval reports
+    return answer_f1(prediction, reference)
 
 
 def _contains(prediction: str, references: list[str]) -> bool:
-    text = " " + " ".join(_tokens(prediction)) + " "
-    return any(" " + " ".join(_tokens(ref)) + " " in text for ref in references if _tokens(ref))
+    from evaluation.dataset import contains_reference
+    return contains_reference(prediction, references)
 
 
 def _sample(items: list[dict], n: int) -> list[dict]:

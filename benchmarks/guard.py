@@ -197,6 +197,19 @@ def leak_figures() -> dict:
                 counts[p.type]["correct"] += any(g["entity_type"] == p.type and p.start < g["end"] and g["start"] < p.end
                                                  for g in gold)
     pii_ms = (time.perf_counter() - started) * 1000 / len(records)
+    # Technical documentation holds few personal data: what is flagged there is mostly
+    # noise a user would see beside every answer (product names taken for people...).
+    from collections import Counter
+    from bot.guard.pii import spacy_model
+    chunks = docs_chunks(300)
+    in_docs, names_in_docs = Counter(), Counter()
+    for text in chunks:
+        for leak in scanner.find(text, ("pii",)):
+            in_docs[leak.type] += 1
+            if leak.type == "PERSON":
+                names_in_docs[text[leak.start:leak.end]] += 1
+    docs_flags = {"chunks": len(chunks), "per_100_chunks": {t: round(100 * n / len(chunks), 1) for t, n in in_docs.most_common()},
+                  "names_most_flagged": names_in_docs.most_common(12)}
     pii = {}
     for t, c in counts.items():
         pii[t] = {"gold": c["gold"], "recall": round(c["found"] / c["gold"], 3) if c["gold"] else None,
@@ -218,9 +231,17 @@ def leak_figures() -> dict:
           f"{pii['main types']['precision']:.3f} ({pii_ms:.1f} ms per text, model load {load_s:.1f} s)")
     for t in PII_TYPES:
         print(f"  {t:14} gold {pii[t]['gold']:4}  recall {pii[t]['recall']}  precision {pii[t]['precision']}")
+    print(f"personal data flagged in {len(chunks)} chunks of the eval docs, per 100 chunks: {docs_flags['per_100_chunks']}"
+          f"\n  names flagged most: {docs_flags['names_most_flagged']}")
     print(f"secrets: recall {secrets['recall']:.3f} precision {secrets['precision']:.3f} "
           f"({fp} of {len(lines) - tp - fn} clean lines flagged; {secret_ms:.2f} ms per line)", flush=True)
-    return {"pii": pii, "pii_ms_per_text": round(pii_ms, 1), "pii_load_s": round(load_s, 1), "secrets": secrets}
+    model = spacy_model()
+    if Path(model).is_dir():            # a model folder: its name and version from its meta.json
+        meta = json.loads((Path(model) / "meta.json").read_text())
+        model = f"{meta['lang']}_{meta['name']} {meta['version']}"
+    return {"pii": pii, "pii_model": model,
+            "pii_ms_per_text": round(pii_ms, 1), "pii_load_s": round(load_s, 1), "pii_in_docs": docs_flags,
+            "secrets": secrets}
 
 
 def main() -> None:
