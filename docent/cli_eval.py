@@ -92,7 +92,8 @@ def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, o
                 bar.set_postfix_str(text[:50])
                 bar.refresh()
             def search(question):
-                return [p.text for p in answerer.retriever.retrieve(question, name, k=k).passages]
+                # The passages the model would read for it (retrieval.k): none may name all it asks about.
+                return [p.text for p in answerer.retriever.retrieve(question, name).passages]
             items, dropped = build_test_set(writer, store, search, out / "dataset.jsonl", n_questions, unanswerable,
                                             paraphrased, skip=answerer.retriever.hidden(store), progress=made)
         if dropped:

@@ -63,11 +63,13 @@ class QuestionWriter:
         self.prompts = prompts
         self.max_tokens = max_tokens
         self._asked: list[set[str]] = []        # content words of the questions kept so far
+        self.last_draft = ""                    # what the model wrote last (kept with a dropped draft)
 
     def _ask(self, name: str, **values) -> str:
         messages = [{"role": "system", "content": self.prompts.render(f"{name}.system.txt", **values.pop("system", {}))},
                     {"role": "user", "content": self.prompts.render(f"{name}.user.txt", **values)}]
-        return "".join(self.generator.stream(messages, max_tokens=self.max_tokens)).strip()
+        self.last_draft = "".join(self.generator.stream(messages, max_tokens=self.max_tokens)).strip()
+        return self.last_draft
 
     def _passage(self, chunk) -> dict:
         heading = " > ".join(chunk.heading_path)
@@ -157,6 +159,7 @@ def build_test_set(writer: QuestionWriter, collection, search, out_path, questio
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     state_path = out_path.with_name(out_path.stem + ".state.json")
+    dropped_path = out_path.with_name(out_path.stem + ".dropped.jsonl")
     state = {"next": 0, "dropped": {}, "done": False}
     items: list[EvalItem] = []
     if out_path.is_file() and state_path.is_file():
@@ -189,6 +192,9 @@ def build_test_set(writer: QuestionWriter, collection, search, out_path, questio
                 items.append(item)
             else:
                 state["dropped"][why_not] = state["dropped"].get(why_not, 0) + 1
+                with dropped_path.open("a", encoding="utf-8") as fh:     # for a look at what the model wrote
+                    fh.write(json.dumps({"chunk_id": chunk.id, "source": chunk.path, "reason": why_not,
+                                         "draft": writer.last_draft}, ensure_ascii=False) + "\n")
         state["next"] = index + 1
         if items:
             write_dataset(items, out_path)

@@ -78,7 +78,10 @@ def test_questions_are_made_from_the_collection_and_bad_drafts_dropped(answerer,
                                     unanswerable=0.25, paraphrased=1)
     answerable = [i for i in items if i.answerable]
     assert {i.question for i in answerable} == {QUESTIONS["nightly backup job"][0], QUESTIONS["corporate VPN"][0]}
-    assert dropped.get("quote not in the passage") == 1          # the misquoted draft
+    assert dropped.get("quote not in the passage") == 1          # the misquoted draft, kept for a look:
+    [seen] = [json.loads(l) for l in (tmp_path / "out" / "dataset.dropped.jsonl").read_text().splitlines()
+              if "rotate endpoint" in l]
+    assert seen["reason"] == "quote not in the passage" and "Question: How are API keys rotated?" in seen["draft"]
     backup = next(i for i in answerable if "backup" in i.question)
     chunk = store.chunks([backup.chunk_id])[0]
     assert backup.quotes[0] in chunk.text and backup.source_paths == [chunk.path]
