@@ -182,19 +182,19 @@ def build_test_set(writer: QuestionWriter, collection, search, out_path, questio
             item, why_not = writer.answerable(chunk, f"syn-{index:03d}")
             if item and sum(bool(i.paraphrases) for i in items) < paraphrased:
                 item.paraphrases = writer.paraphrases(item.question)
-            notes.append((item, why_not))
+            notes.append((item, why_not, writer.last_draft))
         # A question the documents cannot answer, on the same subject, keeping the share
         # asked for as the set grows (so a short or stopped run still has both kinds).
         if missing_u > 0 and (missing_a <= 0 or made_u < unanswerable * (len(items) + 1)):
-            notes.append(writer.unanswerable(chunk, f"syn-u{index:03d}", search))
-        for item, why_not in notes:
+            notes.append((*writer.unanswerable(chunk, f"syn-u{index:03d}", search), writer.last_draft))
+        for item, why_not, draft in notes:
             if item:
                 items.append(item)
             else:
                 state["dropped"][why_not] = state["dropped"].get(why_not, 0) + 1
                 with dropped_path.open("a", encoding="utf-8") as fh:     # for a look at what the model wrote
                     fh.write(json.dumps({"chunk_id": chunk.id, "source": chunk.path, "reason": why_not,
-                                         "draft": writer.last_draft}, ensure_ascii=False) + "\n")
+                                         "draft": draft}, ensure_ascii=False) + "\n")
         state["next"] = index + 1
         if items:
             write_dataset(items, out_path)
