@@ -25,6 +25,15 @@ its this that these those there here my your our their me us them not no yes any
 than then so such use used using get set one two more most other else also only just does doesn have has had""".split())
 
 
+# A question that points at where it came from makes no sense to someone asking docent.
+_REFERS = re.compile(r"(?i)\b(?:the|this|that|above|following) (?:passage|document|text|section|guide|page|article|"
+                     r"chapter|manual|excerpt|paragraph)\b")
+# Words any question may use: a draft lacking them in the passages is not thereby unanswerable.
+_GENERIC = frozenset("""purpose difference differences main way ways type types kind kinds example examples mean means
+meaning work works happen happens value values name named called different describe explain role reason reasons
+benefit benefits default use uses usage need needs possible best recommended common typical usually""".split())
+
+
 def content_words(text: str) -> set[str]:
     # Numbers count whatever their length: "at 03:00" is not "at 02:00".
     return {w for w in normalise(text).split() if (len(w) > 2 and w not in _STOP) or any(c.isdigit() for c in w)}
@@ -103,7 +112,7 @@ class QuestionWriter:
             return "answer not in the passage"
         if normalise(answer) and normalise(answer) in normalise(question):
             return "the question gives the answer away"
-        if re.search(r"(?i)\b(?:the|this|that) (?:passage|document|text|section)\b", question):
+        if _REFERS.search(question):
             return "refers to the passage"
         return self._duplicate(question)
 
@@ -114,19 +123,25 @@ class QuestionWriter:
                 return "near duplicate"
         return ""
 
-    def unanswerable(self, chunk, item_id: str, search) -> tuple[EvalItem | None, str]:
-        """A question on the chunk's subject that names something none of the passages
-        closest to it mention (so they cannot answer it), or None and why not.
-        `search(question) -> [passage text]`: the collection's best passages."""
+    def unanswerable(self, chunk, item_id: str, search, collection) -> tuple[EvalItem | None, str]:
+        """A question on the chunk's subject that names something specific that none of
+        the passages found for it mention (so they cannot answer it), or None and why not.
+        `search(question) -> [passage text]`: the passages docent would read."""
         question = _field("question", self._ask("eval.unanswerable", **self._passage(chunk)))
         if len(question.split()) < 4 or not question.rstrip().endswith("?"):
             return None, "not a question"
-        if re.search(r"(?i)\b(?:the|this|that) (?:passage|document|text|section)\b", question):
+        if _REFERS.search(question):
             return None, "refers to the passage"
         words = content_words(question)
         closest = set().union(*(content_words(text) for text in search(question)))
-        if words <= closest:
-            return None, "the closest passages may answer it (they name everything it asks about)"
+        # It must ask about something specific the passages lack: a word they do not hold
+        # that is rare in the whole collection too ("purpose" is missing from many
+        # passages that do answer a question).
+        missing = sorted(w for w in words - closest if w not in _GENERIC)
+        frequency = collection.document_frequency(missing) if missing else {}
+        rare = max(3, collection.chunk_count() // 200)
+        if not any(count <= rare for count in frequency.values()):
+            return None, "the passages it finds may answer it (they name everything specific it asks about)"
         duplicate = self._duplicate(question)
         if duplicate:
             return None, duplicate
@@ -186,7 +201,7 @@ def build_test_set(writer: QuestionWriter, collection, search, out_path, questio
         # A question the documents cannot answer, on the same subject, keeping the share
         # asked for as the set grows (so a short or stopped run still has both kinds).
         if missing_u > 0 and (missing_a <= 0 or made_u < unanswerable * (len(items) + 1)):
-            notes.append((*writer.unanswerable(chunk, f"syn-u{index:03d}", search), writer.last_draft))
+            notes.append((*writer.unanswerable(chunk, f"syn-u{index:03d}", search, collection), writer.last_draft))
         for item, why_not, draft in notes:
             if item:
                 items.append(item)

@@ -103,6 +103,8 @@ def test_a_draft_is_checked_before_it_becomes_a_test_question():
         == "answer not in the passage"
     assert writer.check("Does the backup run at 02:00?", "02:00", ok[2], text) == "the question gives the answer away"
     assert writer.check("What does the passage say about backups?", "at 02:00", ok[2], text) == "refers to the passage"
+    assert writer.check("What is the main topic of this guide?", "the nightly backup job", ok[2], text) \
+        == "refers to the passage"
     assert writer.check("backups", "at 02:00", ok[2], text) == "not a question"
     writer._asked.append({"nightly", "backup", "job", "run"})
     assert writer.check("When does the nightly backup job run?", "at 02:00", ok[2], text) == "near duplicate"
@@ -116,11 +118,15 @@ def test_unanswerable_drafts_must_name_something_the_closest_passages_never_ment
     def search(question):
         return [p.text for p in answerer.retriever.retrieve(question, k=10).passages]
     kept, _ = QuestionWriter(FakeGenerator(lambda m: "Question: Which Kerberos realm do backups use?"),
-                             answerer.prompts).unanswerable(chunk, "u1", search)
+                             answerer.prompts).unanswerable(chunk, "u1", search, store)
     assert kept is not None and not kept.answerable
     dropped, why = QuestionWriter(FakeGenerator(lambda m: "Question: When does the nightly backup job copy the database?"),
-                                  answerer.prompts).unanswerable(chunk, "u2", search)
+                                  answerer.prompts).unanswerable(chunk, "u2", search, store)
     assert dropped is None and "may answer it" in why
+    # A generic word the passages lack ("purpose") does not make a question unanswerable.
+    generic, why = QuestionWriter(FakeGenerator(lambda m: "Question: What is the purpose of the nightly backup job?"),
+                                  answerer.prompts).unanswerable(chunk, "u3", search, store)
+    assert generic is None and "may answer it" in why
 
 
 def test_a_test_set_round_trips_and_bad_lines_are_named(tmp_path):
