@@ -205,6 +205,9 @@ def _consistency(rows: list[Row]) -> dict:
     flat = [pair for group in pairs.values() for pair in group]
     same = agree = 0
     answer_f1: list[float] = []
+    # The guard's reading of the paraphrase's answer against the original's (share of its
+    # sentences the original backs), where evaluation.run could check it.
+    entailed = [para["entailment"] for _, para in flat if para.get("entailment") is not None]
     for original, para in flat:
         same += _same_citations(original, para)
         if original.get("abstained") and para.get("abstained"):
@@ -218,6 +221,7 @@ def _consistency(rows: list[Row]) -> dict:
         "same_citations": _share(same, len(flat)),
         "agreement": _share(agree, len(flat)),
         "mean_answer_f1": _mean(answer_f1),
+        "entailment": _mean(entailed),
     }
 
 

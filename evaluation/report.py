@@ -218,6 +218,7 @@ def _html(title: str, meta: dict, summary: dict, plots: list[str]) -> str:
         ("Same cited sources", _pct(cons.get("same_citations"))),
         ("Agreeing answers", _pct(cons.get("agreement"))),
         ("Answer F1 between paraphrases (mean)", _num(cons.get("mean_answer_f1"))),
+        ("Sentences of a paraphrase's answer backed by the original's (guard, mean)", _pct(cons.get("entailment"))),
     ])
     meta_line = " · ".join(f"{_esc(k)}: {_esc(v)}" for k, v in meta.items())
     images = "".join(f'<img src="{_esc(name)}" alt="{_esc(name)}">' for name in plots)

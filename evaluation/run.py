@@ -61,11 +61,16 @@ class Evaluation:
         scratch = self.out_dir / (ROWS + ".tmp")
         scratch.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         os.replace(scratch, self.out_dir / ROWS)
+        originals = {r["id"]: r for r in rows if r["variant"] == "original"}
         with (self.out_dir / ROWS).open("a", encoding="utf-8") as fh:
             for item, variant, question in plan:
                 if (item.id, variant) in done:
                     continue
                 row = self.ask(item, variant, question)
+                if variant == "original":
+                    originals[item.id] = row
+                else:
+                    row["entailment"] = self.entailment(originals.get(item.id), row)
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -73,6 +78,18 @@ class Evaluation:
                 if progress:
                     progress(len(rows), len(plan), question)
         return rows
+
+    def entailment(self, original: dict | None, paraphrase: dict) -> float | None:
+        """Does the answer to a rewording say what the original's answer says? The share
+        of its sentences the groundedness guard finds backed by the original answer (None
+        when either abstained or failed, or the guard is off)."""
+        from bot.citations import strip_markers
+        guard = self.answerer.guard
+        if guard is None or not original or any(r["error"] or r["abstained"] or not r["answer"]
+                                                for r in (original, paraphrase)):
+            return None
+        verdict = guard.check(strip_markers(paraphrase["answer"]), [strip_markers(original["answer"])])
+        return round(verdict.score, 3)
 
     def ask(self, item: EvalItem, variant: str, question: str) -> dict:
         from bot.answer import AnswerError

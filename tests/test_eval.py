@@ -236,3 +236,32 @@ def test_docent_eval_says_what_is_wrong_with_its_input(tmp_path, eval_docs, monk
     bad.write_text("not json\n")
     result = run("eval", "--dataset", bad, "--out", tmp_path / "r")
     assert result.exit_code == 2 and "bad.jsonl:1: not valid JSON" in result.output
+
+
+def test_answers_to_rewordings_are_checked_against_the_original_answer(settings, eval_docs, tmp_path):
+    """The guard reads the answer to each paraphrase against the original's: the same
+    statement is backed, a different one is not."""
+    from bot.answer import Answerer
+    from bot.retrieval import Retriever
+    from evaluation.dataset import EvalItem
+    from evaluation.metrics import summarize
+    from evaluation.run import Evaluation
+    from ingest.pipeline import Ingestor
+
+    def respond(messages):
+        if "every Sunday" in messages[-1]["content"]:
+            return ("The nightly backup job copies the database to the object store at 02:00 [1]. "
+                    "API keys are rotated from the admin console by pressing Rotate [2].")
+        return quote_passage(messages)
+    embedder = FakeEmbedder()
+    s = settings.with_values("retrieval", min_score=0.0)
+    Ingestor(s, embedder=embedder).ingest([eval_docs])
+    answerer = Answerer(s, retriever=Retriever(s, embedder), generator=FakeGenerator(respond))
+    item = EvalItem("q", "When does the nightly backup job copy the database?", "at 02:00",
+                    paraphrases=["At what time does the nightly backup job copy the database?",
+                                 "When does the nightly backup job copy the database, every Sunday?"])
+    rows = Evaluation(answerer, None, tmp_path / "out").run([item])
+    original, same, other = rows
+    assert original["answer"] == same["answer"] and same["entailment"] == 1.0
+    assert other["entailment"] == 0.5          # its second sentence is not in the original answer
+    assert summarize(rows)["consistency"]["entailment"] == pytest.approx((1.0 + other["entailment"]) / 2, abs=1e-3)

@@ -123,7 +123,8 @@ def test_consistency_across_paraphrases(summary):
     assert token_f1("The cat sat.", "the CAT sat") == 1.0
     assert token_f1("", "the") == 1.0 and token_f1("", "cat") == 0.0
     assert summary["consistency"] == pytest.approx(
-        {"groups": 3, "same_citations": 0.75, "agreement": 0.5, "mean_answer_f1": (4 / 7 + 4 / 9) / 2}, abs=1e-3)
+        {"groups": 3, "same_citations": 0.75, "agreement": 0.5, "mean_answer_f1": (4 / 7 + 4 / 9) / 2,
+         "entailment": None}, abs=1e-3)
 
 
 def test_worst_puts_errors_first_and_gives_reasons(summary):
@@ -150,7 +151,8 @@ def test_empty_and_sparse_rows_do_not_crash():
     assert set(empty["retrieval"]["hit_at_k"].values()) == {None} and empty["retrieval"]["mrr"] is None
     assert set(empty["latency"].values()) == {None}
     assert empty["abstention"] == {"precision": None, "recall": None, "f1": None, "false_abstentions": 0}
-    assert empty["consistency"] == {"groups": 0, "same_citations": None, "agreement": None, "mean_answer_f1": None}
+    assert empty["consistency"] == {"groups": 0, "same_citations": None, "agreement": None, "mean_answer_f1": None,
+                                    "entailment": None}
     # An error row may hold little more than its id.
     bare = summarize([{"id": "x", "question": "?", "variant": "original", "of": "x", "answerable": True, "error": "boom"}])
     assert bare["errors"] == 1 and bare["answers"]["answered"] == 0.0
