@@ -269,3 +269,34 @@ def write_report(summary: dict, rows: list[dict], out_dir: Path, title: str = "d
     page = _html(title, meta, summary, list(plots))
     written.append(_atomic_write(out_dir / "report.html", page.encode("utf-8")))
     return written
+
+
+# ---------------------------------------------------------------- figures of other runs
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested figures as (dotted name, shown value) rows; long lists are summarised."""
+    if isinstance(value, dict):
+        return [pair for key, sub in value.items() for pair in _flatten(sub, f"{prefix}.{key}" if prefix else str(key))]
+    if isinstance(value, list):
+        if all(not isinstance(v, (dict, list)) for v in value) and len(value) <= 12:
+            return [(prefix, ", ".join(_num(v) if isinstance(v, (int, float)) else str(v) for v in value))]
+        return [(prefix, f"{len(value)} entries (see the JSON)")]
+    return [(prefix, _num(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value))]
+
+
+def write_figures_report(sections: dict[str, dict], out_dir: Path, title: str = "docent benchmarks",
+                         meta: dict | None = None) -> list[Path]:
+    """The benchmarks' figures in the eval report's shape: report.json ({"title", "meta",
+    "summary": {benchmark: figures}}) and one report.html with a table per benchmark."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(meta or {})}
+    document = {"title": title, "meta": meta, "summary": sections}
+    written = [_atomic_write(out_dir / "report.json", (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode())]
+    meta_line = " · ".join(f"{_esc(k)}: {_esc(v)}" for k, v in meta.items())
+    body = "".join(f"<h2>{_esc(name)}</h2>{_table(_flatten(figures))}" for name, figures in sections.items())
+    page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
+            f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{_esc(title)}</title>"
+            f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1><p class=meta>{meta_line}</p>{body}</body></html>\n")
+    written.append(_atomic_write(out_dir / "report.html", page.encode("utf-8")))
+    return written

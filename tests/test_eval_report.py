@@ -190,3 +190,16 @@ def test_importing_the_report_does_not_import_matplotlib():
     code = "import sys, evaluation.report, evaluation.metrics; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_benchmark_figures_go_into_the_same_report_shape(tmp_path):
+    from evaluation.report import write_figures_report
+    sections = {"guard": {"date": "2026-12-01", "leaks": {"secrets": {"recall": 0.96, "precision": 0.966}},
+                          "rows": [{"q": "<script>"}] * 20, "types": ["PERSON", "EMAIL"]}}
+    paths = write_figures_report(sections, tmp_path / "r", meta={"machine": "test"})
+    document = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert set(document) == {"title", "meta", "summary"} and document["summary"] == sections
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "leaks.secrets.recall" in page and "0.96" in page and "PERSON, EMAIL" in page
+    assert "<script>" not in page and "20 entries" in page
+    assert [p.name for p in paths] == ["report.json", "report.html"]
