@@ -26,7 +26,7 @@ than then so such use used using get set one two more most other else also only 
 
 
 # A question that points at where it came from makes no sense to someone asking docent.
-_REFERS = re.compile(r"(?i)\b(?:the|this|that|above|following) (?:passage|document|text|section|guide|page|article|"
+_REFERS = re.compile(r"(?i)\b(?:the|this|that|above|following|given|provided) (?:passage|document|text|section|guide|page|article|"
                      r"chapter|manual|excerpt|paragraph)\b")
 # Words any question may use: a draft lacking them in the passages is not thereby unanswerable.
 _GENERIC = frozenset("""purpose difference differences main way ways type types kind kinds example examples mean means

@@ -103,6 +103,8 @@ def test_a_draft_is_checked_before_it_becomes_a_test_question():
         == "answer not in the passage"
     assert writer.check("Does the backup run at 02:00?", "02:00", ok[2], text) == "the question gives the answer away"
     assert writer.check("What does the passage say about backups?", "at 02:00", ok[2], text) == "refers to the passage"
+    assert writer.check("Which tool formats the plan in the given passage?", "at 02:00", ok[2], text) \
+        == "refers to the passage"
     assert writer.check("What is the main topic of this guide?", "the nightly backup job", ok[2], text) \
         == "refers to the passage"
     assert writer.check("backups", "at 02:00", ok[2], text) == "not a question"
