@@ -23,6 +23,9 @@ def _atomic_write(path: Path, data: bytes) -> Path:
     """Write to a scratch file beside `path`, then rename over it: a run that is
     interrupted leaves the old file or none, never half of one."""
     fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(scratch, 0o666 & ~umask)         # mkstemp makes it private; a report is meant to be read
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -97,6 +97,7 @@ class Evaluation:
         from bot.retrieval import RetrievalError
         row = {"id": item.id, "question": question, "variant": variant, "of": item.id,
                "answerable": item.answerable, "reference": item.answer if item.answerable else None,
+               "abstain_reason": None,
                "source_paths": list(item.source_paths), "retrieved": [], "hit_rank": None, "answer": "",
                "abstained": False, "cited_sources": [], "f1": None, "contains": None, "groundedness": None,
                "unsupported": 0, "leak_flags": 0, "flags": [], "retrieve_ms": 0.0, "first_token_ms": 0.0,
@@ -112,7 +113,7 @@ class Evaluation:
         except (AnswerError, GeneratorError, RetrievalError) as exc:
             row["error"] = str(exc)
             return row
-        row.update(answer=answer.text, abstained=answer.abstained,
+        row.update(answer=answer.text, abstained=answer.abstained, abstain_reason=answer.abstain_reason,
                    cited_sources=[c["source"] for c in answer.citations], groundedness=answer.groundedness,
                    flags=[f["kind"] for f in answer.flags],
                    unsupported=sum(f["kind"] in UNSUPPORTED_KINDS for f in answer.flags),
