@@ -383,6 +383,8 @@ def main() -> None:
         results["replay"] = part_replay(args.work, settings)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    from report import refresh      # all benchmarks' figures on one page
+    refresh()
     print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
 
 

@@ -150,6 +150,8 @@ def main() -> None:
               f"{r['hit@1']:>8.3f}{r['hit@5']:>8.3f}{r['mrr@10']:>8.3f}{r.get('cosine_vs_torch_min', 1):>9.4f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
+    from report import refresh      # all benchmarks' figures on one page
+    refresh()
     print(f"\nwritten: {args.out}")
 
 

@@ -263,6 +263,8 @@ def main() -> None:
         results["leaks_end_to_end"] = leaks_end_to_end()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    from report import refresh      # all benchmarks' figures on one page
+    refresh()
     print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
 
 

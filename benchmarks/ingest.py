@@ -227,6 +227,8 @@ def main() -> None:
     _report(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
+    from report import refresh      # all benchmarks' figures on one page
+    refresh()
     print(f"\nwritten: {args.out}")
 
 

@@ -88,6 +88,8 @@ def main() -> int:
           f"labelled chunks: {totals}")
     out = ROOT / "benchmarks" / "results" / "labels.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
+    from report import refresh      # all benchmarks' figures on one page
+    refresh()
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

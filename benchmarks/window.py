@@ -141,6 +141,8 @@ def main() -> None:
               f"{results['median_cli_first_token_s']} s (CLI); the finished answer is drawn "
               f"{results['median_drawn_minus_cli_total_s']:+} s after the CLI's total")
     (OUT / "window.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    from report import refresh      # all benchmarks' figures on one page
+    refresh()
     shutil.rmtree(home, ignore_errors=True)
 
 
