@@ -111,7 +111,7 @@ def test_very_common_words_leave_a_large_collections_keyword_query(settings, fak
         (folder / f"n{i:04d}.txt").write_text(f"The service note number {i}." + (" A zebra escaped." if i == 7 else ""))
     Ingestor(settings, embedder=fake_embedder).ingest([folder], collection="big")
     with Collection(settings.home_dir(), "big") as store:
-        assert store._document_frequency(["service", "zebra", "absent"]) == {"service": 1100, "zebra": 1, "absent": 0}
+        assert store.document_frequency(["service", "zebra", "absent"]) == {"service": 1100, "zebra": 1, "absent": 0}
         pruned = store.keyword_search("service zebra", k=5, max_df=0.1)
         full = store.keyword_search("service zebra", k=5, max_df=1.0)
         assert pruned[0][0] == full[0][0] and len(pruned) == 1 and len(full) == 5   # only the zebra note
