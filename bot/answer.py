@@ -134,8 +134,13 @@ def supported_by(sentence: str, passage: str, threshold: float = 0.6) -> bool:
     return support(sentence, passage) >= threshold
 
 
+# Words that frame a question rather than name its subject: a passage that lacks them
+# ("What are the main differences between json and jsonb?") may still answer it.
 QUESTION_STOP = CONTENT_STOP | frozenset("""i me my does did should could would many much long often which
-who whom whose why get set make need want way ways there any some other default""".split())
+who whom whose why get set make need want way ways there any some other default main difference differences
+differ purpose terms term kind kinds type types example examples mean means meaning work works happen happens
+describe explain role reason reasons benefit benefits use uses usage possible best recommended common typical
+usually""".split())
 
 
 def question_coverage(question: str, passages: Sequence[Passage]) -> float:
@@ -148,7 +153,8 @@ def question_coverage(question: str, passages: Sequence[Passage]) -> float:
 def repoint(text: str, passages: Sequence[Passage], margin: float = 0.25) -> tuple[str, list[dict]]:
     """Point each sentence's citation at the passage that holds its words when the cited
     one clearly does not (small models often cite the wrong number). Reported as
-    `wrong_citation` findings."""
+    `wrong_citation` findings. (Giving an uncited sentence the passage that holds its
+    words was measured and not kept: docs_qa abstention recall 0.80 -> 0.67.)"""
     out, findings, pos = [], [], 0
     for sentence in split_sentences(text):
         start = text.find(sentence, pos)

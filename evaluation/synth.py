@@ -28,12 +28,6 @@ than then so such use used using get set one two more most other else also only 
 # A question that points at where it came from makes no sense to someone asking docent.
 _REFERS = re.compile(r"(?i)\b(?:the|this|that|above|following|given|provided) (?:passage|document|text|section|guide|page|article|"
                      r"chapter|manual|excerpt|paragraph)\b")
-# Words any question may use: a draft lacking them in the passages is not thereby unanswerable.
-_GENERIC = frozenset("""purpose difference differences main way ways type types kind kinds example examples mean means
-meaning work works happen happens value values name named called different describe explain role reason reasons
-benefit benefits default use uses usage need needs possible best recommended common typical usually""".split())
-
-
 def content_words(text: str) -> set[str]:
     # Numbers count whatever their length: "at 03:00" is not "at 02:00".
     return {w for w in normalise(text).split() if (len(w) > 2 and w not in _STOP) or any(c.isdigit() for c in w)}
@@ -137,7 +131,8 @@ class QuestionWriter:
         # It must ask about something specific the passages lack: a word they do not hold
         # that is rare in the whole collection too ("purpose" is missing from many
         # passages that do answer a question).
-        missing = sorted(w for w in words - closest if w not in _GENERIC)
+        from bot.answer import QUESTION_STOP        # words that frame a question, not its subject
+        missing = sorted(w for w in words - closest if w not in QUESTION_STOP)
         frequency = collection.document_frequency(missing) if missing else {}
         rare = max(3, collection.chunk_count() // 200)
         if not any(count <= rare for count in frequency.values()):
