@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from docent.cli_answer import EXIT_INTERRUPTED, _errors, _fail
+
 EVAL_EXIT_HELP = """\b
 Exit status:
   0    report written
@@ -49,7 +51,6 @@ def eval_command(obj, collection, dataset, n_questions, unanswerable, paraphrase
     retrieval hit@k, answer correctness, groundedness, abstention, leak flags, latency
     and agreement between rewordings go into OUT/report.html and OUT/report.json.
     Stopped runs resume where they stopped (same command)."""
-    from docent.cli_answer import EXIT_INTERRUPTED, _errors
     settings = obj.settings
     name = collection or settings.ingest.collection
     out = Path(out_dir or Path("docent-eval") / name)
@@ -62,7 +63,7 @@ def eval_command(obj, collection, dataset, n_questions, unanswerable, paraphrase
         click.echo(f"\nstopped; run the same command again to resume (what was done is kept in {out})", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except tuple(cls for cls, _ in pairs) as exc:
-        _stop(str(exc), next(code for cls, code in pairs if isinstance(exc, cls)))
+        _fail(str(exc), next(code for cls, code in pairs if isinstance(exc, cls)))
 
 
 def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, out: Path, k: int) -> None:
@@ -74,12 +75,12 @@ def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, o
     started = time.time()
     store = answerer.retriever.collection(name)           # a missing or empty collection fails here
     if not store.chunk_count():
-        _stop(f"collection '{name}' is empty: run `docent ingest PATH --collection {name}` first", 5)
+        _fail(f"collection '{name}' is empty: run `docent ingest PATH --collection {name}` first", 5)
     if dataset:
         try:
             items = read_dataset(dataset)
         except DatasetError as exc:
-            _stop(str(exc), 2)
+            _fail(str(exc), 2)
         source = str(dataset)
     else:
         from evaluation.synth import QuestionWriter, build_test_set
@@ -99,7 +100,7 @@ def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, o
         if dropped:
             click.echo("drafts dropped: " + ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())), err=True)
         if not items:
-            _stop("no test question could be made from the collection (see the drafts dropped above)", 2)
+            _fail("no test question could be made from the collection (see the drafts dropped above)", 2)
         source = "made from the collection"
     answerer.warm_up(name)
     total = sum(1 + len(i.paraphrases) for i in items)
@@ -132,7 +133,3 @@ def _print_headline(summary: dict) -> None:
                f"correct with citation {fmt(a['correct_with_citation'])}")
     click.echo(f"abstention precision {fmt(ab['precision'])}  recall {fmt(ab['recall'])}")
 
-
-def _stop(message: str, code: int) -> None:
-    click.echo(f"docent: {message}", err=True)
-    sys.exit(code)

@@ -97,13 +97,10 @@ def _item(data: object, where: str) -> EvalItem:
 
 def write_dataset(items: Iterable[EvalItem], path: str | os.PathLike) -> None:
     """Write the whole set at once (a temporary file renamed over the old one)."""
+    from evaluation.files import write_atomically
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(path.name + ".tmp")
-    with scratch.open("w", encoding="utf-8") as fh:
-        for item in items:
-            fh.write(json.dumps(item.to_dict(), ensure_ascii=False) + "\n")
-    os.replace(scratch, path)
+    write_atomically(path, "".join(json.dumps(item.to_dict(), ensure_ascii=False) + "\n" for item in items))
 
 
 # --- matching and scoring ---------------------------------------------------------------

@@ -7,36 +7,17 @@ from __future__ import annotations
 import html
 import io
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from evaluation.files import write_atomically
 
 MAX_SOURCES = 25       # bars in sources.png; more would be unreadable
 NO_DATA = "no data"
 
 
 # ---------------------------------------------------------------- files
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    """Write to a scratch file beside `path`, then rename over it: a run that is
-    interrupted leaves the old file or none, never half of one."""
-    fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(scratch, 0o666 & ~umask)         # mkstemp makes it private; a report is meant to be read
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(scratch, path)
-    except BaseException:
-        Path(scratch).unlink(missing_ok=True)
-        raise
-    return path
-
 
 # ---------------------------------------------------------------- plots
 
@@ -260,7 +241,7 @@ def write_report(summary: dict, rows: list[dict], out_dir: Path, title: str = "d
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = _meta(summary, meta)
     document = {"title": title, "meta": meta, "summary": summary}
-    written = [_atomic_write(out_dir / "report.json",
+    written = [write_atomically(out_dir / "report.json",
                              (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode())]
     plots = {
         "recall_at_k.png": lambda: _plot_recall(summary),
@@ -268,9 +249,9 @@ def write_report(summary: dict, rows: list[dict], out_dir: Path, title: str = "d
         "sources.png": lambda: _plot_sources(summary),
     }
     for name, draw in plots.items():
-        written.append(_atomic_write(out_dir / name, draw()))
+        written.append(write_atomically(out_dir / name, draw()))
     page = _html(title, meta, summary, list(plots))
-    written.append(_atomic_write(out_dir / "report.html", page.encode("utf-8")))
+    written.append(write_atomically(out_dir / "report.html", page.encode("utf-8")))
     return written
 
 
@@ -295,11 +276,11 @@ def write_figures_report(sections: dict[str, dict], out_dir: Path, title: str = 
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(meta or {})}
     document = {"title": title, "meta": meta, "summary": sections}
-    written = [_atomic_write(out_dir / "report.json", (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode())]
+    written = [write_atomically(out_dir / "report.json", (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode())]
     meta_line = " · ".join(f"{_esc(k)}: {_esc(v)}" for k, v in meta.items())
     body = "".join(f"<h2>{_esc(name)}</h2>{_table(_flatten(figures))}" for name, figures in sections.items())
     page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
             f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{_esc(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1><p class=meta>{meta_line}</p>{body}</body></html>\n")
-    written.append(_atomic_write(out_dir / "report.html", page.encode("utf-8")))
+    written.append(write_atomically(out_dir / "report.html", page.encode("utf-8")))
     return written

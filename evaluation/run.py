@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from evaluation.dataset import EvalItem, answer_f1, contains_reference, holds_answer
+from evaluation.files import write_atomically
 
 LEAK_KINDS = frozenset({"secret", "pii", "confidential", "restricted_overlap"})
 UNSUPPORTED_KINDS = frozenset({"unsupported", "contradicted"})
@@ -58,9 +59,7 @@ class Evaluation:
         rows = [r for r in rows if (r["id"], r["variant"]) in wanted]       # an edited set: drop what left it
         # Start from the rows kept, whole lines only: a line cut off by a crash is gone
         # before anything is appended after it.
-        scratch = self.out_dir / (ROWS + ".tmp")
-        scratch.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        os.replace(scratch, self.out_dir / ROWS)
+        write_atomically(self.out_dir / ROWS, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         originals = {r["id"]: r for r in rows if r["variant"] == "original"}
         with (self.out_dir / ROWS).open("a", encoding="utf-8") as fh:
             for item, variant, question in plan:

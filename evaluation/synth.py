@@ -11,9 +11,11 @@ whether slightly different wording gets the same answer.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections import defaultdict
+from pathlib import Path
 from typing import Sequence
 
 from evaluation.dataset import EvalItem, normalise
@@ -23,11 +25,11 @@ _STOP = frozenset("""a an the and or but if of to in on at by for with from as i
 did how what which who whom whose when where why can could should would will shall may might must i you we they it
 its this that these those there here my your our their me us them not no yes any all some each every about into
 than then so such use used using get set one two more most other else also only just does doesn have has had""".split())
-
-
 # A question that points at where it came from makes no sense to someone asking docent.
 _REFERS = re.compile(r"(?i)\b(?:the|this|that|above|following|given|provided) (?:passage|document|text|section|guide|page|article|"
                      r"chapter|manual|excerpt|paragraph)\b")
+
+
 def content_words(text: str) -> set[str]:
     # Numbers count whatever their length: "at 03:00" is not "at 02:00".
     return {w for w in normalise(text).split() if (len(w) > 2 and w not in _STOP) or any(c.isdigit() for c in w)}
@@ -163,9 +165,8 @@ def build_test_set(writer: QuestionWriter, collection, search, out_path, questio
     one, with a state file beside it so a stopped run picks up at the next chunk.
     `search(question) -> [passage text]` checks the unanswerable ones. Returns the items
     and the count of drafts dropped per reason."""
-    import json
-    from pathlib import Path
     from evaluation.dataset import read_dataset, write_dataset
+    from evaluation.files import write_atomically
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     state_path = out_path.with_name(out_path.stem + ".state.json")
@@ -208,20 +209,12 @@ def build_test_set(writer: QuestionWriter, collection, search, out_path, questio
         state["next"] = index + 1
         if items:
             write_dataset(items, out_path)
-        _write_json(state_path, state)
+        write_atomically(state_path, json.dumps(state))
         if progress:
             last = notes[-1][0]
             progress(len(items), questions, last.question if last else f"dropped: {notes[-1][1]}")
     state["done"] = True
     if items:
         write_dataset(items, out_path)
-    _write_json(state_path, state)
+    write_atomically(state_path, json.dumps(state))
     return items, state["dropped"]
-
-
-def _write_json(path, data) -> None:
-    import json
-    import os
-    scratch = path.with_name(path.name + ".tmp")
-    scratch.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(scratch, path)
