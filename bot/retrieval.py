@@ -131,8 +131,9 @@ class Retriever:
         self._embedder = embedder
         self._reranker = reranker
         self._collections: dict[str, "Collection"] = {}
-        self._hidden_cache: dict = {}
-        self._restricted_cache: dict = {}
+        # Per collection: (generation and rules they were made for, value).
+        self._hidden_cache: dict[str, tuple] = {}
+        self._restricted_cache: dict[str, tuple] = {}
         self._pool = None
 
     @property
@@ -266,30 +267,32 @@ class Retriever:
         """Ids of the chunks that must not be retrieved: labelled at ingest with anything
         in leaks.exclude, and, when "restricted" is excluded, every chunk of a file the
         current leaks.restricted_paths match (in force before the next ingest relabels).
-        Cached per index generation. The collection's own leak policy applies."""
+        Cached per collection and index generation. The collection's own leak policy applies."""
         leaks = self.settings.leaks_for(store.name)
         labels = tuple(leaks.exclude)
         if not labels:
             return frozenset()
-        key = (store.name, store.generation, labels, tuple(leaks.restricted_paths))
-        if self._hidden_cache.get("key") != key:
+        key = (store.generation, labels, tuple(leaks.restricted_paths))
+        cached = self._hidden_cache.get(store.name)
+        if cached is None or cached[0] != key:
             ids = set(store.labelled_ids(labels))
             if "restricted" in labels:
                 ids |= self._restricted_by_path(store)
-            self._hidden_cache = {"key": key, "ids": frozenset(ids)}
-        return self._hidden_cache["ids"]
+            cached = self._hidden_cache[store.name] = (key, frozenset(ids))
+        return cached[1]
 
     def restricted_text(self, collection: str | None = None):
         """A bot.guard.overlap.RestrictedIndex of the collection's restricted chunks
-        (labelled restricted, or under a current path rule); cached per generation."""
+        (labelled restricted, or under a current path rule); cached per collection and generation."""
         from bot.guard.overlap import RestrictedIndex
         store = self.collection(collection)
-        key = (store.name, store.generation, tuple(self.settings.leaks_for(store.name).restricted_paths))
-        if self._restricted_cache.get("key") != key:
+        key = (store.generation, tuple(self.settings.leaks_for(store.name).restricted_paths))
+        cached = self._restricted_cache.get(store.name)
+        if cached is None or cached[0] != key:
             ids = set(store.labelled_ids(("restricted",))) | self._restricted_by_path(store)
             index = RestrictedIndex.build((c.path, c.text) for c in store.chunks(sorted(ids)))
-            self._restricted_cache = {"key": key, "index": index}
-        return self._restricted_cache["index"]
+            cached = self._restricted_cache[store.name] = (key, index)
+        return cached[1]
 
     def _restricted_by_path(self, store) -> set[int]:
         """Chunks of the files the current leaks.restricted_paths match."""
