@@ -101,6 +101,27 @@ def test_later_mentions_and_list_mates_of_a_name_are_found(pii_scanner):
     assert {"Morrison", "Rogers", "Torres"} <= found
 
 
+@pytest.mark.parametrize("text, names", [
+    ("Scott is a very sympathetic person.", {"Scott"}),
+    ("The pager rota lists Elita B Desaulniers for March.", {"Elita B Desaulniers"}),
+    ("On the trip they had 5: silvana, terrence, pamela, andrea and brian.",
+     {"silvana", "terrence", "pamela", "andrea", "brian"}),
+])
+def test_known_first_names_initials_and_lists_of_names_are_people(pii_scanner, text, names):
+    found = {text[l.start:l.end] for l in pii_scanner.find(text, ("pii",)) if l.type == "PERSON"}
+    assert names <= found
+
+
+def test_first_names_that_are_places_words_or_firms_are_not_people(pii_scanner):
+    """A first name inside a place ("San Francisco"), beside a house number ("Via Roma
+    131"), that is also an ordinary word ("Grant"), and one-word products or companies
+    made of English words ("Wisdom", "Flightaware") are not flagged."""
+    text = ("Our office moved from San Francisco to 6138 Via Roma 131. Grant read access to the "
+            "Flightaware team. Qualities like Wisdom and Patience are rarely names.")
+    found = {text[l.start:l.end] for l in pii_scanner.find(text, ("pii",)) if l.type == "PERSON"}
+    assert found == set()
+
+
 def test_streets_and_companies_are_not_people(pii_scanner):
     text = "Send it to Gordon Terrace 12, attention of Berkshire Hathaway Inc., Villacher Strasse 4."
     found = {text[l.start:l.end] for l in pii_scanner.find(text, ("pii",)) if l.type == "PERSON"}

@@ -7,12 +7,20 @@ for documents in general (not for one data set):
   "Owner:", "approved by") is a person;
 - once a name is found, its other mentions in the same text are too ("... starring Key");
 - in a list of single capitalised words ("Morrison, Rogers and Torres") where one is a
-  person, the others are.
+  person, the others are;
+- a known first name that the tagger reads as a proper noun is a person, with the
+  capitalised words after it ("Scott is ...", "Maja S Hermansen"), and a list of known
+  first names is one even in lower case ("silvana, adam, chad and caleb");
+- one word that is no known name but an English word, or two run together ("Wisdom",
+  "Flightaware"), is a product or a company.
+The name and word lists are in bot/guard/name_lists.py.
 """
 
 from __future__ import annotations
 
 import re
+
+from bot.guard import name_lists
 
 # After a cue, up to four words (or initials) are read; the name is the run of them that
 # is capitalised (checked in code: Python's re has no class for upper-case letters).
@@ -137,7 +145,7 @@ def other_mentions(text: str, names: list[tuple[int, int]]) -> list[tuple[int, i
                          + r")(?![\w-])")
     return [(m.start(), m.end()) for m in pattern.finditer(text)
             if not any(s <= m.start() < e for s, e in names)
-            and plausible(m.group()) and not used_as_a_term(m.group(), text)]
+            and plausible(m.group()) and not used_as_a_term(m.group(), text) and not ordinary_word(m.group())]
 
 
 _LIST = re.compile(r"[^\W\d_]+(?:[ \t]*,[ \t]*[^\W\d_]+)*,?[ \t]+(?:and|&|or)[ \t]+[^\W\d_]+")
@@ -151,6 +159,98 @@ def listed_with(text: str, names: list[tuple[int, int]]) -> list[tuple[int, int]
                  for m in re.finditer(r"[^\W\d_][^\W\d_'’-]*", match.group(0))
                  if m.group(0) not in ("and", "or")]
         if any(s <= a and b <= e for a, b in items for s, e in names) \
-                and all(text[a].isupper() and plausible(text[a:b]) for a, b in items):
+                and all(text[a].isupper() and plausible(text[a:b]) and not ordinary_word(text[a:b]) for a, b in items):
             out += [(a, b) for a, b in items if not any(s <= a < e for s, e in names)]
     return out
+
+
+# spaCy entities a first name may be part of without being a person's: "San Francisco",
+# "Reed Elsevier and T Rowe Price", "French".
+_PLACES = {"GPE", "LOC", "FAC"}
+_NOT_PEOPLE_ENTITIES = _PLACES | {"ORG", "PRODUCT", "WORK_OF_ART", "EVENT", "LAW"}
+_HOUSE_NUMBER_BEFORE = re.compile(r"\d[\w-]*[ \t]+(?:[^\W\d_]+\.?[ \t]+){0,2}$")
+
+
+def known_first_names(text: str, doc) -> list[tuple[int, int]]:
+    """A known first name that the tagger reads as a proper noun and that is not an
+    ordinary word, with the capitalised words after it on its line. Not inside a longer
+    place or organisation, a nationality or a language, and not beside a house number or
+    before a place (then it names a street or a town: "6138 Via Roma", "Salvador, Brazil")."""
+    first, common = name_lists.first_names(), name_lists.ordinary_words()
+    entities = doc.ents           # spaCy's own labels (presidio renames them)
+    out: list[tuple[int, int]] = []
+    for token in doc:
+        word = token.text
+        if len(word) < 2 or not word[0].isupper() or word.isupper() or token.is_stop or token.pos_ != "PROPN" \
+                or word.lower() not in first or word.lower() in common:
+            continue
+        line_end = text.find("\n", token.idx)
+        span = _capitalised_run(text, token.idx, min(token.idx + 80, len(text) if line_end < 0 else line_end))
+        if not span:
+            continue
+        start, end = span
+        if text[end - 2:end] in ("'s", "’s"):
+            end -= 2
+        if any(out_start < end and start < out_end for out_start, out_end in out) \
+                or any(e.start_char < start < e.end_char and e.label_ in _NOT_PEOPLE_ENTITIES
+                       or e.start_char < end and start < e.end_char and e.label_ in ("NORP", "LANGUAGE")
+                       for e in entities) \
+                or any(end <= e.start_char <= end + 3 and e.label_ in _PLACES
+                       and re.fullmatch(r"[ \t,]*", text[end:e.start_char]) for e in entities) \
+                or _HOUSE_NUMBER_BEFORE.search(text[max(0, start - 30):start]) or re.match(r"[ \t]+\d", text[end:end + 3]):
+            continue
+        value = text[start:end]
+        if plausible(value) and not used_as_a_term(value, text):
+            out.append((start, end))
+    return out
+
+
+_INITIALLED = re.compile(r"(?<![\w.-])([^\W\d_]{2,})[ \t]+([^\W\d_])\.?[ \t]+([^\W\d_]{2,}(?:[-'’][^\W\d_]+)?)(?![\w-])")
+
+
+def initialled_names(text: str) -> list[tuple[int, int]]:
+    """A name with a middle initial: "Maja S Hermansen", "Faina D. Yefremova": two
+    capitalised words that are not ordinary words around a capital letter."""
+    common = name_lists.ordinary_words()
+    out = []
+    for match in _INITIALLED.finditer(text):
+        first, initial, last = match.group(1), match.group(2), match.group(3)
+        if initial.isupper() and all(w[0].isupper() and not w.isupper() and w.lower() not in common
+                                     and w.lower() not in _NOT_NAMES for w in (first, last)) \
+                and plausible(match.group(0)):
+            out.append(match.span())
+    return out
+
+
+def listed_first_names(text: str) -> list[tuple[int, int]]:
+    """A list of three or more words, most of them known names and half of them only
+    first names (not surnames, not ordinary words), in any case: "they had 6: silvana,
+    adam, christopher, chad and caleb"."""
+    first, last, common = name_lists.first_names(), name_lists.surnames(), name_lists.ordinary_words()
+    out = []
+    for match in _LIST.finditer(text):
+        items = [(m.start() + match.start(), m.end() + match.start())
+                 for m in re.finditer(r"[^\W\d_][^\W\d_'’-]*", match.group(0))
+                 if m.group(0).lower() not in ("and", "or")]
+        words = [text[a:b].lower() for a, b in items]
+        # Mostly known names, half of them only first names: "owens, duran and oneal"
+        # (surnames) is a firm.
+        known = sum(w in first or w in last for w in words)
+        clear = sum(w in first and w not in last and w not in common for w in words)
+        if len(items) >= 3 and known >= 0.75 * len(items) and clear >= max(2, len(items) / 2):
+            out += items
+    return out
+
+
+def ordinary_word(value: str) -> bool:
+    """One word that is no known name but an English word, or two run together:
+    "Wisdom", "Discipline", "Flightaware", "Costquest" name a thing or a company."""
+    word = value.strip().lower()
+    if not word.isalpha() or word in name_lists.first_names() or word in name_lists.surnames():
+        return False
+    common = name_lists.ordinary_words()
+
+    def known(w: str) -> bool:          # the word list has few plurals or inflections
+        return w in common or any(w.endswith(end) and w[:-len(end)] in common and len(w) - len(end) >= 3
+                                  for end in ("s", "es", "ed", "d", "ing"))
+    return known(word) or any(word[:i] in common and known(word[i:]) for i in range(3, len(word) - 2))

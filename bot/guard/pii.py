@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
-from bot.guard import names
+from bot.guard import name_lists, names
 from bot.guard.spans import non_overlapping, overlaps
 
 # What users mean by personal data. presidio also tags DATE_TIME, NRP, LOCATION, URL...:
@@ -75,6 +75,7 @@ class PiiScanner:
             return
         with self._lock:
             if self._engine is None:
+                name_lists.warm_up()         # the name rules' word lists (~1 s)
                 self._engine = _build_engine()
 
     def find(self, text: str) -> list[PiiMatch]:
@@ -94,7 +95,7 @@ class PiiScanner:
             if _personal(text, r.start, r.end, r.entity_type, artifacts.tokens):
                 out.append(PiiMatch(r.start, r.end, r.entity_type, float(r.score)))
         if "PERSON" in self.entities:
-            out += _more_names(text, out, others)
+            out += _more_names(text, out, others, artifacts)
         out += [m for m in _in_context(text) if not any(overlaps(m, o) for o in out)]
         return non_overlapping(out, lambda m: (-m.score, -(m.end - m.start)))
 
@@ -124,7 +125,8 @@ def _personal(text: str, start: int, end: int, kind: str, doc) -> bool:
         # One word that the tagger reads as an ordinary word ("Server", "Histograms").
         if len(tokens) == 1 and tokens[0].pos_ not in ("PROPN", "X"):
             return False
-        return names.plausible(value) and not names.used_as_a_term(value, text)
+        return names.plausible(value) and not names.used_as_a_term(value, text) \
+            and not (len(tokens) == 1 and names.ordinary_word(value))
     return True
 
 
@@ -153,14 +155,17 @@ def personal_ip(value: str) -> bool:
         return False
 
 
-def _more_names(text: str, found: list[PiiMatch], others: list[tuple[int, int]]) -> list[PiiMatch]:
-    """Names the model missed: after words that introduce a person, further mentions and
-    list-mates of names found (bot/guard/names.py); the last two not where the model saw
-    a place or an organisation ("Hawkins, Richardson and Davis" the firm)."""
+def _more_names(text: str, found: list[PiiMatch], others: list[tuple[int, int]], artifacts) -> list[PiiMatch]:
+    """Names the model missed: after words that introduce a person, known first names,
+    further mentions and list-mates of names found (bot/guard/names.py); the last two not
+    where the model saw a place or an organisation ("Hawkins, Richardson and Davis" the firm)."""
     def free(span, taken):
         return not any(a < span[1] and span[0] < b for a, b in taken)
     spans = [(m.start, m.end) for m in found if m.type == "PERSON"]
-    spans += [s for s in names.cued(text) if free(s, spans)]
+    for span in names.cued(text) + names.known_first_names(text, artifacts.tokens) \
+            + names.initialled_names(text) + names.listed_first_names(text):
+        if free(span, spans):
+            spans.append(span)
     more = names.other_mentions(text, spans) + names.listed_with(text, spans)
     spans += [s for s in more if free(s, spans) and free(s, others)]
     known = {(m.start, m.end) for m in found}
