@@ -554,7 +554,7 @@ class Answerer:
         from bot.guard.spans import shift_span
         started = time.perf_counter()
         texts = [f"{p.heading}\n{p.text}" if p.heading else p.text for p in answer.passages]
-        verdict = self.guard.check(answer.text, texts)
+        verdict = self.guard.check(answer.text, texts, answer.question)
         # Wrong citations are repoint()'s to correct and report (answer.repoint_citations).
         findings = [f for f in self.guard.findings(verdict) if f.kind != "wrong_citation"]
         answer.groundedness = round(verdict.score, 3)

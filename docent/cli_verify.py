@@ -25,20 +25,21 @@ def _read(path: str) -> str:
 
 
 def _batch(path: str):
-    """(line number, context, answer) for each line of a JSONL file."""
+    """(line number, context, answer, question) for each line of a JSONL file."""
     for number, line in enumerate(_read(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            context, answer = row["context"], row["answer"]
+            context, answer, question = row["context"], row["answer"], row.get("question", "")
             if isinstance(context, str):
                 context = [context]
-            if not isinstance(answer, str) or not all(isinstance(c, str) for c in context):
+            if not isinstance(answer, str) or not isinstance(question, str) \
+                    or not all(isinstance(c, str) for c in context):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             raise click.UsageError(f'{path}:{number}: expected {{"context": [passage, ...], "answer": "..."}}')
-        yield number, context, answer
+        yield number, context, answer, question
 
 
 def _show(verdict) -> None:
@@ -57,12 +58,15 @@ def _show(verdict) -> None:
 @click.option("--context", "contexts", multiple=True, metavar="FILE",
               help="A passage the answer may cite (repeat; the first is [1]).")
 @click.option("--answer", metavar="TEXT|FILE", help="The answer to check: a file's path, or the text itself.")
+@click.option("--question", default="", metavar="TEXT",
+              help='The question the answer answers (a bare "Yes." is then checked as the question).')
 @click.option("--batch", metavar="FILE.jsonl",
-              help='Check many: each line {"context": [passage, ...], "answer": "..."}; one result line each.')
+              help='Check many: each line {"context": [passage, ...], "answer": "...", "question": "..." '
+                   '(optional)}; one result line each.')
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: sentences (text, label, score, best_passage).")
 @click.option("--strict", is_flag=True, help="Exit 1 when a sentence is unsupported, contradicted or wrongly cited.")
 @click.pass_obj
-def verify(obj, contexts, answer, batch, as_json, strict) -> None:
+def verify(obj, contexts, answer, question, batch, as_json, strict) -> None:
     """Check that each sentence of an answer is backed by the passages it cites.
 
     Sentences cite passages as [1], [2] (numbered in the order of --context); a
@@ -83,8 +87,8 @@ def verify(obj, contexts, answer, batch, as_json, strict) -> None:
     guard = GroundednessGuard(config.threshold or None)       # loaded once for the whole batch
     problems = False
     if batch:
-        for _, context, text in _batch(batch):
-            verdict = guard.check(text, context)
+        for _, context, text, asked in _batch(batch):
+            verdict = guard.check(text, context, asked)
             problems |= not verdict.all_supported
             if as_json:
                 click.echo(json.dumps(verdict.to_dict(), ensure_ascii=False))
@@ -95,7 +99,7 @@ def verify(obj, contexts, answer, batch, as_json, strict) -> None:
         text = _read(answer) if Path(answer).is_file() else answer
         if not text.strip():
             raise click.UsageError("the answer is empty")
-        verdict = guard.check(text, [_read(path) for path in contexts])
+        verdict = guard.check(text, [_read(path) for path in contexts], question)
         problems = not verdict.all_supported
         if as_json:
             click.echo(json.dumps(verdict.to_dict(), indent=2, ensure_ascii=False))

@@ -47,10 +47,34 @@ def test_restated_sentences_are_supported(guard):
     assert guard.check(answer, [PORT, KEYS]).score == 1.0
 
 
+def test_sentences_glued_together_in_a_passage_still_back_a_claim(guard):
+    """Text extractors glue sentences ("...Goth.Antonia"): the words on either side of
+    the dot are still the passage's."""
+    passage = "MindGamers is a 2015 science fiction film directed by Andrew Goth.Antonia Hughes is an actress."
+    assert _labels(guard, "MindGamers was directed by Andrew Goth [1].", [passage]) == [("supported", 1)]
+
+
+def test_a_bare_yes_is_checked_as_the_question_it_answers(guard):
+    passages = ["Kelly Jones is a Welsh singer and guitarist.", "Martha Reeves is an American singer."]
+    question = "Are Kelly Jones and Martha Reeves both singers?"
+    assert [s.label for s in guard.check("Yes [1][2].", passages, question).sentences] == ["supported"]
+    other = "Are Kelly Jones and Martha Reeves both drummers in Paris?"
+    assert [s.label for s in guard.check("Yes [1][2].", passages, other).sentences] == ["unsupported"]
+    assert guard.scan(other, "Yes [1][2].", passages)[0].kind == "unsupported"
+
+
 def test_negation_and_opposite_words_contradict(guard):
     assert _labels(guard, "You do not need to restart the server after editing pg_hba.conf [1].", [PORT])[0][0] == \
         "contradicted"
     assert _labels(guard, "Rotation is disabled by default for new projects [1].", [KEYS])[0][0] == "contradicted"
+
+
+def test_a_negation_added_to_a_negative_sentence_contradicts_it(guard):
+    passage = "There is no way to find out whether foo appears as a key."
+    assert _labels(guard, "There is not no way to find out whether foo appears as a key [1].", [passage])[0][0] == \
+        "contradicted"
+    assert _labels(guard, "There is no way to find out whether foo appears as a key [1].", [passage])[0][0] == \
+        "supported"
 
 
 def test_a_sentence_backed_by_another_passage_is_a_wrong_citation(guard):
@@ -123,11 +147,13 @@ def test_verify_json_lists_each_sentence_with_label_score_and_best_passage(tmp_p
 def test_verify_batch_answers_each_line_in_order_and_rejects_bad_lines(tmp_path):
     batch = tmp_path / "b.jsonl"
     batch.write_text(json.dumps({"context": [KEYS], "answer": "API keys rotate every 30 days."}) + "\n" +
-                     json.dumps({"context": [PORT], "answer": "The server listens on port 5432."}) + "\n")
+                     json.dumps({"context": [PORT], "answer": "The server listens on port 5432."}) + "\n" +
+                     json.dumps({"context": [PORT], "answer": "Yes.", "question": "Does the server listen on port 5432?"})
+                     + "\n")
     result = _verify(None, "--batch", str(batch), "--json")
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.output.splitlines()]
-    assert [line["sentences"][0]["label"] for line in lines] == ["contradicted", "supported"]
+    assert [line["sentences"][0]["label"] for line in lines] == ["contradicted", "supported", "supported"]
     batch.write_text('{"answer": "no context"}\n')
     bad = _verify(None, "--batch", str(batch), "--json")
     assert bad.exit_code == 2 and "b.jsonl:1" in bad.output

@@ -191,7 +191,7 @@ def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[
     out = []
     claim_words = re.findall(r"[a-z']+", strip_markers(claim).lower())
     source_words = re.findall(r"[a-z']+", sentence.lower())
-    flipped = _negation_flips(claim_words, source_words)
+    flipped = _negation_flips(claim_words, source_words) or _negation_toggled(claim_words, source_words)
     if flipped:
         out.append(f"'{flipped}' is negated in " + ("the claim but not in the passage" if flipped in
                                                      _scoped(claim_words)[0] else "the passage but not in the claim"))
@@ -231,3 +231,36 @@ def _negation_flips(claim: list[str], source: list[str]) -> str | None:
     source_negated, source_plain = _scoped(source)
     flips = sorted(claim_plain & source_negated - source_plain) + sorted(claim_negated & source_plain - source_negated)
     return flips[0] if flips else None
+
+
+def _negation_toggled(claim: list[str], source: list[str], min_words: int = 4) -> str | None:
+    """The claim repeats a run of the passage sentence word for word but for a negator
+    added or dropped ("there is no way" -> "there is not no way"); the word after it,
+    or None. Catches what the scope rule above cannot: a negation of a negation, a
+    negator before a word the sentence also uses elsewhere."""
+    def split(words: list[str]) -> tuple[list[str], list[int]]:
+        kept, negators, pending = [], [], 0
+        for word in words:
+            if word in NEGATORS or word.endswith("n't"):
+                pending += 1
+                if word.endswith("n't") and word not in NEGATORS and len(word) > 5:
+                    kept.append(word[:-3])          # "doesn't" -> "does" + a negator
+                    negators.append(0)
+                continue
+            kept.append(word)
+            negators.append(pending)
+            pending = 0
+        return kept, negators
+    claim_kept, claim_neg = split(claim)
+    source_kept, source_neg = split(source)
+    n = len(claim_kept)
+    if n < min_words or not any(claim_neg) and not any(source_neg):
+        return None
+    for offset in range(len(source_kept) - n + 1):
+        if source_kept[offset:offset + n] == claim_kept:
+            # Negators before the first word may sit outside the run the claim repeats.
+            for j in range(1, n):
+                if claim_neg[j] % 2 != source_neg[offset + j] % 2:
+                    return claim_kept[j]
+            return None
+    return None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -130,44 +131,48 @@ class GroundednessGuard:
         if self.encoder is not None:
             self.encoder.warm_up()
 
-    def check(self, answer: str, passages: Sequence[str]) -> Verdict:
-        claims = [(s, self._checkable(s, passages)) for s in split_claims(answer)]
+    def check(self, answer: str, passages: Sequence[str], question: str = "") -> Verdict:
+        """`question`: what the answer answers; a bare "Yes." asserts it, so the question is
+        what the passages must back."""
+        claims = [(s, claim_of(s.text, question)) for s in split_claims(answer)]
+        claims = [(s, claim, self._checkable(s, claim, passages)) for s, claim in claims]
         encoded: dict[int, list[float]] = {}
         if self.encoder is not None:
             # One batch for every (sentence, passage) pair of the answer.
-            wanted = [i for i, (_, ok) in enumerate(claims) if ok]
-            flat = self.encoder.score([(strip_markers(claims[i][0].text), p) for i in wanted for p in passages])
+            wanted = [i for i, (*_, ok) in enumerate(claims) if ok]
+            flat = self.encoder.score([(strip_markers(claims[i][1]), p) for i in wanted for p in passages])
             encoded = {i: flat[j * len(passages):(j + 1) * len(passages)] for j, i in enumerate(wanted)}
         verdict = Verdict()
-        for index, (sentence, checkable) in enumerate(claims):
+        for index, (sentence, claim, checkable) in enumerate(claims):
             if not checkable:
                 verdict.sentences.append(SentenceVerdict(sentence.text, (sentence.start, sentence.end), "skipped", 1.0,
                                                          None, []))
             else:
-                verdict.sentences.append(self._judge(sentence, passages, encoded.get(index)))
+                verdict.sentences.append(self._judge(sentence, claim, passages, encoded.get(index)))
         return verdict
 
     @staticmethod
-    def _checkable(sentence: Sentence, passages: Sequence[str]) -> bool:
+    def _checkable(sentence: Sentence, claim: str, passages: Sequence[str]) -> bool:
         """Headings and sentences with no content word or fact ("Steps:") say nothing to check."""
         return bool(passages) and sentence.kind != "heading" and bool(
-            content_words(strip_markers(sentence.text)) or exact.facts(sentence.text))
+            content_words(strip_markers(claim)) or exact.facts(claim))
 
-    def _judge(self, sentence: Sentence, passages: Sequence[str], encoded: list[float] | None) -> SentenceVerdict:
+    def _judge(self, sentence: Sentence, claim: str, passages: Sequence[str], encoded: list[float] | None
+               ) -> SentenceVerdict:
         valid = [n for n in cited_numbers(sentence.text) if 0 < n <= len(passages)]
         span = (sentence.start, sentence.end)
         pool = valid or list(range(1, len(passages) + 1))
         pick = (lambda numbers: [encoded[n - 1] for n in numbers]) if encoded is not None else (lambda numbers: None)
-        cited_features, cited_exact = features(sentence.text, [passages[n - 1] for n in pool], pick(pool))
+        cited_features, cited_exact = features(claim, [passages[n - 1] for n in pool], pick(pool))
         cited_score = self.model.score(cited_features)
         # A sentence citing one passage was just scored against it: not again.
-        scores = {n: cited_score if pool == [n] else self.model.score(features(sentence.text, [passages[n - 1]],
+        scores = {n: cited_score if pool == [n] else self.model.score(features(claim, [passages[n - 1]],
                                                                                 pick([n]))[0])
                   for n in range(1, len(passages) + 1)}
         best = max(scores, key=scores.__getitem__)
         if cited_exact.conflicts:
             # The evidence is the cited passage that the sentence restates (and contradicts).
-            closest = max(pool, key=lambda n: support(sentence.text, passages[n - 1]))
+            closest = max(pool, key=lambda n: support(claim, passages[n - 1]))
             return SentenceVerdict(sentence.text, span, "contradicted", cited_score, closest, valid,
                                    "; ".join(cited_exact.conflicts))
         if cited_score >= self.threshold:
@@ -182,7 +187,7 @@ class GroundednessGuard:
 
     def scan(self, question: str, answer: str, passages: Sequence[str]) -> list[Finding]:
         """One finding per sentence that is not supported as cited."""
-        return self.findings(self.check(answer, passages))
+        return self.findings(self.check(answer, passages, question))
 
     def findings(self, verdict: Verdict) -> list[Finding]:
         findings = []
@@ -199,6 +204,22 @@ class GroundednessGuard:
             findings.append(Finding(s.label, severity, s.span, f"{s.label}: “{quote}” ({s.reason})", s.best_passage, action,
                                     1.0 - s.score))
         return findings
+
+
+# An answer sentence that only says yes ("Yes.", "Correct [2].") asserts the question.
+_AFFIRMATIVE = re.compile(r"(?i)\s*(?:yes|yep|correct|that is correct|that's right|right|true|indeed)[.!]?\s*")
+
+
+_FRAMING = re.compile(r"(?i)\b(?:both|either|each)\b ?")
+
+
+def claim_of(sentence: str, question: str) -> str:
+    """What a sentence claims: the question when the sentence only says yes to it (its
+    citations are still read from the sentence), else the sentence."""
+    if question.strip() and _AFFIRMATIVE.fullmatch(strip_markers(sentence)):
+        # "Are X and Y both ...?": "both" frames the question, no passage says it.
+        return _FRAMING.sub("", question).strip()
+    return sentence
 
 
 def apply_policy(answer: str, findings: Sequence[Finding]) -> tuple[str, list[Edit]]:

@@ -40,6 +40,16 @@ def share_found(words: frozenset[str], present: frozenset[str]) -> float:
     return sum(1 for w in words if w in present or w[:5] in prefixes or stem(w) in stems) / len(words)
 
 
+@lru_cache(maxsize=2048)
+def passage_words(passage: str) -> frozenset[str]:
+    """A passage's content words, and the parts of those joined by a dot or a slash:
+    "Goth.Antonia" (sentences glued together by a text extractor) holds "goth",
+    "config/app.yml" holds "config"."""
+    words = content_words(passage)
+    parts = {part for w in words if "." in w or "/" in w for part in re.split(r"[./]", w)}
+    return words | {p for p in parts if len(p) >= 2 and p not in CONTENT_STOP}
+
+
 def support(sentence: str, passage: str) -> float:
     """Share of the sentence's content words (or their 5-letter stems) found in the passage."""
-    return share_found(content_words(strip_markers(sentence)), content_words(passage))
+    return share_found(content_words(strip_markers(sentence)), passage_words(passage))

@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from bot.guard.groundedness import ENCODER, FEATURES, MODEL_FILE, features
+from bot.guard.groundedness import ENCODER, FEATURES, MODEL_FILE, claim_of, features
 from bot.guard.perturb import make_examples
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,14 +33,16 @@ TRAIN_HALUEVAL = range(0, 500)
 
 
 def halueval(path: Path, records: range) -> list[tuple[str, str, int]]:
-    """(claim, passage, supported) pairs from HaluEval QA records in `records`."""
+    """(claim, passage, supported) pairs from HaluEval QA records in `records`; a claim is
+    what the guard checks for the answer to the record's question (a bare "Yes" asserts
+    the question)."""
     out = []
     with path.open() as handle:
         for index, line in enumerate(handle):
             if index in records:
                 row = json.loads(line)
-                out.append((row["right_answer"], row["knowledge"], 1))
-                out.append((row["hallucinated_answer"], row["knowledge"], 0))
+                out.append((claim_of(row["right_answer"], row["question"]), row["knowledge"], 1))
+                out.append((claim_of(row["hallucinated_answer"], row["question"]), row["knowledge"], 0))
     return out
 
 
