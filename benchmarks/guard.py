@@ -100,7 +100,7 @@ def real_answers(guard, path: Path, cut: float) -> dict:
     records = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
     started, checked = time.perf_counter(), 0
     for record in records:
-        verdict = {s.text: s for s in guard.check(record["answer"], record["passages"]).sentences}
+        verdict = {s.text: s for s in guard.check(record["answer"], record["passages"], record["question"]).sentences}
         checked += len(verdict)
         for sentence in record["sentences"]:
             found = verdict.get(sentence["text"])

@@ -77,6 +77,18 @@ def test_a_negation_added_to_a_negative_sentence_contradicts_it(guard):
         "supported"
 
 
+@pytest.mark.parametrize("claim", [
+    "Only manually installed older packages are upgraded to older ones from backports [1].",
+    "It does not automatically take care of optional package dependencies [1].",
+    "Similarly, an UPDATE statement may provide a value to use as the rowid for each row inserted [1].",
+])
+def test_a_restatement_with_one_word_changed_to_its_opposite_or_another_name_contradicts(guard, claim):
+    passage = ("Only manually installed older packages are upgraded to newer ones from backports. "
+               "It does not automatically take care of required package dependencies. "
+               "Similarly, an INSERT statement may provide a value to use as the rowid for each row inserted.")
+    assert _labels(guard, claim, [passage])[0][0] == "contradicted"
+
+
 def test_a_sentence_backed_by_another_passage_is_a_wrong_citation(guard):
     sentence = guard.check("API keys rotate every 90 days [1].", [PORT, KEYS]).sentences[0]
     assert (sentence.label, sentence.best_passage, sentence.cited) == ("wrong_citation", 2, [1])

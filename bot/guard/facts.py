@@ -34,6 +34,10 @@ ANTONYMS = [("enable", "disable"), ("enabled", "disabled"), ("allow", "deny"), (
             ("supported", "unsupported"), ("valid", "invalid"), ("success", "failure"), ("accept", "reject"),
             ("client", "server"), ("encrypt", "decrypt"), ("ascending", "descending"), ("import", "export")]
 _OPPOSITE = {a: b for a, b in ANTONYMS} | {b: a for a, b in ANTONYMS}
+_OPPOSITES: dict[str, set[str]] = {}          # a word may have two ("optional": required, mandatory)
+for _a, _b in ANTONYMS:
+    _OPPOSITES.setdefault(_a, set()).add(_b)
+    _OPPOSITES.setdefault(_b, set()).add(_a)
 MONTHS = frozenset("january february march april may june july august september october november december".split())
 # Capitalised words that name no particular thing (a sentence may start with them anywhere
 # in a list, or capitalise them for emphasis).
@@ -196,10 +200,24 @@ def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[
         out.append(f"'{flipped}' is negated in " + ("the claim but not in the passage" if flipped in
                                                      _scoped(claim_words)[0] else "the passage but not in the claim"))
     claim_set, source_set = set(claim_words), set(source_words)
-    for word in claim_set:
-        opposite = _OPPOSITE.get(word)
-        if opposite and opposite in source_set and word not in source_set:
+    for word in sorted(claim_set):
+        opposite = next((o for o in sorted(_OPPOSITES.get(word, ())) if o in source_set), None)
+        if opposite and word not in source_set:
             out.append(f"'{word}' where the passage says '{opposite}'")
+    swapped = _one_word_changed(claim_words, source_words)
+    if swapped and swapped[1] in _OPPOSITES.get(swapped[0], ()) and not out:
+        # "older ... to older ones" against "older ... to newer ones": the word the claim
+        # changed is the opposite of the sentence's, though it also occurs elsewhere.
+        out.append(f"'{swapped[0]}' where the passage says '{swapped[1]}'")
+    if close:
+        # A near-verbatim restatement naming something else where the sentence names
+        # another thing ("an Provides statement" for "an INSERT statement").
+        named = lambda items: [f for f in items if f.kind in ("name", "identifier")]
+        new = [f for f in named(claim_facts) if not found_in(f, sentence)]
+        gone = [f for f in named(facts(sentence))
+                if not re.search(rf"(?<!\w){re.escape(f.text)}(?!\w)", claim, re.IGNORECASE)]
+        if new and gone:
+            out.append(f"{new[0].text} where the passage says {gone[0].text}")
     claim_numbers = {_number_key(f.text) for f in claim_facts if f.kind == "number"}
     missing_numbers = [f for f in missing if f.kind == "number"]
     if close and not missing_numbers:
@@ -250,17 +268,33 @@ def _negation_toggled(claim: list[str], source: list[str], min_words: int = 4) -
             kept.append(word)
             negators.append(pending)
             pending = 0
-        return kept, negators
+        # The end of the sentence holds the negators after its last word ("... should not").
+        return kept + ["</end>"], negators + [pending]
     claim_kept, claim_neg = split(claim)
     source_kept, source_neg = split(source)
     n = len(claim_kept)
-    if n < min_words or not any(claim_neg) and not any(source_neg):
+    if n <= min_words or not any(claim_neg) and not any(source_neg):
         return None
     for offset in range(len(source_kept) - n + 1):
-        if source_kept[offset:offset + n] == claim_kept:
+        whole = source_kept[offset:offset + n] == claim_kept
+        # A claim that stops before the sentence does: its end says nothing.
+        if whole or source_kept[offset:offset + n - 1] == claim_kept[:-1]:
             # Negators before the first word may sit outside the run the claim repeats.
-            for j in range(1, n):
+            for j in range(1, n if whole else n - 1):
                 if claim_neg[j] % 2 != source_neg[offset + j] % 2:
-                    return claim_kept[j]
+                    return claim_kept[j] if j < n - 1 else claim_kept[j - 1]
             return None
+    return None
+
+
+def _one_word_changed(claim: list[str], source: list[str]) -> tuple[str, str] | None:
+    """(claim word, sentence word) when the claim repeats a run of the sentence word for
+    word but for one word; else None."""
+    n = len(claim)
+    if n < 4:
+        return None
+    for offset in range(len(source) - n + 1):
+        changed = [(a, b) for a, b in zip(claim, source[offset:offset + n]) if a != b]
+        if len(changed) == 1:
+            return changed[0]
     return None

@@ -63,7 +63,8 @@ def _variants(sentence: str, passage: str, other: str, names: list[str], rng: ra
     negated = _negate(sentence)
     if negated:
         out.append(Example(negated, passage, "contradicted", "negation"))
-    flips = [w for w in re.findall(r"[a-z]+", sentence) if w in _OPPOSITE]
+    # Whole words only: "apply" inside remote_apply is not a word to flip.
+    flips = [w for w in re.findall(r"\b[a-z]+\b", sentence) if w in _OPPOSITE]
     if flips:
         word = rng.choice(flips)
         out.append(Example(re.sub(rf"\b{word}\b", _OPPOSITE[word], sentence, count=1), passage, "contradicted", "antonym"))
@@ -79,7 +80,8 @@ def _variants(sentence: str, passage: str, other: str, names: list[str], rng: ra
             tail = rng.choice(extra).rstrip(".")
             tail = tail[0].lower() + tail[1:]
             out.append(Example(sentence.rstrip(".") + ", and " + tail + ".", passage, "unsupported", "added"))
-    return out
+    # A change that left the sentence as it was is no contradiction.
+    return [e for e in out if e.label != "contradicted" or e.claim != sentence]
 
 
 def _negate(sentence: str) -> str | None:
