@@ -54,8 +54,8 @@ class RetrievalSettings:
     mode: str = "hybrid"
     k: int = 4
     candidates: int = 30
-    rrf_k: int = 60
-    keyword_weight: float = 1.5
+    rrf_k: int = 10
+    keyword_weight: float = 2.0
     keyword_max_df: float = 1.0
     rerank: str = "none"
     rerank_candidates: int = 12
