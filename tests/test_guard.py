@@ -89,6 +89,40 @@ def test_a_restatement_with_one_word_changed_to_its_opposite_or_another_name_con
     assert _labels(guard, claim, [passage])[0][0] == "contradicted"
 
 
+def test_a_number_changed_inside_a_token_or_a_table_of_contents_line_contradicts(guard):
+    git = "Look at the originals.\ngit show :1:file shows the common ancestor, git show :3:file shows the MERGE_HEAD version."
+    assert _labels(guard, "git show :1:file shows the common ancestor, git show :5:file shows the MERGE_HEAD version [1].",
+                   [git])[0][0] == "contradicted"
+    toc = "1.6.5 Extracting data . . . . . . . . 34\n1.6.6 Script snippets for piping commands . . . . . . . . 35\n2 Next 37"
+    assert _labels(guard, "1.6.6 Script snippets for piping commands . . . . . . . . 37 [1].", [toc])[0][0] == "contradicted"
+    assert _labels(guard, "1.6.6 Script snippets for piping commands . . . . . . . . 35 [1].", [toc])[0][0] == "supported"
+
+
+def test_a_sentence_the_passage_says_word_for_word_is_never_contradicted(guard):
+    # "e.g." and a hard wrap cut the passage's sentence; "--no-relative" holds no negation.
+    passage = ("When you are not in a subdirectory (e.g. in a bare repository), you can name which subdirectory\n"
+               "to make the output relative to. --no-relative can be used to countermand --relative.")
+    for claim in ("When you are not in a subdirectory (e.g. in a bare repository), you can name which subdirectory "
+                  "to make the output relative to [1].", "--no-relative can be used to countermand --relative [1]."):
+        assert _labels(guard, claim, [passage])[0][0] == "supported"
+    assert _labels(guard, "When you are in a subdirectory (e.g. in a bare repository), you can name which "
+                          "subdirectory to make the output relative to [1].", [passage])[0][0] == "contradicted"
+
+
+def test_a_hard_wrapped_passage_is_read_as_whole_sentences(guard):
+    passage = ("Recording rules and alerts contain a ruleGroup element which contains the path\n"
+               "of the file and the name of the group:\n\nIt does not need a restart.")
+    assert _labels(guard, "Recording rules and alerts contain a Files element which contains the path of the file "
+                          "and the name of the group [1].", [passage])[0][0] == "contradicted"
+    assert _labels(guard, "Recording rules and alerts contain a ruleGroup element which contains the path of the "
+                          "file [1].", [passage])[0][0] == "supported"
+
+
+def test_an_identifier_with_a_colon_is_a_fact():
+    assert ("identifier", "V:0") in [(f.kind, f.text) for f in facts("Set V:0 to enable it.")]
+    assert ("number", "10:30") in [(f.kind, f.text) for f in facts("It runs at 10:30 daily.")]
+
+
 def test_a_sentence_backed_by_another_passage_is_a_wrong_citation(guard):
     sentence = guard.check("API keys rotate every 90 days [1].", [PORT, KEYS]).sentences[0]
     assert (sentence.label, sentence.best_passage, sentence.cited) == ("wrong_citation", 2, [1])

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from bot.citations import strip_markers
 from bot.guard.lexical import CONTENT_STOP, content_words, share_found, stem
+from bot.guard.sentences import ABBREVIATIONS, unwrap
 
 NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
                 "seven": "7", "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12",
@@ -108,8 +109,8 @@ def _is_identifier(token: str) -> bool:
         return False
     if re.search(r"[a-z][A-Z]", token) or re.fullmatch(r"--?[A-Za-z][\w-]*", token):
         return True
-    if re.search(r"\w[_/\\]\w|\w\.\w", token) and not re.fullmatch(r"[\d.,:]+%?", token):
-        return True
+    if re.search(r"\w[_/\\]\w|\w\.\w|\w:+\w", token) and not re.fullmatch(r"[\d.,:]+%?", token):
+        return True                       # paths, files, versions, "V:0", "std::vector" (not times: 10:30)
     if re.fullmatch(r"[A-Z][A-Z0-9_]{2,}", token) and not token.isdigit():
         return True
     if re.search(r"\d", token) and re.search(r"\w-\w", token):
@@ -168,10 +169,75 @@ def check(claim: str, passages: list[str]) -> ExactResult:
     claim and the passage sentence it most resembles."""
     result = ExactResult(facts(claim))
     result.missing = [fact for fact in result.facts if not any(found_in(fact, p) for p in passages)]
+    if any(quoted_in(claim, p) for p in passages):
+        return result                  # a sentence the passage says word for word contradicts nothing
     aligned, share = best_sentence(claim, passages)
     if aligned is not None and share >= 0.5:
         result.conflicts = conflicts(claim, aligned, result.facts, result.missing, close=share >= 0.7)
+    if not result.conflicts:
+        # The sentence it restates may be cut wrongly in a hard-wrapped passage: read the whole.
+        claim_words = _words(strip_markers(claim))
+        flipped = next((w for p in passages if (w := _negation_toggled(claim_words, _words(p)))), None)
+        if flipped:
+            result.conflicts = [f"'{flipped}' is negated in one of the claim and the passage, not the other"]
+    if not result.conflicts:
+        changed = _number_changed(claim, passages)
+        if changed:
+            result.conflicts = [f"{changed[0]} where the passage says {changed[1]}"]
     return result
+
+
+def _lower(text: str) -> str:
+    """Lower case with curly quotes made straight, same length (offsets stay valid)."""
+    return text.lower().translate(str.maketrans("’‘“”", "''\"\""))
+
+
+def quoted_in(claim: str, passage: str) -> bool:
+    """The passage holds the claim word for word as a whole sentence or clause: it starts
+    after a line break or punctuation (not a comma) and ends before a line break or a
+    full stop, so "X is on" inside "it is false that X is on by default" does not count."""
+    words = _lower(strip_markers(claim)).strip().rstrip(".!?;: ").split()
+    if len(words) < 3:
+        return False
+    text = _lower(passage)
+    for match in re.finditer(r"\s+".join(map(re.escape, words)), text):
+        before, after = text[:match.start()].rstrip(" \t"), text[match.end():].lstrip(" \t")
+        starts = not before or before[-1] == "\n" or not (before[-1].isalnum() or before[-1] in ",'")
+        ends = not after or after[0] in "\n.!?;:)]"
+        if starts and ends:
+            return True
+    return False
+
+
+def _alnum_tokens(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", _lower(strip_markers(text)))
+
+
+def _number_changed(claim: str, passages: list[str], min_tokens: int = 5) -> tuple[str, str] | None:
+    """(claim number, passage number) when the claim repeats a run of a passage token for
+    token but for one number ("git show :5:filename" against ":3:filename", a table of
+    contents' page 37 against 35), and repeats no run exactly. Runs cross the passage's
+    line breaks and sentence ends, which a hard-wrapped or tabular passage puts anywhere."""
+    claim_tokens = _alnum_tokens(claim)
+    n = len(claim_tokens)
+    if n < min_tokens or not any(t.isdigit() for t in claim_tokens):
+        return None
+    found = None
+    for passage in passages:
+        tokens = _alnum_tokens(passage)
+        # A run with at most one token changed starts where the claim's first or second token is.
+        starts = {i for i, t in enumerate(tokens) if t == claim_tokens[0]} | \
+                 {i - 1 for i, t in enumerate(tokens) if t == claim_tokens[1] and i > 0}
+        for start in sorted(starts):
+            window = tokens[start:start + n]
+            if len(window) < n:
+                continue
+            changed = [(a, b) for a, b in zip(claim_tokens, window) if a != b]
+            if not changed:
+                return None                # said exactly somewhere: no change
+            if len(changed) == 1 and changed[0][0].isdigit() and changed[0][1].isdigit() and found is None:
+                found = changed[0]
+    return found
 
 
 def best_sentence(claim: str, passages: list[str]) -> tuple[str | None, float]:
@@ -180,13 +246,27 @@ def best_sentence(claim: str, passages: list[str]) -> tuple[str | None, float]:
     words = content_words(strip_markers(claim))
     best, best_share = None, 0.0
     for passage in passages:
-        for sentence in re.split(r"(?<=[.!?])\s+|\n+", passage):
-            if not sentence.strip():
-                continue
+        for sentence in _passage_sentences(passage):
             share = share_found(words, content_words(sentence))
             if share > best_share:
                 best, best_share = sentence, share
     return best, best_share
+
+
+@lru_cache(maxsize=1024)
+def _passage_sentences(passage: str) -> tuple[str, ...]:
+    """Lines and sentences of a passage; not cut at a hard wrap or after an abbreviation
+    ("e.g. in a bare repository"), which would leave half a sentence to compare with."""
+    out: list[str] = []
+    for piece in re.split(r"(?<=[.!?])\s+|\n+", unwrap(passage)):
+        if not piece.strip():
+            continue
+        last = re.search(r"(\w+(?:\.\w+)*)\.$", out[-1]) if out else None
+        if last and last.group(1).lower() in ABBREVIATIONS:
+            out[-1] += " " + piece
+        else:
+            out.append(piece)
+    return tuple(out)
 
 
 def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[Fact], close: bool = False) -> list[str]:
@@ -194,9 +274,9 @@ def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[
     restates that sentence nearly word for word, so a number of the claim that the
     sentence lacks is a changed number even when it appears elsewhere in the passage."""
     out = []
-    claim_words = re.findall(r"[a-z']+", strip_markers(claim).lower())
-    source_words = re.findall(r"[a-z']+", sentence.lower())
-    flipped = _negation_flips(claim_words, source_words) or _negation_toggled(claim_words, source_words)
+    claim_words, source_words = _words(strip_markers(claim)), _words(sentence)
+    flipped = _negation_flips(_words(strip_markers(claim), stops=True), _words(sentence, stops=True)) \
+        or _negation_toggled(claim_words, source_words)
     if flipped:
         out.append(f"'{flipped}' is negated in " + ("the claim but not in the passage" if flipped in
                                                      _scoped(claim_words)[0] else "the passage but not in the claim"))
@@ -214,7 +294,9 @@ def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[
         # A near-verbatim restatement naming something else where the sentence names
         # another thing ("an Provides statement" for "an INSERT statement").
         named = lambda items: [f for f in items if f.kind in ("name", "identifier")]
-        new = [f for f in named(claim_facts) if not found_in(f, sentence)]
+        # Case counts here: "Provides" is no plural of the sentence's verb "provide".
+        new = [f for f in named(claim_facts) if not found_in(f, sentence)
+               or f.kind == "name" and not re.search(rf"(?<!\w){re.escape(f.text.rstrip('s'))}", sentence)]
         gone = [f for f in named(facts(sentence))
                 if not re.search(rf"(?<!\w){re.escape(f.text)}(?!\w)", claim, re.IGNORECASE)]
         if new and gone:
@@ -230,10 +312,20 @@ def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[
     return out
 
 
+def _words(text: str, stops: bool = False) -> list[str]:
+    """Lower-case words; "no-" before a word is a prefix ("--no-relative", "no-op"), not a
+    negator. `stops`: sentence ends as "." tokens, where a negation's reach ends."""
+    words = re.findall(r"\b(?:no|not|non)-(?=[a-z])|[a-z']+" + (r"|[.;!?](?=\s|$)" if stops else ""), text.lower())
+    return words
+
+
 def _scoped(words: list[str], reach: int = 3) -> tuple[set[str], set[str]]:
     """(stems of content words within `reach` words after a negator, stems of the others)."""
     negated, plain, left = set(), set(), 0
     for word in words:
+        if word in ".;!?":
+            left = 0                        # "... do not want. git reset": the negation ended
+            continue
         if word in NEGATORS or word.endswith("n't"):
             left = reach
             continue
@@ -248,7 +340,9 @@ def _negation_flips(claim: list[str], source: list[str]) -> str | None:
     ("was not covered" vs "was covered"); None when there is none."""
     claim_negated, claim_plain = _scoped(claim)
     source_negated, source_plain = _scoped(source)
-    flips = sorted(claim_plain & source_negated - source_plain) + sorted(claim_negated & source_plain - source_negated)
+    # A word the claim uses both ways ("link against X but not against Y") flips nothing.
+    flips = sorted((claim_plain - claim_negated) & source_negated - source_plain) + \
+        sorted((claim_negated - claim_plain) & source_plain - source_negated)
     return flips[0] if flips else None
 
 

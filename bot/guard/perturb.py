@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from bot.guard.facts import _OPPOSITE, facts
+from bot.guard.sentences import unwrap
 
 AUXILIARIES = ("is", "are", "was", "were", "can", "will", "should", "must", "does", "do", "has", "have", "may")
 
@@ -28,6 +29,9 @@ class Example:
 
 
 def sentences_of(passage: str, min_words: int = 6, max_words: int = 45) -> list[str]:
+    # Cutting at a hard wrap would make fragments ("scripts are" / "required to ...")
+    # that no answer says.
+    passage = unwrap(passage)
     parts = re.split(r"(?<=[.!?])\s+(?=[A-Z])|\n+", passage)
     return [p.strip() for p in parts if min_words <= len(p.split()) <= max_words and not p.strip().startswith(("#", "|", "```"))]
 
@@ -54,7 +58,11 @@ def _variants(sentence: str, passage: str, other: str, names: list[str], rng: ra
     if len(words) >= 10:
         cut = rng.randint(max(6, len(words) // 2), len(words) - 2)
         out.append(Example(" ".join(words[:cut]).rstrip(",;:") + ".", passage, "supported", "shortened"))
-    numbers = [m for m in re.finditer(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.]\w)", sentence)]
+    # Not the number of a "[5]" or of a list item ("3. Install ..."): in an answer those
+    # are a citation marker and markup, not facts.
+    numbers = [m for m in re.finditer(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.]\w)", sentence)
+               if not re.match(r"\[\d+\]", sentence[m.start() - 1:m.end() + 1])
+               and not (m.start() == 0 and re.match(r"\d+[.)]\s", sentence))]
     if numbers:
         m = rng.choice(numbers)
         value = m.group(0)

@@ -20,6 +20,21 @@ _END = re.compile(r"[.!?]+[\"')\]]*(?:\s*\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\])*[.!?]?
                   r"(?=\s+(?!\[\s*\d)[\"'(\[`*]?[A-Z0-9])")
 
 
+def unwrap(text: str, min_line: int = 40) -> str:
+    """Text with its hard wraps undone: a line break after a long line that ends no
+    sentence, before a lower-case word, joins one sentence's two halves (plain-text and
+    PDF docs wrap at ~70-80 characters). Short lines (code, tables, lists) are kept."""
+    lines = text.split("\n")
+    out = [lines[0]]
+    for line in lines[1:]:
+        previous = out[-1].rstrip()
+        if len(previous) >= min_line and previous[-1] not in ".!?:;" and line.lstrip()[:1].islower():
+            out[-1] = previous + " " + line.lstrip()
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
 @dataclass(frozen=True)
 class Sentence:
     text: str
@@ -76,6 +91,8 @@ def _sentences(text: str, start: int, end: int, kind: str) -> list[Sentence]:
         if word and match.group(0).startswith(".") and (word.group(1).lower() in ABBREVIATIONS or len(word.group(1)) == 1
                                                         and word.group(1).isupper()):
             continue                      # "e.g. Foo", "J. Smith": not a sentence end
+        if match.group(0).startswith("....") or match.group(0).startswith(".") and before.rstrip().endswith("."):
+            continue                      # a dot leader ("Setup . . . . 35"): a table of contents' line
         out += _trimmed(text, pos, match.end(), kind)
         pos = match.end()
     out += _trimmed(text, pos, end, kind)
