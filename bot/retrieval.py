@@ -6,7 +6,8 @@
 
 Stages (each measured in benchmarks/answer.py; the settings say which run):
 1. dense: FAISS cosine over the chunk vectors, `candidates` best;
-2. keyword: SQLite FTS5 BM25 over chunk text + headings, `candidates` best;
+2. keyword: BM25 over chunk text + headings (in memory, ingest/bm25.py; FTS5 for a
+   collection from before stored chunk terms), `candidates` best;
 3. reciprocal-rank fusion of the two lists (mode = hybrid);
 4. optional second-stage rerank by a larger embedder (rerank = a model name);
 5. near-duplicate passages dropped (the same text ingested twice, e.g. a PDF and its
@@ -157,6 +158,7 @@ class Retriever:
             self.reranker.warm_up()
         if collection:
             self.collection(collection).vector_index()
+            self.collection(collection).keyword_index()
 
     def collection(self, name: str | None = None) -> "Collection":
         from ingest.store import Collection, StoreError
@@ -204,13 +206,14 @@ class Retriever:
         # The vector index is fetched first so the two threads never share the SQLite
         # connection at the same time.
         index = store.vector_index()
+        keywords = store.keyword_index() if mode in ("hybrid", "keyword") else None
         # Chunks labelled with anything in leaks.exclude are never retrieved: each search
         # asks for as many more results as there are such chunks, then drops them.
         hidden = self.hidden(store)
         pending = None
         if mode in ("hybrid", "keyword"):
             pending = self._worker().submit(_timed, store.keyword_search, keyword_query(question),
-                                            want + len(hidden), self.config.keyword_max_df)
+                                            want + len(hidden), self.config.keyword_max_df, keywords)
         try:
             # The dense search runs in every mode: abstention needs its cosine scores.
             vector = self.embedder.embed([question])

@@ -117,3 +117,49 @@ def test_very_common_words_leave_a_large_collections_keyword_query(settings, fak
         assert pruned[0][0] == full[0][0] and len(pruned) == 1 and len(full) == 5   # only the zebra note
         assert len(store.keyword_search("service", k=5, max_df=0.1)) == 5            # a lone word is kept
         assert store.keyword_search("absent words", k=5, max_df=0.1) == []
+
+
+def _fts_only(settings) -> None:
+    """Make the default collection look like one from before chunk terms were stored."""
+    import sqlite3
+    from ingest.store import DB_NAME, collection_dir
+    conn = sqlite3.connect(collection_dir(settings.home_dir(), settings.ingest.collection) / DB_NAME)
+    conn.execute("DELETE FROM chunk_terms")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("query", ["rotate API keys", "docent-restore backup", "install windows wizard", "zzz"])
+def test_keyword_ranking_is_the_same_in_memory_and_by_fts5(collection, fake_embedder, query):
+    from ingest.store import Collection
+    name = collection.ingest.collection
+    with Collection(collection.home_dir(), name) as store:
+        assert store.keyword_index() is not None
+        in_memory = store.keyword_search(query, 10)
+    _fts_only(collection)
+    with Collection(collection.home_dir(), name) as store:
+        assert store.keyword_index() is None                 # an older collection: FTS5 answers
+        by_fts5 = store.keyword_search(query, 10)
+    assert [i for i, _ in in_memory] == [i for i, _ in by_fts5]
+    assert [s for _, s in in_memory] == pytest.approx([s for _, s in by_fts5], rel=1e-4)
+    if query != "zzz":
+        assert in_memory
+
+
+def test_an_older_collection_gets_its_chunk_terms_on_the_next_ingest(collection, fake_embedder, docs):
+    from ingest.store import Collection
+    _fts_only(collection)
+    Ingestor(collection, embedder=fake_embedder).ingest([docs])      # nothing changed in the files
+    with Collection(collection.home_dir(), collection.ingest.collection) as store:
+        assert store.keyword_index() is not None and len(store.keyword_index()) == store.chunk_count()
+
+
+def test_a_deleted_files_words_leave_the_keyword_search(collection, fake_embedder, docs):
+    retriever = Retriever(collection, fake_embedder)
+    assert "docent-restore" in retriever.retrieve("docent-restore", k=1, mode="keyword").passages[0].text
+    for path in docs.rglob("*"):
+        if path.is_file() and "docent-restore" in path.read_text(errors="ignore"):
+            path.unlink()
+    Ingestor(collection, embedder=fake_embedder).ingest([docs])
+    passages = retriever.retrieve("docent-restore", k=3, mode="keyword").passages
+    assert not any("docent-restore" in p.text for p in passages)
