@@ -342,7 +342,7 @@ def part_replay(work: Path, settings) -> dict:
                         passages = [Passage((i,), p["source"], None, None, tuple(p.get("heading", ())), p["text"], 0.0)
                                     for i, p in enumerate(t["passages"])]
                         answerer.settings = answerer.settings.with_values("retrieval", min_score=threshold or 0.0)
-                        if t["abstain_reason"] in ("retrieval", "coverage") or answerer.nothing_relevant(question, passages, t["top_dense"]):
+                        if t["abstain_reason"] in ("retrieval", "coverage", "judge") or answerer.nothing_relevant(question, passages, t["top_dense"]):
                             rows.append(_row(item, "", True, [], r, None))
                             continue
                         a = answerer.finalize(question, question, t["model_text"], passages)
@@ -536,7 +536,7 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
                                     "source_paths": item["q"].get("source_paths"), "quotes": item["q"].get("quotes"),
                                     "gold_passage": item["q"].get("passage"), "gold_doc": item["q"].get("doc")}
                     raw = Answerer(raw_settings, retriever=answerer.retriever, generator=generator)
-                    if answer.abstain_reason in ("retrieval", "coverage"):
+                    if answer.abstain_reason in ("retrieval", "coverage", "judge"):
                         rows_nofallback.append(row)
                     else:
                         plain = raw.finalize(item["question"], answer.standalone_question, answer.model_text, answer.passages)

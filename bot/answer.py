@@ -65,7 +65,10 @@ class Answer:
     flags: list[dict] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     fallback: str | None = None          # "extractive" when the passages' sentences replaced the model's
-    abstain_reason: str | None = None    # "retrieval" (nothing relevant) or "model" (it said so)
+    # "retrieval" (nothing relevant), "coverage" (the question's subject is not in the
+    # passages), "judge" (the model says they do not answer it), "model" (its answer says
+    # so), "unbacked" (no sentence backed by its passage), "unsupported" (the guard cut all)
+    abstain_reason: str | None = None
     dropped_passages: int = 0            # retrieved passages that did not fit the model's window
     model_text: str = ""                 # what the model wrote, before any fallback or abstention text
     groundedness: float | None = None    # share of sentences the guard found backed (None: not checked)
@@ -351,17 +354,19 @@ class Answerer:
         passages = found.passages
         reason = self.nothing_relevant(standalone, passages, found.top_dense)
         if reason:
-            timings.update(first_token_ms=_ms(started), total_ms=_ms(started), tokens=0)
-            run.answer = Answer(question, standalone, "", True, passages, [], timings=timings,
-                                abstain_reason=reason)
-            self.abstain(run.answer)
-            if self.leak_scanner(collection) is not None:
-                self.check_leaks(run.answer, collection)    # the closest passages are quoted: mask what they hold
-            yield Event("token", run.answer.text)
+            yield from self._abstain_early(run, question, standalone, passages, reason, timings, started, collection)
             return
 
         messages, used = self.build_messages(standalone, passages)
         dropped, passages = len(passages) - used, passages[:used]
+        if self.config.judge_answerable and hasattr(self.generator, "choice_probabilities"):
+            yield Event("status", "Checking that the passages answer the question…")
+            mark = time.perf_counter()
+            no = self.unanswerable(messages)
+            timings["judge_ms"] = _ms(mark)
+            if no >= self.config.judge_answerable:
+                yield from self._abstain_early(run, question, standalone, passages, "judge", timings, started, collection)
+                return
         yield Event("status", f"Reading {len(passages)} passage{'s' if len(passages) != 1 else ''}…")
         grammar = None
         if self.config.style == "grammar" and getattr(self.generator, "supports_grammar", False):
@@ -414,6 +419,25 @@ class Answerer:
             yield Event("replace", answer.text, reason)
         timings["total_ms"] = _ms(started)
         run.answer = answer
+
+    def _abstain_early(self, run: AnswerRun, question: str, standalone: str, passages: Sequence[Passage],
+                       reason: str, timings: dict, started: float, collection: str | None) -> Iterator[Event]:
+        """Abstain before the model writes anything, listing the closest passages."""
+        timings.update(first_token_ms=_ms(started), total_ms=_ms(started), tokens=0)
+        run.answer = Answer(question, standalone, "", True, list(passages), [], timings=timings, abstain_reason=reason)
+        self.abstain(run.answer)
+        if self.leak_scanner(collection) is not None:
+            self.check_leaks(run.answer, collection)    # the closest passages are quoted: mask what they hold
+        yield Event("token", run.answer.text)
+
+    def unanswerable(self, messages: list[dict]) -> float:
+        """The model's probability that the passages do not state the answer: the answer
+        prompt with a yes/no question appended to its last turn (prompts/answerable.txt),
+        so llama.cpp evaluates only the few new tokens and the answer reuses them all."""
+        turn = self.prompts.render("answerable.txt", question_turn=messages[-1]["content"]).strip()
+        _, no = self.generator.choice_probabilities(list(messages[:-1]) + [{"role": "user", "content": turn}],
+                                                    ["yes", "no"])
+        return float(no)
 
     def nothing_relevant(self, question: str, passages: Sequence[Passage], top_dense: float) -> str | None:
         """Why the passages cannot answer the question, before any model reads them:

@@ -86,6 +86,7 @@ class AnswerSettings:
     fallback: str = "auto"
     repoint_citations: bool = True
     min_coverage: float = 0.0
+    judge_answerable: float = 0.62
     history_turns: int = 3
     max_question_chars: int = 2000
 

@@ -94,8 +94,11 @@ class FakeGenerator:
 
     supports_grammar = False
 
-    def __init__(self, respond=None, context_window: int = 4096, down: bool = False):
+    def __init__(self, respond=None, context_window: int = 4096, down: bool = False, judge=None):
         self.respond = respond or (lambda messages: "Old keys stop working after 24 hours [1].")
+        # judge(messages) -> P(first option): makes choice_probabilities exist (as llama.cpp's does).
+        if judge is not None:
+            self.choice_probabilities = lambda messages, options: self._choose(judge, messages, options)
         self.context_window = context_window
         self.name = "fake-llm"
         self.down = down
@@ -116,6 +119,11 @@ class FakeGenerator:
         words = re.findall(r"\S+\s*", self.respond(messages))
         for word in words[:max_tokens]:
             yield word
+
+    def _choose(self, judge, messages, options):
+        self.calls.append(list(messages))
+        first = judge(messages)
+        return [first] + [(1 - first) / (len(options) - 1)] * (len(options) - 1)
 
     def user_prompts(self) -> list[str]:
         return [call[-1]["content"] for call in self.calls]

@@ -81,6 +81,28 @@ def test_retrieval_abstention_does_not_call_the_model(make_answerer):
     assert "documents don't say" in answer.text
 
 
+def test_the_model_judging_the_passages_unanswerable_abstains_before_answering(make_answerer):
+    says_no = FakeGenerator(judge=lambda messages: 0.1)          # P(yes) = 0.1
+    answer = make_answerer(says_no, answer={"judge_answerable": 0.5}).ask("What is the office VPN password?")
+    assert answer.abstained and answer.abstain_reason == "judge" and "documents don't say" in answer.text
+    assert len(says_no.calls) == 1                                # the judge only: no answer was generated
+    asked = says_no.calls[0]
+    # The answer prompt, its last turn extended with the yes/no question: llama.cpp reuses its tokens.
+    assert asked[-1]["content"].startswith("Passages:") and asked[-1]["content"].rstrip().endswith("yes or no.")
+    assert "VPN password" in asked[-1]["content"]
+    says_yes = FakeGenerator(judge=lambda messages: 0.9)
+    kept = make_answerer(says_yes, answer={"judge_answerable": 0.5}).ask("When do old API keys stop working?")
+    assert not kept.abstained and "24 hours" in kept.text and "judge_ms" in kept.timings
+    off = FakeGenerator(judge=lambda messages: 0.1)
+    assert not make_answerer(off, answer={"judge_answerable": 0.0}).ask("When do old API keys stop working?").abstained
+    assert all("yes or no" not in call[-1]["content"] for call in off.calls)
+
+
+def test_a_generator_without_token_probabilities_skips_the_answerability_check(make_answerer):
+    answer = make_answerer(FakeGenerator(), answer={"judge_answerable": 0.5}).ask("When do old API keys stop working?")
+    assert not answer.abstained and "judge_ms" not in answer.timings
+
+
 def test_unbacked_answer_falls_back_to_the_passages_own_sentences(make_answerer):
     gen = FakeGenerator(lambda m: "Keys are rotated by the security team every quarter in Zurich [1].")
     answer = make_answerer(gen).ask("When do old API keys stop working?")
