@@ -297,7 +297,7 @@ def part_ttft(work: Path, settings, n: int = 8) -> dict:
 def part_replay(work: Path, settings) -> dict:
     """Post-processing choices replayed on the recorded model outputs of the last answer
     run (no LLM): citation re-pointing, extractive fallback, the abstention threshold."""
-    from bot.answer import Answerer
+    from bot.answer import BEFORE_MODEL, Answerer
     from bot.retrieval import Passage, Retriever
     from ingest.embedder import make_embedder
     path = work / "answers.jsonl"
@@ -342,7 +342,7 @@ def part_replay(work: Path, settings) -> dict:
                         passages = [Passage((i,), p["source"], None, None, tuple(p.get("heading", ())), p["text"], 0.0)
                                     for i, p in enumerate(t["passages"])]
                         answerer.settings = answerer.settings.with_values("retrieval", min_score=threshold or 0.0)
-                        if t["abstain_reason"] in ("retrieval", "coverage", "judge") or answerer.nothing_relevant(question, passages, t["top_dense"]):
+                        if t["abstain_reason"] in BEFORE_MODEL or answerer.nothing_relevant(question, passages, t["top_dense"]):
                             rows.append(_row(item, "", True, [], r, None))
                             continue
                         a = answerer.finalize(question, question, t["model_text"], passages)
@@ -489,7 +489,7 @@ def _score(rows: list[dict]) -> dict:
 
 
 def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str], previous: dict) -> dict:
-    from bot.answer import Answerer
+    from bot.answer import BEFORE_MODEL, Answerer
     from bot.retrieval import Retriever
     from ingest.embedder import make_embedder
     embedder = make_embedder(settings.embedding)
@@ -536,7 +536,7 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
                                     "source_paths": item["q"].get("source_paths"), "quotes": item["q"].get("quotes"),
                                     "gold_passage": item["q"].get("passage"), "gold_doc": item["q"].get("doc")}
                     raw = Answerer(raw_settings, retriever=answerer.retriever, generator=generator)
-                    if answer.abstain_reason in ("retrieval", "coverage", "judge"):
+                    if answer.abstain_reason in BEFORE_MODEL:
                         rows_nofallback.append(row)
                     else:
                         plain = raw.finalize(item["question"], answer.standalone_question, answer.model_text, answer.passages)
@@ -621,6 +621,19 @@ def _synthetic_collection(home: Path, embedder, chunks: int) -> None:
     marker.write_text("ok")
 
 
+def _latency(name: str, questions: list[str], run) -> dict:
+    """p50, p95 and max of `run(question)` over the questions, in ms (printed)."""
+    times = []
+    for q in questions:
+        started = time.perf_counter()
+        run(q)
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    out = {"p50_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))], "max_ms": times[-1]}
+    print(f"{name:40}: p50 {out['p50_ms']:.1f} ms, p95 {out['p95_ms']:.1f} ms", flush=True)
+    return out
+
+
 def part_latency(work: Path, settings, chunks: int = 100_000) -> dict:
     """Retrieval latency (question embedding included, no LLM) on a 100k-chunk collection."""
     from bot.retrieval import Retriever, keyword_query
@@ -637,26 +650,13 @@ def part_latency(work: Path, settings, chunks: int = 100_000) -> dict:
         retriever.warm_up("synthetic")
         out.setdefault("warm_up_s", round(time.perf_counter() - started, 2))   # models, vectors, keyword index
         retriever.retrieve(questions[0], "synthetic", mode=mode)     # first call: page cache, FTS warm-up
-        times = []
-        for q in questions:
-            started = time.perf_counter()
-            retriever.retrieve(q, "synthetic", mode=mode)
-            times.append((time.perf_counter() - started) * 1000)
-        times.sort()
-        out[mode] = {"p50_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))], "max_ms": times[-1]}
-        print(f"retrieval on {chunks:,} chunks, {mode:8}: p50 {out[mode]['p50_ms']:.1f} ms, p95 {out[mode]['p95_ms']:.1f} ms",
-              flush=True)
+        out[mode] = _latency(f"retrieval on {chunks:,} chunks, {mode}", questions,
+                             lambda q: retriever.retrieve(q, "synthetic", mode=mode))
     # The keyword search alone, in memory against SQLite FTS5 (what it was before), same run.
     store = retriever.collection("synthetic")
     for name, search in (("keyword search in memory", store.keyword_search), ("keyword search by FTS5", store.fts_search)):
-        times = []
-        for q in questions:
-            started = time.perf_counter()
-            search(keyword_query(q), settings.retrieval.candidates, settings.retrieval.keyword_max_df)
-            times.append((time.perf_counter() - started) * 1000)
-        times.sort()
-        out[name] = {"p50_ms": statistics.median(times), "p95_ms": times[int(0.95 * (len(times) - 1))]}
-        print(f"{name:26}: p50 {out[name]['p50_ms']:.1f} ms, p95 {out[name]['p95_ms']:.1f} ms", flush=True)
+        out[name] = _latency(name, questions, lambda q: search(keyword_query(q), settings.retrieval.candidates,
+                                                               settings.retrieval.keyword_max_df))
     out["peak_rss_mb"] = _peak_rss_mb()
     return out
 

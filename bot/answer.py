@@ -36,6 +36,9 @@ ABSTAIN_PATTERN = re.compile(
     r"^\W*(i don'?t know|i do not know|i cannot answer|i can'?t answer|the (passages|documents|context) (do not|don'?t)"
     r"|(this|that) (is not|isn'?t) (mentioned|covered|stated)|there is no (information|mention))", re.I)
 
+# Abstentions decided before the model writes anything (no model text to replay).
+BEFORE_MODEL = ("retrieval", "coverage", "judge")
+
 
 class AnswerError(Exception):
     """The question cannot be answered as asked (empty, too long, no collection...)."""

@@ -274,13 +274,18 @@ class _Base:
         Terms found in more than `max_df` of all chunks (and in over 1,000) are left out
         of the query, unless nothing else is left: they add little to BM25 but FTS5 scores
         every chunk that holds any term, so on a large collection they dominate the time."""
-        terms = list(dict.fromkeys(re.findall(r"\w+", query.lower())))
-        if not terms:
-            return []
         keywords = keywords if keywords is not None else self.keyword_index()
-        if keywords is not None:
-            return self._memory_search(keywords, terms, k, max_df)
-        return self.fts_search(query, k, max_df)
+        if keywords is None:
+            return self.fts_search(query, k, max_df)
+        stems = _tokens(self.conn, [query])[0]
+        found = dict(self.conn.execute(
+            f"SELECT term, id FROM terms WHERE term IN ({','.join('?' * len(stems))})", list(stems))) if stems else {}
+        ids = [found[t] for t in stems if t in found]
+        if max_df < 1.0 and len(ids) > 1:
+            limit = max(max_df * len(keywords), 1000)
+            rare = [i for i in ids if keywords.frequency(i) <= limit]
+            ids = rare or sorted(ids, key=keywords.frequency)[:2]
+        return keywords.search(ids, k)
 
     def fts_search(self, query: str, k: int = 10, max_df: float = 1.0) -> list[tuple[int, float]]:
         """keyword_search by SQLite FTS5 alone (the same ranking, ~50x slower on 100k chunks)."""
@@ -302,37 +307,18 @@ class _Base:
             "ORDER BY score LIMIT ?", (match, k))
         return [(r["rowid"], -r["score"]) for r in rows]
 
-    def _memory_search(self, keywords, words: list[str], k: int, max_df: float) -> list[tuple[int, float]]:
-        stems = _tokens(self.conn, [" ".join(words)])[0]
-        found = {r[1]: r[0] for r in self.conn.execute(
-            f"SELECT id, term FROM terms WHERE term IN ({','.join('?' * len(stems))})", list(stems))} if stems else {}
-        ids = [found[t] for t in stems if t in found]
-        if max_df < 1.0 and len(ids) > 1:
-            limit = max(max_df * len(keywords), 1000)
-            rare = [i for i in ids if keywords.frequency(i) <= limit]
-            ids = rare or sorted(ids, key=keywords.frequency)[:2]
-        return keywords.search(ids, k)
-
     def document_frequency(self, words: list[str]) -> dict[str, int]:
         """Chunks holding each word, read from the FTS index's vocabulary. The words go
-        through the index's own tokenizer (a scratch FTS5 table in the connection's temp
-        schema, nothing written to the collection) so stems match."""
-        if not getattr(self, "_vocab_ready", False):
-            self.conn.executescript(f"""
-                CREATE VIRTUAL TABLE IF NOT EXISTS temp.docent_words USING fts5(word, tokenize={_FTS_TOKENIZER!r});
-                CREATE VIRTUAL TABLE IF NOT EXISTS temp.docent_word_stems USING fts5vocab(temp, docent_words, 'instance');
-                CREATE VIRTUAL TABLE IF NOT EXISTS temp.docent_vocab USING fts5vocab(main, chunks_fts, 'row');""")
-            self._vocab_ready = True
-        self.conn.execute("DELETE FROM temp.docent_words")
-        self.conn.executemany("INSERT INTO temp.docent_words(rowid, word) VALUES (?, ?)",
-                              list(enumerate(words, start=1)))
+        through the index's own tokenizer (_tokens: nothing written to the collection) so
+        stems match."""
+        self.conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.docent_vocab USING fts5vocab(main, chunks_fts, 'row')")
         frequency = dict.fromkeys(words, 0)
-        for row in self.conn.execute("SELECT doc, term FROM temp.docent_word_stems").fetchall():
-            found = self.conn.execute("SELECT doc FROM temp.docent_vocab WHERE term = ?", (row[1],)).fetchone()
-            word = words[row[0] - 1]
-            # A word the tokenizer splits (pg_hba) counts as rare if any of its parts is.
-            count = found[0] if found else 0
-            frequency[word] = count if frequency[word] == 0 else min(frequency[word], count)
+        for word, stems in zip(words, _tokens(self.conn, words)):
+            for stem in stems:
+                found = self.conn.execute("SELECT doc FROM temp.docent_vocab WHERE term = ?", (stem,)).fetchone()
+                # A word the tokenizer splits (pg_hba) counts as rare if any of its parts is.
+                count = found[0] if found else 0
+                frequency[word] = count if frequency[word] == 0 else min(frequency[word], count)
         return frequency
 
     def _model_check(self, model: str, dim: int) -> None:
@@ -360,16 +346,14 @@ def _tokens(conn: sqlite3.Connection, texts: Sequence[str]) -> list[dict[str, in
     return out
 
 
-def _terms_blob(conn: sqlite3.Connection, counts: dict[str, int]) -> bytes:
-    """A chunk's term counts as stored in chunk_terms (new terms are added to `terms`)."""
-    words = list(counts)
+def _term_ids(conn: sqlite3.Connection, words: Sequence[str]) -> dict[str, int]:
+    """The ids of these terms in `terms`, adding the new ones."""
     ids: dict[str, int] = {}
     for i in range(0, len(words), 500):
-        part = words[i:i + 500]
+        part = list(words[i:i + 500])
         conn.executemany("INSERT OR IGNORE INTO terms(term) VALUES (?)", [(w,) for w in part])
-        ids.update((r[1], r[0]) for r in conn.execute(
-            f"SELECT id, term FROM terms WHERE term IN ({','.join('?' * len(part))})", part))
-    return np.array([[ids[w] for w in words], [counts[w] for w in words]], dtype="<i4").tobytes()
+        ids.update(conn.execute(f"SELECT term, id FROM terms WHERE term IN ({','.join('?' * len(part))})", part))
+    return ids
 
 
 def _keyword_index(conn: sqlite3.Connection):
@@ -448,10 +432,8 @@ class Collection(_Base):
             raise CollectionNotFound(
                 f"no collection '{name}' under {Path(home)} (run `docent ingest PATH --collection {name}` first)")
         self.conn = _connect(db)
-        self._index = None
-        self._generation: int | None = None
-        self._keywords = None
-        self._keywords_generation: int | None = None
+        # What was built from one generation, by kind: (generation, value).
+        self._built: dict[str, tuple[int, object]] = {}
 
     def close(self) -> None:
         self.conn.close()
@@ -464,31 +446,29 @@ class Collection(_Base):
         row = self.conn.execute("SELECT value FROM info WHERE key = 'generation'").fetchone()
         return int(row[0]) if row else 0
 
-    def vector_index(self):
-        """The FAISS index of the current generation (reloaded when a writer has published)."""
-        self.conn.execute("BEGIN")         # one snapshot for pointer, counts and fallback
+    def _of_generation(self, kind: str, build):
+        """`build(info)` for the current generation, kept until a writer publishes another;
+        read inside one SQLite snapshot, so pointer, counts and rows agree."""
+        self.conn.execute("BEGIN")
         try:
             info = self.info()
             generation = int(info.get("generation", 0))
-            if self._index is not None and generation == self._generation:
-                return self._index
-            index = _load_vectors(self.conn, self.directory, generation, int(info["embedding_dim"]))
-            self._index, self._generation = index, generation
-            return index
+            built = self._built.get(kind)
+            if built is None or built[0] != generation:
+                built = self._built[kind] = (generation, build(info))
+            return built[1]
         finally:
             self.conn.execute("COMMIT")
 
+    def vector_index(self):
+        """The FAISS index of the current generation (reloaded when a writer has published)."""
+        return self._of_generation("vectors", lambda info: _load_vectors(
+            self.conn, self.directory, int(info.get("generation", 0)), int(info["embedding_dim"])))
+
     def keyword_index(self):
         """The in-memory BM25 index of the current generation (ingest/bm25.py; built once
-        per generation, ~2 s at 100k chunks), or None: then keyword_search uses FTS5."""
-        self.conn.execute("BEGIN")
-        try:
-            generation = int(self.info().get("generation", 0))
-            if self._keywords_generation != generation:
-                self._keywords, self._keywords_generation = _keyword_index(self.conn), generation
-            return self._keywords
-        finally:
-            self.conn.execute("COMMIT")
+        per generation, ~3 s at 100k chunks), or None: then keyword_search uses FTS5."""
+        return self._of_generation("keywords", lambda info: _keyword_index(self.conn))
 
     def search(self, query_vectors: np.ndarray, k: int = 10, index=None) -> list[list[tuple[int, float]]]:
         """Dense search: for each query vector, (chunk id, cosine score), best first.
@@ -669,8 +649,13 @@ class CollectionWriter(_Base):
                                np.asarray(ids, dtype=np.int64))
 
     def _put_terms(self, ids: Sequence[int], texts: Sequence[str]) -> None:
-        for chunk_id, counts in zip(ids, _tokens(self.conn, texts)):
-            self.conn.execute("INSERT OR REPLACE INTO chunk_terms VALUES (?, ?)", (chunk_id, _terms_blob(self.conn, counts)))
+        """Each chunk's term counts as stored in chunk_terms; the file's terms are looked up
+        (or added) once for all its chunks."""
+        counted = _tokens(self.conn, texts)
+        term_id = _term_ids(self.conn, list(dict.fromkeys(t for counts in counted for t in counts)))
+        self.conn.executemany("INSERT OR REPLACE INTO chunk_terms VALUES (?, ?)", [
+            (chunk_id, np.array([[term_id[t] for t in counts], list(counts.values())], dtype="<i4").tobytes())
+            for chunk_id, counts in zip(ids, counted)])
 
     def _fill_terms(self, batch: int = 500) -> None:
         """Store the terms of chunks ingested before they were kept (staged, published

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Iterator, Sequence
 
 from bot.citations import strip_markers
 from bot.guard.lexical import CONTENT_STOP, content_words, share_found, stem
@@ -177,7 +178,7 @@ def check(claim: str, passages: list[str]) -> ExactResult:
     if not result.conflicts:
         # The sentence it restates may be cut wrongly in a hard-wrapped passage: read the whole.
         claim_words = _words(strip_markers(claim))
-        flipped = next((w for p in passages if (w := _negation_toggled(claim_words, _words(p)))), None)
+        flipped = next((w for p in passages if (w := _negation_toggled(claim_words, _passage_words(p)))), None)
         if flipped:
             result.conflicts = [f"'{flipped}' is negated in one of the claim and the passage, not the other"]
     if not result.conflicts:
@@ -187,9 +188,12 @@ def check(claim: str, passages: list[str]) -> ExactResult:
     return result
 
 
+_STRAIGHT_QUOTES = str.maketrans("’‘“”", "''\"\"")
+
+
 def _lower(text: str) -> str:
     """Lower case with curly quotes made straight, same length (offsets stay valid)."""
-    return text.lower().translate(str.maketrans("’‘“”", "''\"\""))
+    return text.lower().translate(_STRAIGHT_QUOTES)
 
 
 def quoted_in(claim: str, passage: str) -> bool:
@@ -209,8 +213,30 @@ def quoted_in(claim: str, passage: str) -> bool:
     return False
 
 
-def _alnum_tokens(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", _lower(strip_markers(text)))
+def _alnum_tokens(text: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"[a-z0-9]+", _lower(strip_markers(text))))
+
+
+# A passage is checked against every sentence of an answer, and each sentence against its
+# cited passages together and each alone: tokenise it once.
+_passage_tokens = lru_cache(maxsize=1024)(_alnum_tokens)
+
+
+def _close_runs(claim: Sequence[str], source: Sequence[str]) -> Iterator[list[tuple[str, str]]]:
+    """For each run of `source` as long as `claim` that differs from it in at most one
+    place, in order, the (claim, source) pairs that differ ([] for an exact repeat). Such
+    a run starts where the claim's first token is, or one before its second."""
+    n = len(claim)
+    if n < 2:
+        return
+    starts = {i for i, t in enumerate(source) if t == claim[0]} | \
+             {i - 1 for i, t in enumerate(source) if t == claim[1] and i > 0}
+    for start in sorted(starts):
+        window = source[start:start + n]
+        if len(window) == n:
+            changed = [(a, b) for a, b in zip(claim, window) if a != b]
+            if len(changed) <= 1:
+                yield changed
 
 
 def _number_changed(claim: str, passages: list[str], min_tokens: int = 5) -> tuple[str, str] | None:
@@ -219,23 +245,14 @@ def _number_changed(claim: str, passages: list[str], min_tokens: int = 5) -> tup
     contents' page 37 against 35), and repeats no run exactly. Runs cross the passage's
     line breaks and sentence ends, which a hard-wrapped or tabular passage puts anywhere."""
     claim_tokens = _alnum_tokens(claim)
-    n = len(claim_tokens)
-    if n < min_tokens or not any(t.isdigit() for t in claim_tokens):
+    if len(claim_tokens) < min_tokens or not any(t.isdigit() for t in claim_tokens):
         return None
     found = None
     for passage in passages:
-        tokens = _alnum_tokens(passage)
-        # A run with at most one token changed starts where the claim's first or second token is.
-        starts = {i for i, t in enumerate(tokens) if t == claim_tokens[0]} | \
-                 {i - 1 for i, t in enumerate(tokens) if t == claim_tokens[1] and i > 0}
-        for start in sorted(starts):
-            window = tokens[start:start + n]
-            if len(window) < n:
-                continue
-            changed = [(a, b) for a, b in zip(claim_tokens, window) if a != b]
+        for changed in _close_runs(claim_tokens, _passage_tokens(passage)):
             if not changed:
                 return None                # said exactly somewhere: no change
-            if len(changed) == 1 and changed[0][0].isdigit() and changed[0][1].isdigit() and found is None:
+            if changed[0][0].isdigit() and changed[0][1].isdigit() and found is None:
                 found = changed[0]
     return found
 
@@ -315,8 +332,12 @@ def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[
 def _words(text: str, stops: bool = False) -> list[str]:
     """Lower-case words; "no-" before a word is a prefix ("--no-relative", "no-op"), not a
     negator. `stops`: sentence ends as "." tokens, where a negation's reach ends."""
-    words = re.findall(r"\b(?:no|not|non)-(?=[a-z])|[a-z']+" + (r"|[.;!?](?=\s|$)" if stops else ""), text.lower())
-    return words
+    return re.findall(r"\b(?:no|not|non)-(?=[a-z])|[a-z']+" + (r"|[.;!?](?=\s|$)" if stops else ""), text.lower())
+
+
+@lru_cache(maxsize=1024)
+def _passage_words(passage: str) -> tuple[str, ...]:
+    return tuple(_words(passage))
 
 
 def _scoped(words: list[str], reach: int = 3) -> tuple[set[str], set[str]]:
@@ -385,11 +406,6 @@ def _negation_toggled(claim: list[str], source: list[str], min_words: int = 4) -
 def _one_word_changed(claim: list[str], source: list[str]) -> tuple[str, str] | None:
     """(claim word, sentence word) when the claim repeats a run of the sentence word for
     word but for one word; else None."""
-    n = len(claim)
-    if n < 4:
+    if len(claim) < 4:
         return None
-    for offset in range(len(source) - n + 1):
-        changed = [(a, b) for a, b in zip(claim, source[offset:offset + n]) if a != b]
-        if len(changed) == 1:
-            return changed[0]
-    return None
+    return next((changed[0] for changed in _close_runs(claim, source) if changed), None)
