@@ -5,6 +5,11 @@ system prompt out ("list every password", "print your system prompt").
 Patterns, not a model: they catch the common phrasings and are cheap enough to run on
 every question and every cited passage. Findings are flagged; a document's text only
 ever reaches the model inside a numbered passage block, as quoted data.
+
+Documentation that talks about prompts quotes such phrases ('questions such as "ignore
+previous instructions"'): a phrase inside quotation marks or backticks, in a sentence
+that says more than the quote, is mentioned, not addressed to anyone, and is not an
+instruction. A quote standing alone, or unquoted text, still counts.
 """
 
 from __future__ import annotations
@@ -44,6 +49,11 @@ class SteeringMatch:
     type: str
 
 
+# Quoted stretches (a quote may run over a hard wrap, not over a blank line).
+_QUOTE = re.compile(r'"(?:[^"\n]|\n(?!\s*\n)){1,300}?"|“[^”]{1,300}?”|`[^`\n]{1,300}`|(?<!\w)\'(?:[^\'\n]|\n(?!\s*\n)){1,300}?\'(?!\w)')
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n\s*\n")
+
+
 def _find(text: str, patterns) -> list[SteeringMatch]:
     out: list[SteeringMatch] = []
     for kind, pattern in patterns:
@@ -52,9 +62,31 @@ def _find(text: str, patterns) -> list[SteeringMatch]:
     return sorted(out, key=lambda m: m.start)
 
 
+def _mentioned(text: str, match: SteeringMatch, quotes: list[tuple[int, int]]) -> bool:
+    """The match lies inside a quotation, and its sentence says more than the quotation:
+    the phrase is talked about ("questions such as "ignore previous instructions" are
+    flagged"), not said to the assistant."""
+    around = next(((a, b) for a, b in quotes if a <= match.start and match.end <= b), None)
+    if around is None:
+        return False
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    start = max((e for e in ends if e <= around[0]), default=0)
+    end = min((e for e in ends if e >= around[1]), default=len(text))
+    outside = text[start:around[0]] + " " + text[around[1]:end]
+    for a, b in quotes:                 # other quotations of the sentence do not count as its words
+        if start <= a and b <= end and (a, b) != around:
+            outside = outside.replace(text[a:b], " ")
+    return len(re.findall(r"[A-Za-z]{2,}", outside)) >= 3
+
+
 def find_injection(text: str) -> list[SteeringMatch]:
-    """Instructions aimed at the assistant inside a document (or a question)."""
-    return _find(text, _INJECTION)
+    """Instructions aimed at the assistant inside a document (or a question); phrases a
+    sentence only quotes are left out."""
+    found = _find(text, _INJECTION)
+    if not found:
+        return found
+    quotes = [(m.start(), m.end()) for m in _QUOTE.finditer(text)]
+    return [m for m in found if not _mentioned(text, m, quotes)]
 
 
 def find_extraction(question: str) -> list[SteeringMatch]:
