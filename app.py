@@ -37,6 +37,9 @@ CSS = """
 .docent-cite { cursor: pointer; font-weight: 600; text-decoration: none; }
 .docent-flagged { text-decoration: underline wavy #d97706; text-underline-offset: 3px; }
 .docent-flag-mark { color: #d97706; cursor: help; }
+.docent-unconfirmed { text-decoration: underline dotted #94a3b8; text-underline-offset: 3px; }
+.docent-unconfirmed-mark { color: #94a3b8; cursor: help; font-size: .8em; }
+.docent-quiet { color: #64748b; }
 .docent-notes, .docent-flags, .docent-warnings { margin-top: .6em; font-size: .92em; }
 .docent-flags div, .docent-warnings div { margin: .2em 0; }
 .docent-flags div { color: #92400e; }
@@ -91,18 +94,26 @@ def render_answer(view, turn: str | int | None = None) -> str:
     body = []
     for piece in view.pieces:
         text = _cites(_text(piece.text), turn, numbers)
-        if piece.flag:
+        if piece.flag and piece.quiet:
+            # Not confirmed by the passages: a quiet mark, not a warning.
+            title = html.escape(piece.flag.get("message", ""), quote=True)
+            body.append(f'<span class="docent-unconfirmed" title="{title}">{text}</span>'
+                        f'<sup class="docent-unconfirmed-mark" title="{title}">?</sup>')
+        elif piece.flag:
             title = html.escape(piece.flag.get("message", ""), quote=True)
             body.append(f'<span class="docent-flagged" title="{title}">{text}</span>'
                         f'<sup class="docent-flag-mark" title="{title}">⚠</sup>')
         else:
             body.append(text)
     out.append(f'<div class="docent-answer">{"".join(body)}</div>')
-    flagged = [p.flag for p in view.pieces if p.flag]
+    flagged = [p.flag for p in view.pieces if p.flag and not p.quiet]
     if flagged:
         out.append('<div class="docent-flags">' + "".join(
             f'<div>⚠ <b>{FLAG_TITLES.get(f["kind"], f["kind"])}</b>: {html.escape(f.get("message", ""))}</div>'
             for f in flagged) + "</div>")
+    if any(p.quiet for p in view.pieces):
+        out.append('<div class="docent-notes docent-quiet">? Marked text is not confirmed word for word by the '
+                   'passages: check it against the sources.</div>')
     if view.warnings:
         out.append('<div class="docent-warnings">' + "".join(
             f'<div>⚠ <b>{html.escape(_leak_title(f))}</b>: {html.escape(f.get("message", ""))}</div>'

@@ -534,7 +534,17 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
                     row["trace"] = {"model_text": answer.model_text, "passages": passages, "abstain_reason": answer.abstain_reason,
                                     "top_dense": max((p.dense or 0) for p in answer.passages) if answer.passages else 0,
                                     "source_paths": item["q"].get("source_paths"), "quotes": item["q"].get("quotes"),
-                                    "gold_passage": item["q"].get("passage"), "gold_doc": item["q"].get("doc")}
+                                    "gold_passage": item["q"].get("passage"), "gold_doc": item["q"].get("doc"),
+                                    "judged": answer.judged, "guard_ms": answer.guard_ms,
+                                    "groundedness": answer.groundedness,
+                                    "flags": [[f["kind"], f.get("confidence", "high")] for f in answer.flags]}
+                    if not answer.abstained and answer.model_text:
+                        # Does the answer give what was asked? Measured on every answer, acted on
+                        # only when answer.judge_addresses is set.
+                        if "off_question" not in answer.judged:
+                            messages, _ = answerer.build_messages(answer.standalone_question, answer.passages)
+                            row["trace"]["judged"] = {**answer.judged, "off_question": answerer.off_question(
+                                messages, answer.model_text, answer.standalone_question)}
                     raw = Answerer(raw_settings, retriever=answerer.retriever, generator=generator)
                     if answer.abstain_reason in BEFORE_MODEL:
                         rows_nofallback.append(row)

@@ -78,6 +78,9 @@ class Answer:
     guard_ms: float = 0.0
     blocked: bool = False                # withheld by the leak policy (the text says why)
     lead: str = ""                       # an abstention's statement, without its list of closest passages
+    # The model's own checks, P(no) each: "unanswerable" (do the passages state the
+    # answer?), "off_question" (does the answer give what was asked?); absent when not asked.
+    judged: dict = field(default_factory=dict)
 
     @property
     def citations(self) -> list[dict]:
@@ -87,7 +90,8 @@ class Answer:
         return {"answer": self.text, "abstained": self.abstained, "citations": self.citations,
                 "flags": self.flags, "timings": self.timings, "question": self.question,
                 "standalone_question": self.standalone_question, "fallback": self.fallback,
-                "abstain_reason": self.abstain_reason, "groundedness": self.groundedness, "blocked": self.blocked}
+                "abstain_reason": self.abstain_reason, "groundedness": self.groundedness, "blocked": self.blocked,
+                "judged": {k: round(v, 3) for k, v in self.judged.items()}}
 
 
 class AnswerRun:
@@ -182,7 +186,8 @@ def repoint(text: str, passages: Sequence[Passage], margin: float = 0.25) -> tup
             findings.append({"kind": "wrong_citation", "severity": "low", "span": [start, start + len(sentence)],
                              "message": f"cited [{', '.join(map(str, numbers))}], but the words are in passage "
                                         f"[{best}]; the citation was corrected",
-                             "evidence": best, "action": "flagged", "score": round(scores[best - 1] - cited_best, 3)})
+                             "evidence": best, "action": "flagged", "score": round(scores[best - 1] - cited_best, 3),
+                             "confidence": "high"})
             out.append(fixed)
         else:
             out.append(sentence)
@@ -268,15 +273,11 @@ class Answerer:
         """The chat messages with as many passages (best first) as fit the model's window,
         leaving room for the answer. Returns (messages, passages used)."""
         budget = self.settings.generation.context_window - self.settings.generation.max_answer_tokens - 8
-        prefix = [{"role": "system", "content": self.prompts.render("answer.system.txt")}]
-        for example in self.prompts.examples("answer.examples.jsonl"):
-            prefix.append({"role": "user", "content": self._user(example["question"], [
-                (i + 1, p["location"], p["text"]) for i, p in enumerate(example["passages"])])})
-            prefix.append({"role": "assistant", "content": example["answer"]})
+        prefix = self.prompts.answer_prefix()
         used = list(passages)
         while True:
             blocks = [(i + 1, p.location, p.text) for i, p in enumerate(used)]
-            messages = prefix + [{"role": "user", "content": self._user(question, blocks)}]
+            messages = prefix + [{"role": "user", "content": self.prompts.answer_turn(question, blocks)}]
             if self.generator.count_tokens(messages) <= budget:
                 return messages, len(used)
             if len(used) > 1:
@@ -290,11 +291,6 @@ class Answerer:
                 continue
             raise AnswerError(f"the question does not fit the model's window of "
                               f"{self.settings.generation.context_window} tokens")
-
-    def _user(self, question: str, blocks: Sequence[tuple[int, str, str]]) -> str:
-        rendered = "\n\n".join(self.prompts.render("passage.txt", n=n, location=location, text=text.strip())
-                               for n, location, text in blocks)
-        return self.prompts.render("answer.user.txt", passages=rendered, question=question)
 
     def abstention(self, passages: Sequence[Passage], lead: str = "") -> str:
         """`lead` (default: the abstain wording) and the closest passages."""
@@ -362,13 +358,15 @@ class Answerer:
 
         messages, used = self.build_messages(standalone, passages)
         dropped, passages = len(passages) - used, passages[:used]
+        judged: dict = {}           # the model's own checks, P(no) by name
         if self.config.judge_answerable and hasattr(self.generator, "choice_probabilities"):
             yield Event("status", "Checking that the passages answer the question…")
             mark = time.perf_counter()
-            no = self.unanswerable(messages)
+            judged["unanswerable"] = no = self.unanswerable(messages)
             timings["judge_ms"] = _ms(mark)
             if no >= self.config.judge_answerable:
                 yield from self._abstain_early(run, question, standalone, passages, "judge", timings, started, collection)
+                run.answer.judged = judged
                 return
         yield Event("status", f"Reading {len(passages)} passage{'s' if len(passages) != 1 else ''}…")
         grammar = None
@@ -404,7 +402,12 @@ class Answerer:
         timings["tokens"] = len(pieces)
         timings["prompt_tokens"] = self.generator.count_tokens(messages)
         raw = "".join(pieces).strip()
-        answer = self.finalize(question, standalone, raw, passages, collection)
+        if self.config.judge_addresses and raw and not ABSTAIN_PATTERN.match(raw) \
+                and callable(getattr(self.generator, "choice_probabilities", None)):
+            mark = time.perf_counter()
+            judged["off_question"] = self.off_question(messages, raw, standalone)
+            timings["addresses_ms"] = _ms(mark)
+        answer = self.finalize(question, standalone, raw, passages, collection, judged)
         if leak_policy.restricted != "allow" and not answer.blocked:
             self.check_restricted(answer, collection)
         answer.timings, answer.dropped_passages = timings, dropped
@@ -442,6 +445,14 @@ class Answerer:
                                                     ["yes", "no"])
         return float(no)
 
+    def off_question(self, messages: list[dict], answer: str, question: str) -> float:
+        """The model's probability that its answer does not give what the question asks
+        for (asked in the same conversation, right after the answer: its tokens are cached)."""
+        turn = self.prompts.render("addresses.txt", question=question)
+        _, no = self.generator.choice_probabilities(
+            list(messages) + [{"role": "assistant", "content": answer}, {"role": "user", "content": turn}], ["yes", "no"])
+        return float(no)
+
     def nothing_relevant(self, question: str, passages: Sequence[Passage], top_dense: float) -> str | None:
         """Why the passages cannot answer the question, before any model reads them:
         "retrieval" (nothing similar enough) or "coverage" (the question's subject is not
@@ -453,9 +464,10 @@ class Answerer:
         return None
 
     def finalize(self, question: str, standalone: str, raw: str, passages: Sequence[Passage],
-                 collection: str | None = None) -> Answer:
+                 collection: str | None = None, judged: dict | None = None) -> Answer:
         """What the model wrote -> the answer shown: markers checked, citations pointed at
         the passage that holds the sentence, abstention recognised, fallback applied.
+        `judged`: the model's own checks (P(no) by name), as the answer recorded them.
         (A pure function of its inputs: the benchmark replays it on recorded outputs.)"""
         valid = range(1, len(passages) + 1)
         text, flags = clean(raw, valid)
@@ -463,10 +475,17 @@ class Answerer:
             text, moved = repoint(text, passages)
             flags += moved
         answer = Answer(question, standalone, text, False, list(passages),
-                        [n for n in cited_numbers(text) if n in valid], flags=flags, model_text=raw)
+                        [n for n in cited_numbers(text) if n in valid], flags=flags, model_text=raw,
+                        judged=dict(judged or {}))
+        off = answer.judged.get("off_question")
         if not text or ABSTAIN_PATTERN.match(text):
             answer.abstained, answer.abstain_reason, answer.cited = True, "model", []
             self.abstain(answer, raw)
+        elif off is not None and self.config.judge_addresses and off >= self.config.judge_addresses:
+            # Backed or not, it answers another question than the one asked ("how to add"
+            # for "how to remove"): say so and list the closest passages.
+            answer.abstained, answer.abstain_reason, answer.cited = True, "off_question", []
+            self.abstain(answer)
         elif self.config.fallback != "none" and not self._backed(text, passages):
             # Not one sentence is backed by the passage it cites. If the passages do not
             # even name everything the question asks about, the model was most likely
@@ -550,7 +569,7 @@ class Answerer:
             action = "blocked" if self.settings.leaks_for(collection).restricted == "block" else "flagged"
             flag = {"kind": "restricted_overlap", "severity": "high", "span": [0, len(answer.text)],
                     "message": f"the answer repeats text of a restricted document ({source}; {shared} runs of "
-                               f"8 words)", "evidence": None, "action": action, "score": 1.0}
+                               f"8 words)", "evidence": None, "action": action, "score": 1.0, "confidence": "high"}
             if action == "blocked":
                 self._withhold(answer, "text from a restricted document", [flag])
             else:
@@ -567,12 +586,24 @@ class Answerer:
 
     @property
     def guard(self):
-        """The groundedness scanner (None when guard.groundedness is off)."""
+        """The groundedness scanner (None when guard.groundedness is off), with the model as
+        a judge when guard.judge is on and the generator gives token probabilities."""
         if self._guard is None and self.settings.guard.groundedness:
             from bot.guard.groundedness import GroundednessGuard
             config = self.settings.guard
-            self._guard = GroundednessGuard(config.threshold or None, config.unsupported)
+            self._guard = GroundednessGuard(config.threshold or None, config.unsupported,
+                                            judge=self.sentence_judge() if config.judge else None)
         return self._guard
+
+    def sentence_judge(self):
+        """The answering model as the guard's judge, in a llama.cpp context of its own
+        (None for a generator without token probabilities)."""
+        from bot.guard.judge import ModelJudge
+        generator = self.generator
+        if not callable(getattr(generator, "choice_probabilities", None)):
+            return None
+        side = generator.side_context() if callable(getattr(generator, "side_context", None)) else generator
+        return ModelJudge(side, self.prompts)
 
     def check_groundedness(self, answer: Answer) -> None:
         """Every sentence checked against the passages it cites: findings into flags,

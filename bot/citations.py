@@ -38,7 +38,8 @@ def clean(text: str, valid: range | set[int]) -> tuple[str, list[dict]]:
                 findings.append({
                     "kind": "dangling_citation", "severity": "low", "span": [marker.start, marker.end],
                     "message": f"the answer cited [{n}], but there is no passage {n}; the marker was removed",
-                    "evidence": None, "action": "redacted", "score": 1.0})
+                    "evidence": None, "action": "redacted", "score": 1.0,
+                    "confidence": "high"})
         if good:
             lead = " " if text[marker.start].isspace() else ""
             out.append(lead + "".join(f"[{n}]" for n in dict.fromkeys(good)))

@@ -170,6 +170,13 @@ class LlamaCppGenerator(Generator):
         self.warm_up()
         return self._llm
 
+    def side_context(self, context_window: int = 1024) -> "LlamaCppGenerator":
+        """A second llama.cpp context on the same model file (mmap'd: the weights are not
+        loaded twice) with a window of its own: a judge that runs there leaves the answer
+        prompt in this context's cache, and keeps its own fixed prefix in its own."""
+        from dataclasses import replace
+        return LlamaCppGenerator(replace(self.settings, context_window=context_window))
+
     def render(self, messages: Messages) -> str:
         """The prompt text the model sees: the model's own chat template, ready for the
         assistant's turn."""

@@ -28,6 +28,11 @@ class Piece:
     text: str
     flag: dict | None = None
 
+    @property
+    def quiet(self) -> bool:
+        """The guard could not confirm this text (low confidence): marked, not warned about."""
+        return bool(self.flag) and self.flag.get("confidence", "high") == "low"
+
 
 @dataclass
 class Source:

@@ -78,3 +78,21 @@ class Prompts:
             except ValueError as exc:
                 raise PromptError(f"{path} is not JSON lines: {exc}") from None
         return self._cache[name]  # type: ignore[return-value]
+
+    # --- the answer prompt (the Answerer builds it; the judge rebuilds it for verify) ---
+
+    def answer_prefix(self) -> list[dict]:
+        """The answer prompt's fixed start: the rules, then the worked examples as turns
+        (the same for every question: llama.cpp reuses its tokens)."""
+        prefix = [{"role": "system", "content": self.render("answer.system.txt")}]
+        for example in self.examples("answer.examples.jsonl"):
+            prefix.append({"role": "user", "content": self.answer_turn(example["question"], [
+                (i + 1, p["location"], p["text"]) for i, p in enumerate(example["passages"])])})
+            prefix.append({"role": "assistant", "content": example["answer"]})
+        return prefix
+
+    def answer_turn(self, question: str, blocks) -> str:
+        """The user turn of a question: its numbered passages, (n, location, text) each."""
+        rendered = "\n\n".join(self.render("passage.txt", n=n, location=location, text=text.strip())
+                               for n, location, text in blocks)
+        return self.render("answer.user.txt", passages=rendered, question=question)

@@ -62,7 +62,10 @@ def _print_sources(answer) -> None:
             place = c["source"] + (f", p. {c['page']}" if c["page"] is not None else "") + (f", {c['heading']}" if c["heading"] else "")
             click.echo(f"  [{c['n']}] {place}")
     for flag in answer.flags:
-        click.echo(click.style(f"  ! {flag['message']}", fg="yellow"), err=True)
+        if flag.get("confidence", "high") == "low":      # not confirmed: said quietly, not as a warning
+            click.echo(click.style(f"  ? {flag['message']}", dim=True), err=True)
+        else:
+            click.echo(click.style(f"  ! {flag['message']}", fg="yellow"), err=True)
 
 
 REPLACED = {

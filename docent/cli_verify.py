@@ -48,7 +48,9 @@ def _show(verdict) -> None:
         if s.label == "skipped":
             continue
         where = f" (best passage [{s.best_passage}])" if s.best_passage else ""
-        click.echo(click.style(f"{s.label:14}", fg=colours[s.label]) + f" {s.score:.2f}  {s.text}{where}")
+        # A label the guard is not sure of is shown as "uncertain", without the warning colour.
+        shown = ("uncertain", None) if s.level == "uncertain" else (s.label, colours[s.label])
+        click.echo(click.style(f"{shown[0]:14}", fg=shown[1]) + f" {s.score:.2f}  {s.text}{where}")
         if s.reason:
             click.echo(f"{'':20}{s.reason}")
     click.echo(f"groundedness {verdict.score:.2f}")

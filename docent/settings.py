@@ -87,6 +87,7 @@ class AnswerSettings:
     repoint_citations: bool = True
     min_coverage: float = 0.0
     judge_answerable: float = 0.62
+    judge_addresses: float = 0.0
     history_turns: int = 3
     max_question_chars: int = 2000
 
@@ -96,6 +97,7 @@ class GuardSettings:
     groundedness: bool = True
     unsupported: str = "flag"
     threshold: float = 0.0
+    judge: bool = True
 
 
 @dataclass(frozen=True)

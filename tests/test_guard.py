@@ -211,7 +211,8 @@ def test_answers_carry_guard_flags_and_groundedness(make_answerer):
     assert [f["kind"] for f in answer.flags] == ["contradicted"]
     flag = answer.flags[0]
     assert answer.text[flag["span"][0]:flag["span"][1]].startswith("Old keys stop working after 48")
-    assert set(flag) == {"kind", "severity", "span", "message", "evidence", "action", "score"}
+    assert set(flag) == {"kind", "severity", "span", "message", "evidence", "action", "score", "confidence"}
+    assert flag["confidence"] == "high"
     assert answer.to_dict()["groundedness"] == 0.5
     dropped = make_answerer(gen, guard={"unsupported": "drop"}).ask("How do I rotate API keys?")
     assert "48 hours" not in dropped.text and "Press Rotate" in dropped.text
@@ -228,13 +229,49 @@ def test_training_runs_end_to_end_on_a_tiny_sample(tmp_path):
     passages = [{"text": f"The river Alpha{i} is {10 + i} km long. It is not navigable. Boats of Beta{i} "
                          f"cannot pass the weir built in {1800 + i}."} for i in range(6)]
     (tmp_path / "squad2" / "passages.jsonl").write_text("\n".join(json.dumps(p) for p in passages))
+    # Realistic claims: reworded supported ones, an added detail, a changed number; a test
+    # part that training must not read (its labels are all wrong on purpose).
+    claims = []
+    for i in range(8):
+        passage = f"Sensor{i} > Range\nThe sensor Probe{i} measures up to {20 + i} metres. It needs a 12 V supply."
+        claims += [{"split": "train", "passage": passage, "claim": f"Probe{i} can measure as far as {20 + i} metres.",
+                    "label": "supported"},
+                   {"split": "train", "passage": passage, "claim": f"Probe{i} runs on a 12 V supply and weighs 3 kg.",
+                    "label": "unsupported"},
+                   {"split": "train", "passage": passage, "claim": f"Probe{i} measures up to {40 + i} metres.",
+                    "label": "contradicted"},
+                   {"split": "test", "passage": passage, "claim": f"Probe{i} measures up to {60 + i} metres.",
+                    "label": "supported"}]
+    realistic = tmp_path / "claims.jsonl"
+    realistic.write_text("\n".join(json.dumps(c) for c in claims))
     out = tmp_path / "model.json"
-    assert main(["--eval-dir", str(tmp_path), "--out", str(out)]) == 0
+    assert main(["--eval-dir", str(tmp_path), "--out", str(out), "--realistic", str(realistic),
+                 "--squad-passages", "6", "--max-false-alarms", "0.1"]) == 0
     model = json.loads(out.read_text())
     assert set(model["weights"]) == {"bias", "lexical", "has_missing", "missing_share", "conflict"}
-    assert model["train_balanced_accuracy"] > 0.8 and model["data"]["examples"] > 12
+    assert model["data"]["realistic claims (train part)"] == 24          # the test part is never read
+    assert model["train_balanced_accuracy"] > 0.8 and model["data"]["examples"] > 36
+    # Precision first: warnings need a lower score than a quiet note, and fall on few correct claims.
+    assert model["flag_threshold"] <= model["threshold"] and model["train_false_alarms_flagged"] <= 0.1
     from bot.guard.groundedness import Model
-    assert Model.load(out).threshold == model["threshold"]
+    loaded = Model.load(out)
+    assert (loaded.threshold, loaded.flag_threshold) == (model["threshold"], model["flag_threshold"])
+
+
+def test_the_judges_answers_are_computed_once_and_cached(tmp_path):
+    from bot.guard.train import judged
+
+    class CountingJudge:
+        calls = 0
+
+        def backed(self, claim, passages):
+            CountingJudge.calls += 1
+            return 0.9 if claim in passages[0] else 0.1
+
+    pairs = [("Backups run at night.", "Backups run at night. They are kept."), ("It is blue.", "It is red.")]
+    cache = tmp_path / "cache.jsonl"
+    assert judged(pairs, CountingJudge(), cache) == [0.9, 0.1]
+    assert judged(pairs, CountingJudge(), cache) == [0.9, 0.1] and CountingJudge.calls == 2
 
 
 def test_cross_encoder_trains_saves_and_scores_on_a_tiny_sample(tmp_path):

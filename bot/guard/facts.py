@@ -263,7 +263,7 @@ def best_sentence(claim: str, passages: list[str]) -> tuple[str | None, float]:
     words = content_words(strip_markers(claim))
     best, best_share = None, 0.0
     for passage in passages:
-        for sentence in _passage_sentences(passage):
+        for sentence in passage_sentences(passage):
             share = share_found(words, content_words(sentence))
             if share > best_share:
                 best, best_share = sentence, share
@@ -271,7 +271,7 @@ def best_sentence(claim: str, passages: list[str]) -> tuple[str | None, float]:
 
 
 @lru_cache(maxsize=1024)
-def _passage_sentences(passage: str) -> tuple[str, ...]:
+def passage_sentences(passage: str) -> tuple[str, ...]:
     """Lines and sentences of a passage; not cut at a hard wrap or after an abbreviation
     ("e.g. in a bare repository"), which would leave half a sentence to compare with."""
     out: list[str] = []

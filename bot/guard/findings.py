@@ -12,6 +12,10 @@ from typing import Protocol, Sequence
 
 SEVERITIES = ("low", "medium", "high")
 ACTIONS = ("flagged", "redacted", "blocked")
+# How sure the check is. "high": shown as a warning; "low": the check could not confirm the
+# text, shown quietly ("not confirmed by the passages"), never as a warning: a warning on
+# a correct answer costs as much trust as a missed error.
+CONFIDENCES = ("high", "low")
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,8 @@ class Finding:
     message: str                  # one line a user can read
     evidence: int | None          # the passage number (1-based) the finding points at
     action: str                   # flagged / redacted / blocked
-    score: float                  # the check's confidence, 0..1
+    score: float                  # the check's score, 0..1
+    confidence: str = "high"      # high (a warning) / low (shown quietly)
 
     def to_dict(self) -> dict:
         out = asdict(self)
