@@ -170,7 +170,7 @@ class LlamaCppGenerator(Generator):
         self.warm_up()
         return self._llm
 
-    def side_context(self, context_window: int = 1024) -> "LlamaCppGenerator":
+    def side_context(self, context_window: int = 2560) -> "LlamaCppGenerator":
         """A second llama.cpp context on the same model file (mmap'd: the weights are not
         loaded twice) with a window of its own: a judge that runs there leaves the answer
         prompt in this context's cache, and keeps its own fixed prefix in its own."""
@@ -216,6 +216,9 @@ class LlamaCppGenerator(Generator):
         prompt's prefix already in llama.cpp's cache is not evaluated again."""
         import numpy as np
         tokens = self.tokenize(self.render(messages))
+        if len(tokens) >= self.context_window:
+            raise GeneratorError(f"the prompt ({len(tokens)} tokens) does not fit the model's window of "
+                                 f"{self.context_window} tokens")
         first = [self.tokenize(option)[0] for option in options]
         with self._lock:
             llm = self.llm

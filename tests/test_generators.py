@@ -62,6 +62,9 @@ def test_prompt_larger_than_the_window_is_refused(tiny):
     huge = [{"role": "user", "content": "word " * 3000}]
     with pytest.raises(GeneratorError, match="window"):
         list(tiny.stream(huge, max_tokens=10))
+    # The yes/no judge's scoring too: a clear error, not llama.cpp's "failed to find a memory slot".
+    with pytest.raises(GeneratorError, match="window"):
+        tiny.choice_probabilities(huge, ["yes", "no"])
 
 
 def test_unknown_model_names_what_to_use(settings):

@@ -24,8 +24,11 @@ from bot.citations import strip_markers
 from bot.guard.facts import passage_sentences
 from bot.guard.lexical import content_words, share_found
 
-EXCERPT_SENTENCES = 3          # passage sentences shown per claim (the ones it shares most words with)
-EXCERPT_CHARS = 900            # and at most this much of them
+# Passage sentences shown per claim (the ones it shares most words with), and at most this
+# much of them: every token costs (~30 a second on 2 cores). Two judged as well as three
+# on the realistic train claims (AUROC 0.987 vs 0.989 on a sample of 43) at 80% of the tokens.
+EXCERPT_SENTENCES = 2
+EXCERPT_CHARS = 600
 
 
 def excerpt(claim: str, passages: Sequence[str], sentences: int = EXCERPT_SENTENCES) -> str:
@@ -80,8 +83,10 @@ class ModelJudge:
 
     def backed(self, claim: str, passages: Sequence[str]) -> float:
         """The model's probability that the passages back the claim."""
+        # Both parts bounded, so that the prompt always fits the side context's window
+        # (the worked examples take ~850 tokens of it).
         turn = self.prompts.render("judge.user.txt", passage=excerpt(claim, passages),
-                                   claim=strip_markers(claim).strip())
+                                   claim=strip_markers(claim).strip()[:EXCERPT_CHARS])
         with self._lock:
             yes, _ = self.generator.choice_probabilities(self.prefix() + [{"role": "user", "content": turn}],
                                                          ["yes", "no"])
