@@ -218,6 +218,64 @@ def test_answers_carry_guard_flags_and_groundedness(make_answerer):
     assert "48 hours" not in dropped.text and "Press Rotate" in dropped.text
 
 
+UPLOADS = "Uploads > Limits\nThe largest file the window accepts is 4MB. Larger files are refused with a message."
+
+
+def test_a_paraphrase_with_its_unit_rewritten_is_not_flagged(guard):
+    verdict = guard.check("The window accepts files of up to four megabytes [1].", [UPLOADS]).sentences[0]
+    assert verdict.level != "flagged", verdict
+
+
+def test_a_paraphrase_with_one_number_changed_is_flagged_contradicted(guard):
+    verdict = guard.check("The window accepts files of up to eight megabytes [1].", [UPLOADS]).sentences[0]
+    assert (verdict.label, verdict.level) == ("contradicted", "flagged")
+    assert "8" in verdict.reason and "4" in verdict.reason
+
+
+class FixedJudge:
+    """The model as judge, answering P(yes) = `p` for every sentence it is asked about."""
+    available = True
+
+    def __init__(self, p: float):
+        self.p, self.asked = p, []
+
+    def warm_up(self):
+        pass
+
+    def backed(self, claim, passages):
+        self.asked.append(claim)
+        return self.p
+
+
+def test_the_judge_tells_a_reworded_correct_sentence_from_a_wrong_one():
+    reworded = "Anything bigger than the size limit is turned away, and the user is told why [1]."
+    says_yes, says_no = FixedJudge(0.97), FixedJudge(0.03)
+    backed = GroundednessGuard(judge=says_yes).check(reworded, [UPLOADS]).sentences[0]
+    doubted = GroundednessGuard(judge=says_no).check(reworded, [UPLOADS]).sentences[0]
+    # Few of its words are the passage's: the judge's yes keeps it from a warning.
+    assert backed.level != "flagged" and doubted.level == "flagged" and backed.score > doubted.score + 0.3
+    assert says_yes.asked == [reworded]
+    # A sentence the passage holds word for word needs no judge.
+    quiet = FixedJudge(0.03)
+    verbatim = GroundednessGuard(judge=quiet).check("The largest file the window accepts is 4MB [1].", [UPLOADS])
+    assert verbatim.sentences[0].level == "supported" and quiet.asked == []
+
+
+def test_an_unsure_guard_marks_quietly_and_never_cuts(monkeypatch):
+    from bot.guard.groundedness import Model
+    model = Model.load()
+    # Scores between the two cuts: not confirmed, low confidence; "drop" keeps such a sentence.
+    guard = GroundednessGuard(policy="drop", model=model, threshold=0.99, flag_threshold=0.0)
+    verdict = guard.check("Uploads may also be zipped folders [1].", [UPLOADS])
+    [sentence] = verdict.sentences
+    assert (sentence.level, sentence.confidence) == ("uncertain", "low")
+    [finding] = guard.findings(verdict)
+    assert finding.confidence == "low" and finding.severity == "low" and finding.action == "flagged"
+    assert finding.message.startswith("not confirmed by the passages")
+    text, _ = apply_policy("Uploads may also be zipped folders [1].", [finding])
+    assert text == "Uploads may also be zipped folders [1]."
+
+
 def test_training_runs_end_to_end_on_a_tiny_sample(tmp_path):
     from bot.guard.train import main
     (tmp_path / "halueval_qa").mkdir()

@@ -66,6 +66,9 @@ class ExactResult:
     facts: list[Fact] = field(default_factory=list)          # every checkable fact of the claim
     missing: list[Fact] = field(default_factory=list)        # facts found in none of the passages
     conflicts: list[str] = field(default_factory=list)       # why the passage says otherwise
+    # A conflict read exactly (a number changed, a negator added to or dropped from a
+    # sentence repeated word for word), not one a rewording can produce.
+    certain: bool = False
 
     @property
     def ok(self) -> bool:
@@ -175,18 +178,28 @@ def check(claim: str, passages: list[str]) -> ExactResult:
     aligned, share = best_sentence(claim, passages)
     if aligned is not None and share >= 0.5:
         result.conflicts = conflicts(claim, aligned, result.facts, result.missing, close=share >= 0.7)
+        claim_words, aligned_words = _words(strip_markers(claim)), _words(aligned)
+        result.certain = bool(result.conflicts) and (
+            any(_NUMBER_CHANGE.match(c) for c in result.conflicts)
+            or _negation_toggled(claim_words, aligned_words) is not None
+            # a name or a word swapped for its opposite in an edit of the sentence
+            or _same_order(claim_words, aligned_words) and any("negated" not in c for c in result.conflicts))
     if not result.conflicts:
         # The sentence it restates may be cut wrongly in a hard-wrapped passage: read the whole.
         claim_words = _words(strip_markers(claim))
         flipped = next((w for p in passages if (w := _negation_toggled(claim_words, _passage_words(p)))), None)
         if flipped:
             result.conflicts = [f"'{flipped}' is negated in one of the claim and the passage, not the other"]
+            result.certain = True
     if not result.conflicts:
         changed = _number_changed(claim, passages)
         if changed:
             result.conflicts = [f"{changed[0]} where the passage says {changed[1]}"]
+            result.certain = True          # a run of the passage, token for token, but a number
     return result
 
+
+_NUMBER_CHANGE = re.compile(r"\S*\d\S* where the passage says \S*\d")
 
 _STRAIGHT_QUOTES = str.maketrans("’‘“”", "''\"\"")
 
@@ -292,8 +305,11 @@ def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[
     sentence lacks is a changed number even when it appears elsewhere in the passage."""
     out = []
     claim_words, source_words = _words(strip_markers(claim)), _words(sentence)
-    flipped = _negation_flips(_words(strip_markers(claim), stops=True), _words(sentence, stops=True)) \
-        or _negation_toggled(claim_words, source_words)
+    # A negation's reach is read word by word: only a near-verbatim restatement shows it
+    # flipped. In a paraphrase ("isn't noticed until" for "only notice when") it moves, and
+    # on claims written the way models write the check fired as often on right ones.
+    flipped = _negation_toggled(claim_words, source_words) or _same_order(claim_words, source_words) and \
+        _negation_flips(_words(strip_markers(claim), stops=True), _words(sentence, stops=True))
     if flipped:
         out.append(f"'{flipped}' is negated in " + ("the claim but not in the passage" if flipped in
                                                      _scoped(claim_words)[0] else "the passage but not in the claim"))
@@ -365,6 +381,17 @@ def _negation_flips(claim: list[str], source: list[str]) -> str | None:
     flips = sorted((claim_plain - claim_negated) & source_negated - source_plain) + \
         sorted((claim_negated - claim_plain) & source_plain - source_negated)
     return flips[0] if flips else None
+
+
+def _same_order(claim: list[str], source: list[str], least: float = 0.8) -> bool:
+    """The claim says (a part of) the sentence's words in the sentence's order, negators
+    aside: an edit of it, not a rewording."""
+    from difflib import SequenceMatcher
+    plain = lambda words: [w for w in words if w not in NEGATORS and not w.endswith("n't")]
+    claim, source = plain(claim), plain(source)
+    matched = sum(block.size for block in SequenceMatcher(None, claim, source, autojunk=False).get_matching_blocks())
+    # Either a part of the sentence edited, or the whole sentence inside a longer claim.
+    return bool(claim and source) and max(matched / len(claim), matched / len(source)) >= least
 
 
 def _negation_toggled(claim: list[str], source: list[str], min_words: int = 4) -> str | None:

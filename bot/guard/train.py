@@ -63,9 +63,10 @@ class CachedJudge:
         from docent.settings import load_settings
         self.settings = load_settings()
         self.prompts = Prompts(self.settings.prompts_dir())
+        from bot.guard.judge import EXCERPT_CHARS, EXCERPT_SENTENCES
         self.version = hashlib.sha1("".join(self.prompts.template(n).text for n in ("judge.system.txt", "judge.user.txt"))
-                                    .encode() + json.dumps(self.prompts.examples("judge.examples.jsonl")).encode()
-                                    ).hexdigest()[:10]
+                                    .encode() + json.dumps([self.prompts.examples("judge.examples.jsonl"),
+                                                            EXCERPT_SENTENCES, EXCERPT_CHARS]).encode()).hexdigest()[:10]
         self.cache = cache or cache_dir() / "judge-cache.jsonl"
         self.known: dict[str, float] = {}
         if self.cache.is_file():
@@ -108,10 +109,11 @@ class CachedJudge:
 def judged(pairs: list[tuple[str, str]], judge=None, cache: Path | None = None) -> list[float]:
     """The judge's P(yes) for each (claim, passage), asked once and cached (CachedJudge)."""
     cached = CachedJudge(judge, cache)
-    started, out = time.perf_counter(), []
+    started, out, shown = time.perf_counter(), [], 0
     for done, (claim, passage) in enumerate(pairs, start=1):
         out.append(cached.backed(claim, [passage]))
-        if cached.asked and cached.asked % 50 == 0 and done:
+        if cached.asked >= shown + 50:
+            shown = cached.asked
             print(f"  judge: {done}/{len(pairs)} claims, {time.perf_counter() - started:.0f} s", flush=True)
     return out
 
@@ -247,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="how much a HaluEval example counts against a realistic one")
     parser.add_argument("--judge", action="store_true",
                         help="also fit a model with the bundled model's P(yes) as a judge (computed once, cached)")
+    parser.add_argument("--judge-sample", type=int, default=0,
+                        help="fit the judge's model on this many examples drawn from the data (0: all): the judge costs "
+                             "a few seconds a claim")
     parser.add_argument("--max-false-alarms", type=float, default=0.03,
                         help="share of supported realistic train claims a warning may fall on")
     parser.add_argument("--encoder", choices=["none", "train", "use"], default="none",
@@ -294,10 +299,15 @@ def main(argv: list[str] | None = None) -> int:
     model = _section(rows, names, labels, weights, fitted_on, args.max_false_alarms)
     if args.judge:
         from bot.guard.groundedness import quoted
-        probabilities = judged([(c, p) for c, p, _ in data])
-        for row, (c, p, _), probability in zip(rows, data, probabilities):
-            row[JUDGE] = 1.0 if quoted(c, [p]) else probability
-        model["judge"] = _section(rows, names + (JUDGE,), labels, weights, fitted_on, args.max_false_alarms)
+        picked = list(range(len(data)))
+        if args.judge_sample and args.judge_sample < len(data):
+            picked = sorted(random.Random(0).sample(picked, args.judge_sample))
+        probabilities = judged([(data[i][0], data[i][1]) for i in picked])
+        for i, probability in zip(picked, probabilities):
+            rows[i] = {**rows[i], JUDGE: 1.0 if quoted(data[i][0], [data[i][1]]) else probability}
+        model["judge"] = _section([rows[i] for i in picked], names + (JUDGE,), [labels[i] for i in picked],
+                                  [weights[i] for i in picked], [fitted_on[i] for i in picked], args.max_false_alarms)
+        model["judge"]["examples"] = len(picked)
     model.update({
         "fitted_by": " ".join(["python -m bot.guard.train", *(argv if argv is not None else sys.argv[1:])]),
         "data": {"realistic claims (train part)": len(real),
