@@ -500,7 +500,15 @@ class Answerer:
                 answer.abstained, answer.abstain_reason, answer.cited, answer.fallback = True, "unbacked", [], "abstain"
                 self.abstain(answer)
         if not answer.abstained and self.guard is not None:
-            self.check_groundedness(answer)
+            verdict = self.check_groundedness(answer)
+            if verdict.flagged and all(s.level == "flagged" for s in verdict.sentences if s.label != "skipped") \
+                    and self.config.fallback in ("auto", "extractive") and answer.fallback is None:
+                # The guard is sure no sentence is backed: the passages' own sentences instead.
+                replacement, cited = self.extractive(standalone, passages)
+                if replacement:
+                    answer.text, answer.cited, answer.fallback = replacement, cited, "extractive"
+                    answer.flags = [f for f in answer.flags if f["kind"] not in ("unsupported", "contradicted")]
+                    self.check_groundedness(answer)
         if self.leak_scanner(collection) is not None:
             self.check_leaks(answer, collection)
         return answer
@@ -605,9 +613,10 @@ class Answerer:
         side = generator.side_context() if callable(getattr(generator, "side_context", None)) else generator
         return ModelJudge(side, self.prompts)
 
-    def check_groundedness(self, answer: Answer) -> None:
+    def check_groundedness(self, answer: Answer):
         """Every sentence checked against the passages it cites: findings into flags,
-        unsupported sentences cut when the policy says drop, the answer-level score kept."""
+        unsupported sentences cut when the policy says drop, the answer-level score kept.
+        Returns the guard's verdict."""
         from bot.guard.groundedness import apply_policy
         from bot.guard.spans import shift_span
         started = time.perf_counter()
@@ -625,7 +634,8 @@ class Answerer:
             if not answer.text:
                 answer.abstained, answer.abstain_reason, answer.cited = True, "unsupported", []
                 self.abstain(answer)
-        answer.guard_ms = _ms(started)
+        answer.guard_ms = round(answer.guard_ms + _ms(started), 1)
+        return verdict
 
     def _backed(self, text: str, passages: Sequence[Passage]) -> bool:
         """At least one sentence cites a passage that holds most of its words."""

@@ -98,6 +98,30 @@ def test_the_model_judging_the_passages_unanswerable_abstains_before_answering(m
     assert all("yes or no" not in call[-1]["content"] for call in off.calls)
 
 
+def test_an_answer_to_another_question_than_the_one_asked_is_withdrawn(make_answerer):
+    # Asked how to remove, the model answers how to add: backed by the passage, but not an
+    # answer. The model's own check right after the answer says so.
+    def judge(messages):
+        return 0.1 if "Read your answer again" in messages[-1]["content"] else 0.9
+
+    def answers_adding(messages):
+        return "Use the apt repository and run apt install docent [1]."
+
+    gen = FakeGenerator(answers_adding, judge=judge)
+    asked = make_answerer(gen, answer={"judge_addresses": 0.5, "judge_answerable": 0.0}).ask("How do I remove docent on Linux?")
+    assert asked.abstained and asked.abstain_reason == "off_question" and asked.judged["off_question"] == 0.9
+    # The question was put in the answer's own conversation, after the answer.
+    check = gen.calls[-1]
+    assert check[-2] == {"role": "assistant", "content": "Use the apt repository and run apt install docent [1]."}
+    assert "How do I remove docent on Linux?" in check[-1]["content"]
+    fine = FakeGenerator(answers_adding, judge=lambda m: 0.9)
+    kept = make_answerer(fine, answer={"judge_addresses": 0.5, "judge_answerable": 0.0}).ask("How do I install docent on Linux?")
+    assert not kept.abstained and kept.judged["off_question"] == pytest.approx(0.1)
+    off = FakeGenerator(answers_adding, judge=judge)
+    assert not make_answerer(off, answer={"judge_addresses": 0.0, "judge_answerable": 0.0}).ask(
+        "How do I remove docent on Linux?").abstained
+
+
 def test_a_generator_without_token_probabilities_skips_the_answerability_check(make_answerer):
     answer = make_answerer(FakeGenerator(), answer={"judge_answerable": 0.5}).ask("When do old API keys stop working?")
     assert not answer.abstained and "judge_ms" not in answer.timings
@@ -110,6 +134,16 @@ def test_unbacked_answer_falls_back_to_the_passages_own_sentences(make_answerer)
     assert "24 hours" in answer.text and answer.citations
     kept = make_answerer(FakeGenerator(gen.respond), answer={"fallback": "none"}).ask("When do old API keys stop working?")
     assert kept.fallback is None and "Zurich" in kept.text
+
+
+def test_an_answer_the_guard_flags_throughout_is_replaced_by_the_passages_own_sentences(make_answerer):
+    # Worded like the passage, so it passes the word-overlap check, but its one fact is wrong.
+    gen = FakeGenerator(lambda m: "Old API keys stop working after 48 hours [1].")
+    answer = make_answerer(gen).ask("When do old API keys stop working?")
+    assert answer.fallback == "extractive" and "24 hours" in answer.text and "48" not in answer.text
+    assert not [f for f in answer.flags if f["kind"] in ("unsupported", "contradicted")]
+    kept = make_answerer(FakeGenerator(gen.respond), answer={"fallback": "none"}).ask("When do old API keys stop working?")
+    assert "48 hours" in kept.text and [f["kind"] for f in kept.flags] == ["contradicted"]
 
 
 def test_follow_up_is_rewritten_before_retrieval(make_answerer):

@@ -225,7 +225,8 @@ def test_an_abstention_quoting_the_closest_passages_masks_their_secrets(secret_a
 
 def test_personal_data_to_redact_is_never_streamed_unmasked(make_answerer, pii_scanner):
     gen = FakeGenerator(lambda m: "Open the admin console and press Rotate, or write to jane.doe@acme-corp.com [1].")
-    answerer = make_answerer(gen, leaks={"pii": "redact"})
+    # fallback none: the address is in no passage, and the guard would swap the answer for the passage's own.
+    answerer = make_answerer(gen, leaks={"pii": "redact"}, answer={"fallback": "none"})
     answerer._leaks = LeakScanner(answerer.settings.leaks, pii=pii_scanner.pii)    # spaCy loaded once
     run = answerer.stream("How do I rotate API keys?")
     events = list(run)
