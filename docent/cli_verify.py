@@ -56,6 +56,24 @@ def _show(verdict) -> None:
     click.echo(f"groundedness {verdict.score:.2f}")
 
 
+def _judge(settings):
+    """The bundled model as the sentence judge (None for a model server: no token
+    probabilities); loading it takes a few seconds."""
+    from bot.generators import GeneratorError, make_generator
+    from bot.guard.judge import ModelJudge
+    from bot.prompts import Prompts
+    generator = make_generator(settings.generation)
+    if not callable(getattr(generator, "side_context", None)):
+        return None
+    judge = ModelJudge(generator.side_context(), Prompts(settings.prompts_dir()))
+    try:
+        judge.warm_up()
+    except GeneratorError as exc:
+        raise click.ClickException(f"cannot load the model that judges sentences: {exc} "
+                                   f"(DOCENT_GUARD__JUDGE=false checks without it)")
+    return judge
+
+
 @click.command(epilog=VERIFY_EXIT_HELP)
 @click.option("--context", "contexts", multiple=True, metavar="FILE",
               help="A passage the answer may cite (repeat; the first is [1]).")
@@ -74,7 +92,10 @@ def verify(obj, contexts, answer, question, batch, as_json, strict) -> None:
     Sentences cite passages as [1], [2] (numbered in the order of --context); a
     sentence without a marker is checked against all of them. Each sentence is
     labelled supported, unsupported, contradicted (the passage says otherwise: another
-    number, a negation, an opposite word) or wrong_citation (another passage backs it).
+    number, a negation, an opposite word) or wrong_citation (another passage backs it),
+    with a level: flagged (the guard is sure), uncertain (not confirmed by the passages)
+    or supported. With guard.judge on (the default) the bundled model also judges each
+    sentence (a few seconds to load, then 2-4 s a sentence on 2 cores).
 
     \b
       docent verify --context install.md --answer "Run make install [1]."
@@ -86,7 +107,8 @@ def verify(obj, contexts, answer, question, batch, as_json, strict) -> None:
     if not batch and not answer:
         raise click.UsageError("nothing to check: give --answer TEXT|FILE (with --context FILE...) or --batch FILE")
     config = obj.settings.guard
-    guard = GroundednessGuard(config.threshold or None)       # loaded once for the whole batch
+    # Loaded once for the whole batch; the model as a judge when guard.judge is on.
+    guard = GroundednessGuard(config.threshold or None, judge=_judge(obj.settings) if config.judge else None)
     problems = False
     if batch:
         for _, context, text, asked in _batch(batch):
