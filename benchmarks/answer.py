@@ -368,6 +368,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=0, help="limit the answer part to N questions per set (0: all)")
     parser.add_argument("--configs", default="langchain-tutorial,docent,docent-grammar",
                         help="answer part: which pipelines to run (figures of others are kept from the last run)")
+    parser.add_argument("--sets", default="docs_qa,squad2", help="answer part: which question sets")
     parser.add_argument("--rerank", default=None, help="second-stage model for the hybrid+rerank row (e.g. all-mpnet-base-v2)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -388,7 +389,7 @@ def main() -> None:
         results["latency"] = part_latency(args.work, settings)
     if "answer" in parts:
         results["answer"] = part_answer(args.work, settings, args.questions, args.squad, args.configs.split(","),
-                                        results.get("answer", {}))
+                                        results.get("answer", {}), args.sets.split(","))
     if "ttft" in parts:
         results["ttft"] = part_ttft(args.work, settings)
     if "replay" in parts:
@@ -488,7 +489,8 @@ def _score(rows: list[dict]) -> dict:
     }
 
 
-def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str], previous: dict) -> dict:
+def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str], previous: dict,
+                sets_wanted: list[str] = ("docs_qa", "squad2")) -> dict:
     from bot.answer import BEFORE_MODEL, Answerer
     from bot.retrieval import Retriever
     from ingest.embedder import make_embedder
@@ -499,7 +501,7 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
     started = time.perf_counter()
     generator.warm_up()
     load_s = time.perf_counter() - started
-    sets = _answer_sets(limit, squad_n)
+    sets = {name: items for name, items in _answer_sets(limit, squad_n).items() if name in sets_wanted}
     configs = {
         "langchain-tutorial": None,
         "docent": settings,
