@@ -67,6 +67,28 @@ def test_html_escapes_document_text_and_links_only_listed_citations():
     assert "<mark>&lt;b&gt;make&lt;/b&gt;</mark>" in out
 
 
+def test_three_levels_a_warning_a_quiet_note_and_nothing():
+    # Flagged with high confidence: a warning (⚠, listed). Not confirmed (low confidence): a
+    # quiet mark, no warning. Supported: plain text.
+    from app import render_answer
+    from bot.answer import Answer
+    from bot.present import present
+    from bot.retrieval import Passage
+    text = "Keys rotate every 90 days [1]. Rotation runs at night [1]. It needs a VPN [1]."
+    sure = {"kind": "contradicted", "severity": "high", "span": [0, 30], "message": "contradicted: 90 vs 30",
+            "evidence": 1, "action": "flagged", "score": 0.9, "confidence": "high"}
+    unsure = {"kind": "unsupported", "severity": "low", "span": [31, 57], "message": "not confirmed by the passages",
+              "evidence": 1, "action": "flagged", "score": 0.4, "confidence": "low"}
+    passage = Passage((1,), "keys.md", None, None, (), "Keys rotate every 30 days. Rotation runs at night.", 1.0)
+    view = present(Answer("q", "q", text, False, [passage], [1], flags=[sure, unsure]))
+    levels = [(p.text, bool(p.flag), p.quiet) for p in view.pieces]
+    assert levels[0] == (text[:30], True, False) and levels[2] == (text[31:57], True, True)
+    out = render_answer(view, turn=1)
+    assert out.count("⚠") == 2                    # the mark on the sentence and its line in the list
+    assert 'class="docent-unconfirmed"' in out and "not confirmed by the passages" in out
+    assert "It needs a VPN" in out and out.count("docent-flagged") == 1
+
+
 def test_blocked_answer_shows_no_passages():
     from app import render_answer
     from bot.present import present
