@@ -226,11 +226,15 @@ class Answerer:
             self._generator = make_generator(self.settings.generation)
         return self._generator
 
-    def warm_up(self, collection: str | None = None) -> None:
+    def warm_up(self, collection: str | None = None, prefill: bool = False) -> None:
+        """Load the models. `prefill` (a server starting): also evaluate the sentence judge's
+        fixed prompt, which the first answer would otherwise wait for."""
         self.retriever.warm_up(collection)
         self.generator.warm_up()
         if self.guard is not None:
             self.guard.warm_up()         # the cross-encoder, when the model uses one
+            if prefill and self.guard.judge is not None:
+                self.guard.judge.prefill()
         if self.leak_scanner(collection) is not None:
             self.leak_scanner(collection).warm_up()         # presidio + spaCy
         # Read the templates now: a broken one fails at start, not on the first question.

@@ -80,9 +80,9 @@ class Service:
             self.stage = "Loading the models"
             with self._answering:
                 try:
-                    self.answerer.warm_up(collection if collection in self.collections() else None)
+                    self.answerer.warm_up(collection if collection in self.collections() else None, prefill=True)
                 except RetrievalError:
-                    self.answerer.warm_up(None)      # a broken collection must not stop the window
+                    self.answerer.warm_up(None, prefill=True)      # a broken collection must not stop the window
         except Exception as exc:                     # shown in the window; the app keeps running
             self.warm_up_error = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
         finally:

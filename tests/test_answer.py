@@ -122,6 +122,16 @@ def test_an_answer_to_another_question_than_the_one_asked_is_withdrawn(make_answ
         "How do I remove docent on Linux?").abstained
 
 
+def test_a_server_starting_evaluates_the_sentence_judges_prompt_before_the_first_question(make_answerer):
+    gen = FakeGenerator(judge=lambda m: 0.9)
+    answerer = make_answerer(gen, guard={"judge": True})
+    answerer.warm_up()
+    assert gen.calls == []                              # a one-shot ask pays for it only when a sentence needs it
+    answerer.warm_up(prefill=True)
+    [call] = gen.calls
+    assert call[0]["content"] == answerer.prompts.render("judge.system.txt") and len(call) > 3
+
+
 def test_a_generator_without_token_probabilities_skips_the_answerability_check(make_answerer):
     answer = make_answerer(FakeGenerator(), answer={"judge_answerable": 0.5}).ask("When do old API keys stop working?")
     assert not answer.abstained and "judge_ms" not in answer.timings

@@ -52,6 +52,22 @@ def test_ask_json_has_the_documented_fields(run, scripted):
     assert {"retrieve_ms", "first_token_ms", "total_ms", "tokens"} <= set(data["timings"])
 
 
+def test_ask_shows_a_warning_a_quiet_note_and_nothing(run, scripted):
+    # The three levels: sure (a warning), not confirmed (quiet), supported (nothing). A
+    # high "not confirmed" cut makes the restated first sentence merely not confirmed.
+    answer = "Open the admin console and press Rotate [1]. Old keys stop working after 48 hours [1]."
+    scripted(lambda m: answer)
+    env = {"DOCENT_GUARD__THRESHOLD": "0.99", "DOCENT_ANSWER__FALLBACK": "none"}
+    data = json.loads(run("ask", "How do I rotate API keys?", "--json", env=env).output)
+    levels = [(f["kind"], f["confidence"], data["answer"][f["span"][0]:f["span"][1]][:10]) for f in data["flags"]]
+    assert levels == [("unsupported", "low", "Open the a"), ("contradicted", "high", "Old keys s")]
+    shown = run("ask", "How do I rotate API keys?", env=env).output
+    assert "! contradicted" in shown and "? not confirmed by the passages" in shown
+    # At the fitted cuts the restated sentence is simply supported.
+    plain = json.loads(run("ask", "How do I rotate API keys?", "--json", env={"DOCENT_ANSWER__FALLBACK": "none"}).output)
+    assert [(f["kind"], f["confidence"]) for f in plain["flags"]] == [("contradicted", "high")]
+
+
 def test_ask_streams_text_then_sources(run, scripted):
     scripted(lambda m: "Backups run nightly at 02:00 [1].")
     result = run("ask", "When do backups run?")

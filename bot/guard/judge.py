@@ -81,6 +81,13 @@ class ModelJudge:
             self._prefix = prefix
         return self._prefix
 
+    def prefill(self) -> None:
+        """Evaluate the fixed prefix now (~850 tokens: 20-30 s on 2 cores), so that the
+        first answer does not wait for it; a server calls this while it starts."""
+        turn = self.prompts.render("judge.user.txt", passage="", claim="")
+        with self._lock:
+            self.generator.choice_probabilities(self.prefix() + [{"role": "user", "content": turn}], ["yes", "no"])
+
     def backed(self, claim: str, passages: Sequence[str]) -> float:
         """The model's probability that the passages back the claim."""
         # Both parts bounded, so that the prompt always fits the side context's window
