@@ -544,11 +544,8 @@ class Answerer:
             findings = [f for f in findings if f.action != "flagged" or f.span == (0, 0)
                         or f.span[0] < len(answer.lead)]
         spanless = [f for f in findings if f.span == (0, 0)]     # about the question or a passage, not the text
-        masked_kinds = [k for k in ("secret", "pii") if getattr(config, k) in ("redact", "block")]
-        if masked_kinds:
-            # What is shown of the passages never holds what the answer may not.
-            answer.passages = [replace(p, text=redact(p.text, scanner.find(p.text, masked_kinds))[0])
-                               for p in answer.passages]
+        # What is shown of the passages never holds what the answer may not.
+        answer.passages = scanner.shown(answer.passages)
         if any(f.action == "blocked" for f in findings):
             what = sorted({"a secret" if f.kind == "secret" else "personal data" if f.kind == "pii"
                            else "text marked confidential" for f in findings if f.action == "blocked"})

@@ -165,11 +165,14 @@ def retrieve(obj, query, collection, k, mode, as_json) -> None:
     from bot.retrieval import Retriever
     if not query.strip():
         _fail("the query is empty", EXIT_USAGE)
+    from bot.guard.leaks import LeakScanner
     result = _run_guarded(lambda: Retriever(obj.settings, home=obj.home).retrieve(query, collection, k=k, mode=mode))
+    # Masked by the collection's leak policy, as ask's sources are.
+    passages = LeakScanner(obj.settings.leaks_for(collection)).shown(result.passages)
     if as_json:
-        click.echo(json.dumps([p.to_dict(n) for n, p in enumerate(result.passages, start=1)], indent=2, ensure_ascii=False))
+        click.echo(json.dumps([p.to_dict(n) for n, p in enumerate(passages, start=1)], indent=2, ensure_ascii=False))
         return
-    if not result.passages:
+    if not passages:
         click.echo("no passages found")
         return
-    _print_passages(result.passages)
+    _print_passages(passages)

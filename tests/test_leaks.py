@@ -336,3 +336,26 @@ def test_a_secret_written_out_in_prose_is_found():
     for harmless in ("The API key expires after 90 days.", "The token format is v2 and tokens rotate every hour.",
                      "Set the password to your-password-here before starting."):
         assert find_secrets(harmless) == [], harmless
+
+
+def test_every_surface_that_shows_passages_masks_their_secrets(secret_answerer, tmp_path, docs):
+    # retrieve (plain and --json) and the LangChain retriever show passages as ask does: masked.
+    from bot.lc_retriever import DocentRetriever
+    from docent.cli import main
+    answerer = secret_answerer()
+    docs_shown = DocentRetriever(retriever=answerer.retriever, k=3).invoke("access key of the backup job")
+    assert any("[AWS_KEY redacted]" in d.page_content for d in docs_shown)
+    assert all(AWS not in d.page_content for d in docs_shown)
+    # A caller that needs the stored text asks for it.
+    raw = DocentRetriever(retriever=answerer.retriever, k=3, mask=False).invoke("access key of the backup job")
+    assert any(AWS in d.page_content for d in raw)
+    home = tmp_path / "cli-home"
+    env = {"DOCENT_PROFILE": "test", "DOCENT_SETTINGS": None}
+    run = lambda *args: CliRunner().invoke(main, ["--home", str(home), *args], env=env, catch_exceptions=False)
+    assert run("ingest", str(docs), "-q").exit_code == 0
+    for args in (["retrieve", "access key of the backup job", "--json"], ["retrieve", "access key of the backup job"]):
+        result = run(*args)
+        assert result.exit_code == 0 and AWS not in result.output and "[AWS_KEY redacted]" in result.output
+    allowed = CliRunner().invoke(main, ["--home", str(home), "retrieve", "access key of the backup job"],
+                                 env={**env, "DOCENT_LEAKS__SECRET": "flag"})
+    assert AWS in allowed.output                      # the policy decides, not the surface

@@ -104,6 +104,16 @@ class LeakScanner:
         if self.config.pii != "allow":
             self.pii.warm_up()
 
+    def shown(self, passages: Sequence) -> list:
+        """Passages (anything with a `text`) as a surface may show them: secrets and
+        personal data masked where the policy redacts or blocks them. Every surface that
+        shows passage text goes through here: ask's sources, retrieve, the LangChain retriever."""
+        from dataclasses import replace
+        kinds = [k for k in ("secret", "pii") if getattr(self.config, k) in ("redact", "block")]
+        if not kinds:
+            return list(passages)
+        return [replace(p, text=redact(p.text, self.find(p.text, kinds))[0]) for p in passages]
+
     def find(self, text: str, kinds: Sequence[str] = KINDS) -> list[Leak]:
         from bot.guard.confidential import find_markings
         from bot.guard.secrets import find_secrets
