@@ -101,6 +101,11 @@ class Evaluation:
                "abstained": False, "cited_sources": [], "f1": None, "contains": None, "groundedness": None,
                "unsupported": 0, "leak_flags": 0, "flags": [], "retrieve_ms": 0.0, "first_token_ms": 0.0,
                "total_ms": 0.0, "error": None}
+        scanner = self.answerer.leak_scanner(self.collection)
+        if scanner is not None and row["reference"]:
+            # The reference answer was written from a passage: shown in rows and reports, it
+            # is masked like the passages docent shows.
+            row["reference"] = scanner.masked(row["reference"])
         try:
             found = self.answerer.retriever.retrieve(question, self.collection, k=self.k)
             row["retrieved"] = [{"source": p.source, "chunk_id": p.chunk_ids[0], "score": round(float(p.score), 4)}

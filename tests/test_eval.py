@@ -267,3 +267,21 @@ def test_answers_to_rewordings_are_checked_against_the_original_answer(settings,
     assert original["answer"] == same["answer"] and same["entailment"] == 1.0
     assert other["entailment"] == 0.5          # its second sentence is not in the original answer
     assert summarize(rows)["consistency"]["entailment"] == pytest.approx((1.0 + other["entailment"]) / 2, abs=1e-3)
+
+
+def test_eval_rows_mask_a_secret_in_the_reference_answer(settings, eval_docs, tmp_path):
+    # A reference written from a passage that holds a key: rows and the report show it masked.
+    from bot.answer import Answerer
+    from bot.retrieval import Retriever
+    from evaluation.dataset import EvalItem
+    from evaluation.run import Evaluation
+    key = "AKIAJ7Q3ZKXWPM4TNB2R"
+    embedder = FakeEmbedder()
+    s = settings.with_values("retrieval", min_score=0.0)
+    answerer = Answerer(s, retriever=Retriever(s, embedder), generator=FakeGenerator(lambda m: "I don't know."))
+    item = EvalItem("q", "Which access key does the backup job use?", f"the access key {key}")
+    out = tmp_path / "out"
+    rows = Evaluation(answerer, None, out).run([item])
+    assert rows[0]["reference"] == "the access key [AWS_KEY redacted]"
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert written and not [p for p in written if key in p.read_text(errors="ignore")]

@@ -109,10 +109,12 @@ class LeakScanner:
         personal data masked where the policy redacts or blocks them. Every surface that
         shows passage text goes through here: ask's sources, retrieve, the LangChain retriever."""
         from dataclasses import replace
+        return [replace(p, text=self.masked(p.text)) for p in passages]
+
+    def masked(self, text: str) -> str:
+        """The text with what the policy redacts or blocks (secrets, personal data) masked."""
         kinds = [k for k in ("secret", "pii") if getattr(self.config, k) in ("redact", "block")]
-        if not kinds:
-            return list(passages)
-        return [replace(p, text=redact(p.text, self.find(p.text, kinds))[0]) for p in passages]
+        return redact(text, self.find(text, kinds))[0] if kinds and text else text
 
     def find(self, text: str, kinds: Sequence[str] = KINDS) -> list[Leak]:
         from bot.guard.confidential import find_markings
