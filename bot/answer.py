@@ -245,7 +245,8 @@ class Answerer:
     # --- the steps ---------------------------------------------------------------------
 
     def check_question(self, question: str) -> str:
-        question = (question or "").strip()
+        from bot.retrieval import clean_query
+        question = clean_query(question)
         if not question:
             raise AnswerError("the question is empty: type what you want to know")
         limit = self.config.max_question_chars

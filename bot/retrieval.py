@@ -88,6 +88,16 @@ its me my of on or our should so than that the their them then there these this 
 when where which who whom why will with would you your yes no not please tell explain show give""".split())
 
 
+# NUL, other control characters (tab and newline aside) and zero-width or direction marks:
+# invisible, so a question made only of them is empty.
+_INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
+
+
+def clean_query(text: str | None) -> str:
+    """A question or query as typed, without invisible characters, trimmed."""
+    return _INVISIBLE.sub("", text or "").strip()
+
+
 def keyword_query(question: str) -> str:
     words = re.findall(r"\w+", question.lower())
     kept = [w for w in words if w not in STOPWORDS]

@@ -162,9 +162,14 @@ def chat(obj, collection) -> None:
 @click.pass_obj
 def retrieve(obj, query, collection, k, mode, as_json) -> None:
     """Just the passages that best match QUERY, with their scores (no language model)."""
-    from bot.retrieval import Retriever
-    if not query.strip():
+    from bot.retrieval import Retriever, clean_query
+    query = clean_query(query)
+    if not query:
         _fail("the query is empty", EXIT_USAGE)
+    limit = obj.settings.answer.max_question_chars
+    if len(query) > limit:
+        _fail(f"the query is {len(query):,} characters long; the limit is {limit:,} (setting "
+              f"answer.max_question_chars)", EXIT_USAGE)
     from bot.guard.leaks import LeakScanner
     result = _run_guarded(lambda: Retriever(obj.settings, home=obj.home).retrieve(query, collection, k=k, mode=mode))
     # Masked by the collection's leak policy, as ask's sources are.

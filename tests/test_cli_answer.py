@@ -83,13 +83,17 @@ def test_ask_abstains_plainly(run, scripted):
     assert "closest passages" in data["answer"]
 
 
-@pytest.mark.parametrize("question, message", [("  ", "the question is empty"),
+@pytest.mark.parametrize("question, message", [("  ", "is empty"),
+                                               ("\x00\u200b\u200d\ufeff ", "is empty"),
                                                ("x" * 20_000, "20,000 characters")])
-def test_bad_questions_exit_2_with_one_line(run, scripted, question, message):
-    scripted(lambda m: "unused [1].")
-    result = run("ask", question)
+@pytest.mark.parametrize("command", ["ask", "retrieve"])
+def test_bad_questions_exit_2_with_one_line(run, scripted, question, message, command):
+    # Only invisible characters (NUL, zero-width) is empty; retrieve has ask's length limit.
+    fake = scripted(lambda m: "unused [1].")
+    result = run(command, question)
     assert result.exit_code == 2
-    assert message in result.output and "Traceback" not in result.output
+    assert message in result.output and "Traceback" not in result.output and len(result.output.splitlines()) == 1
+    assert fake.calls == []
 
 
 def test_missing_collection_exits_5(run, scripted):
