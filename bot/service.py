@@ -10,6 +10,7 @@ uploaded files, list and remove sources, record feedback. app.py only draws it.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -191,8 +192,16 @@ class Service:
         path = self.feedback_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rating": rating,
-                "collection": collection or self.default_collection, "question": question, **answer}
-        with open(path, "a", encoding="utf-8") as fh:
+                "collection": collection or self.default_collection, **answer, "question": question}
+        scanner = self.answerer.leak_scanner(collection)
+        if scanner is not None:                       # the answer comes masked already; what was typed not
+            for key in ("question", "standalone_question"):
+                if isinstance(line.get(key), str):
+                    line[key] = scanner.masked(line[key])
+        # Questions and answers may hold personal data: readable by the owner only.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.chmod(path, 0o600)                        # a file made before this rule too
+        with os.fdopen(fd, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
         return path
 

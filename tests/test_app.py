@@ -226,6 +226,10 @@ def test_feedback_lines_hold_the_question_and_answer(service):
     assert [line["rating"] for line in lines] == ["down", "up"]
     assert lines[0]["question"] == "How do I rotate API keys?" and lines[0]["answer"] == answer.text
     assert lines[0]["citations"][0]["source"].endswith("faq.txt") and lines[0]["collection"] == "default"
+    assert path.stat().st_mode & 0o777 == 0o600          # questions may hold personal data: owner only
+    # A key pasted into a question is kept masked, as the leak policy masks it in answers.
+    service.record_feedback("down", "Is AKIAJ7Q3ZKXWPM4TNB2R still valid?", answer.to_dict(), None)
+    assert "AKIAJ7Q3ZKXWPM4TNB2R" not in path.read_text() and "[AWS_KEY redacted]" in path.read_text()
 
 
 def test_unknown_collection_is_a_clear_error(service):
