@@ -167,20 +167,27 @@ def sources(obj: Context, collection, as_json) -> None:
         labels = ingestor.label_counts(collection)
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
+    from bot.guard.labels import ChunkLabeller
+    rules = ChunkLabeller(obj.settings.leaks_for(collection))
     if as_json:
-        click.echo(json.dumps([{**r.__dict__, "labels": labels.get(r.path, {})} for r in records], indent=2))
+        click.echo(json.dumps([{**r.__dict__, "labels": labels.get(r.path, {}),
+                                "restricted_by": rules.restricting_rule(r.path)} for r in records], indent=2))
         return
     if not records:
         click.echo("the collection is empty")
         return
-    width = min(70, max(len(r.path) for r in records))
+    shown = {r.path: _printable(r.path) for r in records}
+    width = min(70, max(len(p) for p in shown.values()))
     click.echo(f"{'file':<{width}}  {'chunks':>6}  {'status':<6}  {'last ingested':<16}  labels (chunks)")
     for r in records:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.ingested_at))
-        path = r.path if len(r.path) <= width else "…" + r.path[-(width - 1):]
+        path = shown[r.path] if len(shown[r.path]) <= width else "…" + shown[r.path][-(width - 1):]
         line = f"{path:<{width}}  {r.n_chunks:>6}  {r.status:<6}  {when:<16}  {_labels(labels.get(r.path, {}))}"
+        rule = rules.restricting_rule(r.path)
+        if rule:
+            line += f"  (restricted by the path rule {_printable(rule)})"
         if r.status != "ok" and r.error:
-            line += f"  ({r.error})"
+            line += f"  ({_printable(r.error)})"
         click.echo(line.rstrip())
     ok = [r for r in records if r.status == "ok"]
     totals: dict[str, int] = {}
@@ -192,6 +199,12 @@ def sources(obj: Context, collection, as_json) -> None:
     excluded = [label for label in obj.settings.leaks_for(collection).exclude if totals.get(label)]
     if excluded:
         click.echo(f"never retrieved (settings leaks.exclude): chunks labelled {', '.join(excluded)}")
+
+
+def _printable(text: str) -> str:
+    """A file name or message as one safe line: newlines, escape sequences and other
+    control characters written as escapes, not sent to the terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def _labels(counts: dict[str, int]) -> str:

@@ -106,6 +106,7 @@ class LeakSettings:
     pii: str = "flag"
     confidential: str = "flag"
     restricted_paths: tuple[str, ...] = ()
+    paths_case_sensitive: bool = False
     exclude: tuple[str, ...] = ("restricted",)
     restricted: str = "block"
 

@@ -40,6 +40,10 @@ def test_a_marking_in_the_header_labels_the_whole_file_and_path_rules_restrict()
     assert marked == [{"confidential": 1}, {"confidential": 1}]
     assert label("/srv/share/hr/pay.md", ["Salaries rise 3%."]) == [{"restricted": 1}]
     assert label("/srv/share/chr/pay.md", ["Salaries rise 3%."]) == [{}]
+    # Regardless of case by default: a folder named HR in another case does not slip out.
+    assert label("/srv/share/HR2/HR/bonus.md", ["Bonuses are 5%."]) == [{"restricted": 1}]
+    assert _labeller(restricted_paths=("hr/**",), paths_case_sensitive=True).label(
+        "/srv/share/HR2/HR/bonus.md", ["Bonuses are 5%."]) == [{}]
     # A restricted classification is also a confidentiality marking.
     assert label("/docs/x.md", ["---\nsensitivity: restricted\n---\nText."]) == [{"restricted": 1, "confidential": 1}]
 
@@ -96,8 +100,25 @@ def test_sources_shows_label_counts(settings, restricted_docs, monkeypatch):
     assert line.rstrip().endswith("secret 1")
     assert "labelled chunks: restricted 1, secret 1" in shown.output
     assert "never retrieved (settings leaks.exclude): chunks labelled restricted" in shown.output
+    # Which rule restricted a file, so a surprising restriction can be traced.
+    salaries = next(l for l in shown.output.splitlines() if "salaries.md" in l)
+    assert salaries.endswith("(restricted by the path rule hr/**)")
     rows = json.loads(CliRunner().invoke(main, ["sources", "--json"]).output)
-    assert next(r for r in rows if r["path"].endswith("salaries.md"))["labels"] == {"restricted": 1}
+    row = next(r for r in rows if r["path"].endswith("salaries.md"))
+    assert row["labels"] == {"restricted": 1} and row["restricted_by"] == "hr/**"
+    assert next(r for r in rows if r["path"].endswith("keys.md"))["restricted_by"] is None
+
+
+def test_sources_prints_control_characters_in_file_names_as_escapes(settings, docs, monkeypatch):
+    from click.testing import CliRunner
+    from docent import cli
+    from docent.cli import main
+    (docs / "odd\nname\x1b[31m.md").write_text("# Odd\n\nA file with a strange name.\n")
+    _ingest(settings, docs, FakeEmbedder())
+    monkeypatch.setattr(cli, "load_settings", lambda file=None: settings)
+    shown = CliRunner().invoke(main, ["sources"]).output
+    assert "\x1b" not in shown and "odd\\nname\\x1b[31m.md" in shown
+    assert len(shown.splitlines()) == len([p for p in docs.rglob("*") if p.is_file()]) + 2   # header + total
 
 
 def test_a_file_the_scanner_cannot_check_is_not_indexed_unchecked(settings, docs):

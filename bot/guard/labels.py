@@ -61,7 +61,7 @@ class ChunkLabeller:
         from docent.settings import LeakSettings
         self.config = config or LeakSettings()
         self.per_collection = dict(per_collection or {})
-        rules = ",".join(sorted(self.config.restricted_paths))
+        rules = ",".join(sorted(self.config.restricted_paths)) + ("" if not self.config.paths_case_sensitive else ":case")
         # Stored with the collection: other rules or other path settings mean new labels.
         self.version = f"{VERSION}:{hashlib.sha256(rules.encode()).hexdigest()[:12]}"
 
@@ -75,11 +75,16 @@ class ChunkLabeller:
         return self if config is None or config == self.config else ChunkLabeller(config)
 
     def restricted_path(self, path: str) -> bool:
-        """A path rule matches the whole path, its tail from any folder, or a part."""
+        return self.restricting_rule(path) is not None
+
+    def restricting_rule(self, path: str) -> str | None:
+        """The first path rule that matches the whole path or its tail from any folder
+        (regardless of case unless leaks.paths_case_sensitive), or None."""
+        fold = (lambda text: text) if self.config.paths_case_sensitive else str.casefold
         parts = PurePath(path).parts
-        tails = ["/".join(parts[i:]) for i in range(len(parts))]
-        return any(fnmatch.fnmatch(tail, rule) or fnmatch.fnmatch(path, rule)
-                   for rule in self.config.restricted_paths for tail in tails)
+        candidates = [fold(path)] + [fold("/".join(parts[i:])) for i in range(len(parts))]
+        return next((rule for rule in self.config.restricted_paths
+                     if any(fnmatch.fnmatchcase(c, fold(rule)) for c in candidates)), None)
 
     def label(self, path: str, chunks: Sequence[str]) -> list[dict[str, int]]:
         """{label: count} for each chunk of one file (empty dict: nothing found)."""
