@@ -175,10 +175,18 @@ def _word_runs(text, start, end, tokens, section, limit, count_tokens) -> list[_
     return units
 
 
+# A tokenizer makes one [UNK] of a word past its length limit (WordPiece: 100 characters),
+# so a 2 MB line without spaces counts as a single token. Counted here as at least one
+# token per this many characters, so no chunk grows past the limit whatever the input.
+CHARS_PER_TOKEN_AT_MOST = 12
+
+
 def _count(text: str, spans, count_tokens: CountTokens) -> list[int]:
     if not spans:
         return []
-    return [max(0, n - _SPECIAL_TOKENS) for n in count_tokens([text[s[0]:s[1]] for s in spans])]
+    counted = count_tokens([text[s[0]:s[1]] for s in spans])
+    return [max(0, n - _SPECIAL_TOKENS, -(-(span[1] - span[0]) // CHARS_PER_TOKEN_AT_MOST))
+            for n, span in zip(counted, spans)]
 
 
 def _prefix_tokens(paths: list[tuple[str, ...]], count_tokens: CountTokens) -> list[int]:

@@ -102,3 +102,18 @@ def test_document_title_heads_chunks_before_any_heading():
     assert chunks[0].heading_path == ("Handbook",)
     assert chunks[-1].heading_path[-1] == "Part"
     assert embed_text(chunks[0].heading_path, chunks[0].text).startswith("Handbook\n")
+
+
+def test_no_chunk_exceeds_the_limit_whatever_the_input():
+    # A 2 MB line without whitespace is one "word": a tokenizer counts it as one [UNK].
+    from ingest.chunking import CHARS_PER_TOKEN_AT_MOST
+    blob = "QUJD" * 500_000
+    doc = _doc("# Dump\n\nBefore it.\n\n" + blob + "\n\nAfter it.")
+    chunks = chunk_document(doc, lambda texts: [3 for _ in texts], max_tokens=240, min_tokens=48)
+    start = doc.text.index(blob)
+    covered = set()
+    for c in chunks:
+        covered.update(range(max(c.start, start), min(c.end, start + len(blob))))
+    assert len(covered) == len(blob)                                         # nothing lost
+    assert max(len(c.text) for c in chunks) <= 240 * CHARS_PER_TOKEN_AT_MOST
+    assert any("After it." in c.text for c in chunks)
