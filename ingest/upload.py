@@ -59,9 +59,13 @@ def stage_uploads(files: Sequence[str | os.PathLike], dest: Path, max_bytes: int
             refused.append(Refused(path.name, "empty file"))
         elif name.lower().endswith(".zip"):
             try:
-                staged.append(_unpack(path, dest / name[:-4], max_bytes, max_files))
+                folder, skipped = _unpack(path, dest / name[:-4], max_bytes, max_files)
+                staged.append(folder)
+                refused += skipped
             except UploadError as exc:
                 refused.append(Refused(path.name, str(exc)))
+            except OSError as exc:
+                refused.append(Refused(path.name, f"cannot be unpacked here ({exc.strerror or exc})"))
         elif loaders.format_for(Path(name)) is None:
             suffix = Path(name).suffix or "no extension"
             refused.append(Refused(path.name, f"unsupported format ({suffix}); docent reads "
@@ -71,7 +75,11 @@ def stage_uploads(files: Sequence[str | os.PathLike], dest: Path, max_bytes: int
                                               f"{max_bytes / 2**20:.0f} MiB, setting ui.max_upload_mb)"))
         else:
             target = dest / name
-            _copy_atomic(path, target)
+            try:
+                _copy_atomic(path, target)
+            except OSError as exc:         # a name too long for the disk, a folder of that name...
+                refused.append(Refused(path.name, f"cannot be stored ({exc.strerror or exc})"))
+                continue
             staged.append(target)
     return staged, refused
 
@@ -95,8 +103,11 @@ def _copy_atomic(source: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _unpack(archive: Path, target: Path, max_bytes: int, max_files: int) -> Path:
-    """Unpack into a fresh folder, then swap it in for the one a previous upload made."""
+def _unpack(archive: Path, target: Path, max_bytes: int, max_files: int) -> tuple[Path, list[Refused]]:
+    """Unpack into a fresh folder, then swap it in for the one a previous upload made.
+    A member the disk will not take (its name too long, a file where the zip also has a
+    folder of that name) is refused with its reason; the others go in."""
+    skipped: list[Refused] = []
     try:
         with zipfile.ZipFile(archive) as zf:
             members = [m for m in zf.infolist() if not m.is_dir()]
@@ -118,10 +129,14 @@ def _unpack(archive: Path, target: Path, max_bytes: int, max_files: int) -> Path
                     if member.flag_bits & 0x1:
                         raise UploadError("the zip is encrypted")
                     out = fresh.joinpath(*parts)
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    with zf.open(member) as src, open(out, "wb") as dst:
-                        # Read at most what the header promised: a lying header cannot fill the disk.
-                        dst.write(src.read(member.file_size + 1)[:member.file_size])
+                    try:
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        with zf.open(member) as src, open(out, "wb") as dst:
+                            # Read at most what the header promised: a lying header cannot fill the disk.
+                            dst.write(src.read(member.file_size + 1)[:member.file_size])
+                    except OSError as exc:
+                        skipped.append(Refused(f"{archive.name}: {member.filename}",
+                                               f"cannot be unpacked here ({exc.strerror or exc})"))
                 old = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
                 if target.exists():
                     os.replace(target, old)
@@ -133,4 +148,4 @@ def _unpack(archive: Path, target: Path, max_bytes: int, max_files: int) -> Path
         raise UploadError("not a valid zip file (corrupt or truncated)") from None
     except (zipfile.LargeZipFile, NotImplementedError, RuntimeError) as exc:
         raise UploadError(f"cannot unpack the zip: {exc}") from None
-    return target
+    return target, skipped

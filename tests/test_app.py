@@ -166,6 +166,21 @@ def test_reuploading_a_zip_replaces_its_folder_and_files_left_out_leave_the_inde
     assert "handbook/travel.md" in names and "handbook/meals.md" not in names
 
 
+def test_a_zip_member_the_disk_will_not_take_is_refused_and_the_rest_of_the_batch_goes_in(service, tmp_path):
+    # "a" is a file and a folder at once; a 300-character name is past the file system's limit.
+    clash = _zip(tmp_path / "odd.zip", {"a": "plain", "a/b.md": "# B\n\nInside a.\n", "x" * 300 + ".md": "# X\n\nx\n",
+                                        "good.md": "# Good\n\nThe canteen opens at eight.\n"})
+    other = tmp_path / "other.md"
+    other.write_text("# Other\n\nParking is behind the building.\n")
+    results = {r.name: (r.action, r.reason) for r in service.add_files([clash, other], "default")}
+    assert results["odd/good.md"][0] == "added" and results["other.md"][0] == "added"
+    failed = {name: reason for name, (action, reason) in results.items() if action == "failed"}
+    assert any(name.startswith("odd.zip: ") and "x" * 300 in name for name in failed)
+    assert "odd.zip: a/b.md" in failed or "odd.zip: a" in failed
+    assert all("cannot be unpacked here" in reason for name, reason in failed.items() if name.startswith("odd.zip"))
+    assert "Traceback" not in "".join(failed.values())
+
+
 def test_uploaded_file_is_answerable_and_removing_it_deletes_the_copy(service, tmp_path):
     upload = tmp_path / "holidays.md"
     upload.write_text("# Holidays\n\nThe office is closed on 3 March for the spring holiday.\n")
