@@ -608,12 +608,8 @@ class Answerer:
     def sentence_judge(self):
         """The answering model as the guard's judge, in a llama.cpp context of its own
         (None for a generator without token probabilities)."""
-        from bot.guard.judge import ModelJudge
-        generator = self.generator
-        if not callable(getattr(generator, "choice_probabilities", None)):
-            return None
-        side = generator.side_context() if callable(getattr(generator, "side_context", None)) else generator
-        return ModelJudge(side, self.prompts)
+        from bot.guard.judge import judge_for
+        return judge_for(self.generator, self.prompts)
 
     def check_groundedness(self, answer: Answer):
         """Every sentence checked against the passages it cites: findings into flags,

@@ -60,12 +60,11 @@ def _judge(settings):
     """The bundled model as the sentence judge (None for a model server: no token
     probabilities); loading it takes a few seconds."""
     from bot.generators import GeneratorError, make_generator
-    from bot.guard.judge import ModelJudge
+    from bot.guard.judge import judge_for
     from bot.prompts import Prompts
-    generator = make_generator(settings.generation)
-    if not callable(getattr(generator, "side_context", None)):
+    judge = judge_for(make_generator(settings.generation), Prompts(settings.prompts_dir()))
+    if judge is None:
         return None
-    judge = ModelJudge(generator.side_context(), Prompts(settings.prompts_dir()))
     try:
         judge.warm_up()
     except GeneratorError as exc:

@@ -175,10 +175,11 @@ def check(claim: str, passages: list[str]) -> ExactResult:
     result.missing = [fact for fact in result.facts if not any(found_in(fact, p) for p in passages)]
     if any(quoted_in(claim, p) for p in passages):
         return result                  # a sentence the passage says word for word contradicts nothing
+    claim_words = _words(strip_markers(claim))
     aligned, share = best_sentence(claim, passages)
     if aligned is not None and share >= 0.5:
         result.conflicts = conflicts(claim, aligned, result.facts, result.missing, close=share >= 0.7)
-        claim_words, aligned_words = _words(strip_markers(claim)), _words(aligned)
+        aligned_words = _words(aligned)
         result.certain = bool(result.conflicts) and (
             any(_NUMBER_CHANGE.match(c) for c in result.conflicts)
             or _negation_toggled(claim_words, aligned_words) is not None
@@ -186,7 +187,6 @@ def check(claim: str, passages: list[str]) -> ExactResult:
             or _same_order(claim_words, aligned_words) and any("negated" not in c for c in result.conflicts))
     if not result.conflicts:
         # The sentence it restates may be cut wrongly in a hard-wrapped passage: read the whole.
-        claim_words = _words(strip_markers(claim))
         flipped = next((w for p in passages if (w := _negation_toggled(claim_words, _passage_words(p)))), None)
         if flipped:
             result.conflicts = [f"'{flipped}' is negated in one of the claim and the passage, not the other"]

@@ -11,7 +11,7 @@ It runs in a context of its own (LlamaCppGenerator.side_context: the same weight
 small window), so its fixed prefix stays in llama.cpp's cache between answers, and so
 does the answer prompt's: a sentence costs only its excerpt and its own tokens.
 
-    judge = ModelJudge(generator, prompts)
+    judge = judge_for(generator, prompts)   # None for a generator without token probabilities
     judge.backed("Backups are kept for two weeks.", [passage text, ...])   # -> P(yes)
 """
 
@@ -98,3 +98,13 @@ class ModelJudge:
             yes, _ = self.generator.choice_probabilities(self.prefix() + [{"role": "user", "content": turn}],
                                                          ["yes", "no"])
         return float(yes)
+
+
+def judge_for(generator, prompts) -> ModelJudge | None:
+    """The answering model as the sentence judge, in a llama.cpp context of its own where
+    the generator can open one; None for a generator without token probabilities (a model
+    server). The one way the answer pipeline, `docent verify` and training build it."""
+    if not callable(getattr(generator, "choice_probabilities", None)):
+        return None
+    side = generator.side_context() if callable(getattr(generator, "side_context", None)) else generator
+    return ModelJudge(side, prompts)

@@ -81,8 +81,10 @@ class CachedJudge:
     def judge(self):
         if self._judge is None:
             from bot.generators import make_generator
-            from bot.guard.judge import ModelJudge
-            self._judge = ModelJudge(make_generator(self.settings.generation).side_context(), self.prompts)
+            from bot.guard.judge import judge_for
+            self._judge = judge_for(make_generator(self.settings.generation), self.prompts)
+            if self._judge is None:
+                raise SystemExit("the judge needs a generator with token probabilities (the bundled llama.cpp model)")
         return self._judge
 
     def warm_up(self) -> None:
