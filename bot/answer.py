@@ -382,9 +382,11 @@ class Answerer:
         # Secrets are masked before they reach the screen, not after the answer is done.
         leak_policy = self.settings.leaks_for(collection)
         masked = StreamRedactor() if leak_policy.secret in ("redact", "block") else None
-        # Personal data cannot be recognised word by word: when it must be masked, the
-        # answer is shown once checked instead of streamed.
-        hold = leak_policy.pii in ("redact", "block")
+        # Personal data cannot be recognised word by word, and a withheld answer must not
+        # have been shown: then the answer is shown once checked instead of streamed.
+        hold = leak_policy.pii in ("redact", "block") or self.may_withhold(passages, collection)
+        if hold:
+            yield Event("status", "Checking the answer before it is shown…")
         pieces: list[str] = []
         emitted: list[str] = []
         first = None
@@ -570,6 +572,21 @@ class Answerer:
                 if hidden:
                     flag["message"] = redact(flag["message"], hidden)[0]
         answer.guard_ms = round(answer.guard_ms + _ms(started), 1)
+
+    def may_withhold(self, passages: Sequence[Passage], collection: str | None) -> bool:
+        """Whether the policy could withhold an answer written from these passages: one
+        repeats a restricted document's words, holds a secret, or is marked confidential,
+        and that kind is blocked. Such an answer is held until checked: blocked text never
+        reaches a client, not even for the seconds before it is withheld."""
+        config = self.settings.leaks_for(collection)
+        texts = [p.text for p in passages]
+        if config.restricted == "block":
+            restricted = self.retriever.restricted_text(collection)
+            if any(restricted.shared(text)[0] for text in texts):
+                return True
+        kinds = [k for k in ("secret", "confidential") if getattr(config, k) == "block"]
+        scanner = self.leak_scanner(collection) if kinds else None
+        return scanner is not None and any(scanner.find(text, kinds) for text in texts)
 
     def check_restricted(self, answer: Answer, collection: str | None) -> None:
         """The answer repeats a run of words of a restricted chunk: flagged, or withheld."""

@@ -73,6 +73,7 @@ REPLACED = {
     "abstain": "The answer above was not backed by the passages, so it is withdrawn:",
     "citations": "Citations corrected to the passages that hold the words:",
     "guard": "Sentences the passages do not back were removed:",
+    "blocked": "The answer above is withdrawn by the leak policy:",
 }
 
 

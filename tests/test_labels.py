@@ -163,6 +163,32 @@ def test_an_answer_repeating_restricted_text_is_withheld_or_flagged(restricted_d
     assert not plain.blocked and not any(f["kind"] == "restricted_overlap" for f in plain.flags)
 
 
+def test_a_withheld_answer_never_streams(restricted_docs, make_answerer):
+    """The block is decided after the answer is written; the words it is withheld for
+    must not have reached the screen before that (they did, streamed, then withheld)."""
+    from ingest.pipeline import Ingestor
+    from tests.conftest import FakeGenerator
+    (restricted_docs / "meeting-notes.md").write_text(
+        "# Meeting notes\n\nFrom HR: the salary bands for engineers are reviewed every March.\n\n"
+        "# Backups\n\nBackups run nightly at 02:00 and are kept for thirty days.\n")
+    script = {"salary": "The committee said the salary bands for engineers are reviewed every March [1].",
+              "backups": "Backups run nightly at 02:00 and are kept for thirty days [1]."}
+    made = make_answerer(FakeGenerator(lambda m: script["salary" if "salary" in m[-1]["content"].lower().split("question")[-1]
+                                                        else "backups"]),
+                         leaks={"restricted_paths": ("hr/**",), "restricted": "block"})
+    Ingestor(made.settings, embedder=made.retriever.embedder).ingest([restricted_docs])
+    run = made.stream("When are the salary bands reviewed?")
+    events = list(run)
+    assert run.answer.blocked
+    sent = "".join(e.text for e in events)
+    assert "reviewed every March" not in sent and "committee" not in sent
+    assert [e.text for e in events if e.kind == "token"] == [run.answer.text]
+    # An answer from passages that cannot trigger a block still streams word by word.
+    run = made.stream("How long are backups kept?")
+    events = list(run)
+    assert not run.answer.blocked and len([e for e in events if e.kind == "token"]) > 3
+
+
 def test_each_collection_has_its_own_leak_policy(tmp_path, restricted_docs):
     """[collections.NAME.leaks] in the settings file: the vault collection restricts hr/
     and never retrieves chunks holding secrets, and withholds an answer with one; the
