@@ -28,10 +28,10 @@ class TimedLabeller:
     def for_collection(self, name):
         return self
 
-    def label(self, path, texts):
+    def label(self, path, texts, spans=None):
         started = time.perf_counter()
         try:
-            return self.inner.label(path, texts)
+            return self.inner.label(path, texts, spans)
         finally:
             self.seconds += time.perf_counter() - started
             self.chunks += len(texts)

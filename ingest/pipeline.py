@@ -156,7 +156,7 @@ def _prefetch(fn, items: Sequence, ahead: int = 4) -> Iterator:
 class Ingestor:
     def __init__(self, settings: Settings, embedder=None, home: str | os.PathLike | None = None, labeller=None):
         """`labeller`: labels each chunk at ingest (bot.guard.labels.ChunkLabeller: what
-        must not leak); anything with `version`, `label(path, texts) -> [{label: count}]` and
+        must not leak); anything with `version`, `label(path, texts, spans) -> [{label: count}]` and
         `for_collection(name)` (the labeller with that collection's rules). None: chunks are
         stored without labels."""
         self.settings = settings
@@ -271,7 +271,7 @@ class Ingestor:
         if not drafts:
             return _Examined(key, failure=("no text to index", digest, fmt))
         try:
-            labels = labeller.label(key, [d.text for d in drafts]) if labeller else [{}] * len(drafts)
+            labels = labeller.label(key, [d.text for d in drafts], [(d.start, d.end) for d in drafts]) if labeller else [{}] * len(drafts)
         except Exception as exc:      # a file that cannot be checked for secrets does not go in unchecked
             return _Examined(key, failure=(f"cannot be scanned for sensitive data ({type(exc).__name__}: {exc})",
                                            digest, fmt))

@@ -698,14 +698,15 @@ class CollectionWriter(_Base):
             self.conn.execute("DELETE FROM chunks WHERE path = ?", (path,))
 
     def relabel(self, label_file, version: str) -> int:
-        """Recompute every stored chunk's labels with `label_file(path, texts) -> [{label:
-        count}]` (the labelling rules changed); staged like any change. Returns chunks seen."""
+        """Recompute every stored chunk's labels with `label_file(path, texts, spans) ->
+        [{label: count}]` (the labelling rules changed); staged like any change. Returns chunks seen."""
         self._begin()
         self.conn.execute("DELETE FROM chunk_labels")
         seen = 0
         for (path,) in self.conn.execute("SELECT path FROM files WHERE status = 'ok'").fetchall():
-            rows = self.conn.execute("SELECT id, text FROM chunks WHERE path = ? ORDER BY ord", (path,)).fetchall()
-            for (chunk_id, _), labels in zip(rows, label_file(path, [r[1] for r in rows])):
+            rows = self.conn.execute("SELECT id, text, start, end FROM chunks WHERE path = ? ORDER BY ord",
+                                     (path,)).fetchall()
+            for (chunk_id, *_), labels in zip(rows, label_file(path, [r[1] for r in rows], [(r[2], r[3]) for r in rows])):
                 self.conn.executemany("INSERT INTO chunk_labels VALUES (?, ?, ?)",
                                       [(chunk_id, label, count) for label, count in labels.items()])
             seen += len(rows)

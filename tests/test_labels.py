@@ -130,7 +130,7 @@ def test_a_file_the_scanner_cannot_check_is_not_indexed_unchecked(settings, docs
         def for_collection(self, name):
             return self
 
-        def label(self, path, texts):
+        def label(self, path, texts, spans=None):
             if path.endswith("faq.txt"):
                 raise ValueError("scanner bug")
             return [{} for _ in texts]

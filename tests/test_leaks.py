@@ -363,3 +363,50 @@ def test_every_surface_that_shows_passages_masks_their_secrets(secret_answerer, 
     allowed = CliRunner().invoke(main, ["--home", str(home), "retrieve", "access key of the backup job"],
                                  env={**env, "DOCENT_LEAKS__SECRET": "flag"})
     assert AWS in allowed.output                      # the policy decides, not the surface
+
+
+def _pem_key(lines: int = 40) -> tuple[str, list[str]]:
+    import base64
+    import random
+    body = base64.b64encode(random.Random(7).randbytes(48 * lines)).decode()
+    rows = [body[i:i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN PRIVATE KEY-----\n" + "\n".join(rows) + "\n-----END PRIVATE KEY-----\n", rows
+
+
+def test_a_private_key_split_across_chunks_is_labelled_and_masked_in_every_chunk(make_answerer, docs):
+    """The key's body runs over several chunks: each chunk it reaches is labelled secret
+    and shows no line of it, and a model echoing the body streams none of it either."""
+    from bot.guard.labels import ChunkLabeller
+    from ingest.pipeline import Ingestor
+    key, rows = _pem_key()
+    (docs / "deploy.md").write_text("# Deploy key\n\nThe deploy job signs releases with this key:\n\n" + key
+                                    + "\nRotate the deploy key every ninety days.\n")
+
+    def echo_body(messages):
+        prompt = messages[-1]["content"]
+        body = [line for line in prompt.splitlines() if line in rows]
+        return "The key body is:\n\n" + "\n".join(body) + "\n-----END PRIVATE KEY-----\n\nKeep it safe [1]."
+    answerer = make_answerer(FakeGenerator(echo_body))
+    Ingestor(answerer.settings, embedder=answerer.retriever.embedder,
+             labeller=ChunkLabeller(answerer.settings.leaks)).ingest([docs])
+    store = answerer.retriever.collection(None)
+    chunks = [c for c in store.chunks(sorted(store.chunk_ids_of([str(docs / "deploy.md")])))]
+    holding = [c for c in chunks if any(row in c.text for row in rows)]
+    assert len(holding) >= 2 and any("BEGIN" not in c.text for c in holding)     # the key is split
+    secret_ids = store.labelled_ids(("secret",))
+    assert all(c.id in secret_ids for c in holding)
+    # Every chunk as a surface shows it: no line of the key.
+    assert not any(row in text for text in (answerer.leak_scanner().masked(c.text) for c in holding) for row in rows)
+    run = answerer.stream("What key does the deploy job sign releases with?")
+    streamed = "".join(e.text for e in run if e.kind != "status")
+    assert "[PRIVATE_KEY redacted]" in streamed
+    assert not any(row in streamed or row in run.answer.text for row in rows)
+    assert not any(row in c["text"] for c in run.answer.citations for row in rows)
+
+
+def test_key_body_rules_leave_certificates_and_hashes_alone():
+    key, rows = _pem_key(6)
+    certificate = key.replace("PRIVATE KEY", "CERTIFICATE")
+    hashes = "\n".join(f"{i:064x}" for i in range(1, 5))
+    assert find_secrets(certificate) == [] and find_secrets(hashes) == []
+    assert [m.type for m in find_secrets("\n".join(rows[2:]) + "\n-----END PRIVATE KEY-----")] == ["PRIVATE_KEY"]

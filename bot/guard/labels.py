@@ -2,7 +2,7 @@
 
     labeller = ChunkLabeller.from_settings(settings)
     Ingestor(settings, labeller=labeller)           # ingest/ takes it as a parameter
-    labeller.label("/docs/hr/pay.md", ["chunk text", ...])  -> [{"pii": 2}, {}, ...]
+    labeller.label("/docs/hr/pay.md", ["chunk text", ...], spans)  -> [{"pii": 2}, {}, ...]
 
 Labels: `secret` (keys, tokens, passwords: the same rules as at answer time), `pii`
 (a person's e-mail address, phone and card numbers, IBANs, public IP addresses: patterns
@@ -24,7 +24,7 @@ from pathlib import PurePath
 from typing import Sequence
 
 LABELS = ("secret", "pii", "confidential", "restricted", "injection")
-VERSION = "4"      # bump when the rules change: stored labels are then recomputed
+VERSION = "5"      # bump when the rules change: stored labels are then recomputed
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
@@ -86,11 +86,13 @@ class ChunkLabeller:
         return next((rule for rule in self.config.restricted_paths
                      if any(fnmatch.fnmatchcase(c, fold(rule)) for c in candidates)), None)
 
-    def label(self, path: str, chunks: Sequence[str]) -> list[dict[str, int]]:
-        """{label: count} for each chunk of one file (empty dict: nothing found)."""
+    def label(self, path: str, chunks: Sequence[str],
+              spans: Sequence[tuple[int, int]] | None = None) -> list[dict[str, int]]:
+        """{label: count} for each chunk of one file (empty dict: nothing found). `spans`:
+        each chunk's (start, end) in the document's text; with them secrets are found on the
+        document as a whole, so a key split across chunks labels every chunk it reaches."""
         from bot.guard.confidential import find_markings
         from bot.guard.injection import find_injection
-        from bot.guard.secrets import find_secrets
         whole: dict[str, int] = {}
         if self.restricted_path(path):
             whole["restricted"] = 1
@@ -99,13 +101,31 @@ class ChunkLabeller:
             whole["restricted"] = 1
         if find_markings(head):
             whole["confidential"] = 1
+        secrets = secrets_per_chunk(chunks, spans)
         out = []
-        for text in chunks:
+        for text, n_secrets in zip(chunks, secrets):
             labels = dict(whole)
-            counts = {"secret": len(find_secrets(text)), "pii": _personal(text),
+            counts = {"secret": n_secrets, "pii": _personal(text),
                       "confidential": len(find_markings(text)), "injection": len(find_injection(text))}
             for name, count in counts.items():
                 if count:
                     labels[name] = max(labels.get(name, 0), count)
             out.append(labels)
         return out
+
+
+def secrets_per_chunk(chunks: Sequence[str], spans: Sequence[tuple[int, int]] | None) -> list[int]:
+    """How many secrets each chunk holds or overlaps. With the chunks' spans, the document
+    is put back together (gaps between chunks were whitespace) and scanned once."""
+    from bot.guard.secrets import find_secrets
+    if spans is None or len(spans) != len(chunks):
+        return [len(find_secrets(text)) for text in chunks]
+    pieces, end = [], 0
+    for text, (start, stop) in sorted(zip(chunks, spans), key=lambda pair: pair[1][0]):
+        if start >= end:
+            pieces.append("\n" * (start - end) + text)
+        elif stop > end:
+            pieces.append(text[end - start:])
+        end = max(end, stop)
+    found = find_secrets("".join(pieces))
+    return [sum(1 for m in found if m.start < stop and m.end > start) for start, stop in spans]

@@ -16,6 +16,7 @@ answer and in the passages shown) or block (the answer is withheld, saying why).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -49,6 +50,12 @@ def redact(text: str, leaks: Sequence[Leak]) -> tuple[str, list[Edit]]:
     return replace_spans(text, [(l.start, l.end, f"[{l.type} redacted]") for l in leaks if l.kind != "confidential"])
 
 
+# The end of what is ready to show: lines that could be a key's body, or a -----MARKER
+# line still being written.
+_TRAILING_BODY_LINES = re.compile(r"(?m)(?:^[A-Za-z0-9+/]{16,}={0,2}[ \t]*\n)*"
+                                  r"(?:^[A-Za-z0-9+/]{16,}={0,2}[ \t]*\n|^-----[^\n]*)\Z")
+
+
 class StreamRedactor:
     """Streaming twin of redact() for secrets: the word being written is held back until
     it is complete, then checked with up to `context` characters before it, so a key is
@@ -66,7 +73,12 @@ class StreamRedactor:
         if cut < 0:
             return ""
         ready, self._held = self._held[:cut + 1], self._held[cut + 1:]
-        return self._release(ready)
+        # Lines that could be a key's body wait for the line after them: two in a row, or
+        # one before an END line, are a key even with its header far behind.
+        body = _TRAILING_BODY_LINES.search(ready)
+        if body:
+            ready, self._held = ready[:body.start()], ready[body.start():] + self._held
+        return self._release(ready) if ready else ""
 
     def finish(self) -> str:
         ready, self._held = self._held, ""

@@ -49,11 +49,22 @@ SECRET_NAME = r"(?:api[_-]?key|api[_-]?token|access[_-]?key(?:[_-]?id)?|access[_
               r"auth[_-]?token|access[_-]?token|refresh[_-]?token|token|passw(?:or)?d|passwd|pwd|credentials?|" \
               r"private[_-]?key|bearer|user[_-]?auth|webhook[_-]?url|conn(?:ection)?[_-]?string)"
 
+# One line of a key block's body: base64 with both cases and a digit (hex is a hash, not a key).
+_BODY_LINE = r"(?=[A-Za-z0-9+/]{0,80}[a-z])(?=[A-Za-z0-9+/]{0,80}[A-Z])(?=[A-Za-z0-9+/]{0,80}\d)[A-Za-z0-9+/]{40,80}={0,2}"
+
 # Our own shapes: (type, pattern, group holding the secret). Vendor prefixes are public formats.
 _RULES: list[tuple[str, re.Pattern, int]] = [(t, re.compile(p), g) for t, p, g in [
     # A key block with a body (an empty template or "..." is documentation).
     ("PRIVATE_KEY", r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----(?=[\s\S]{0,300}?[A-Za-z0-9+/=]{40})[\s\S]*?"
                     r"(?:-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----|$)", 0),
+    # Pieces of a key block a chunk boundary cut off from its header: body lines (64 or 76
+    # base64 characters, upper and lower case and digits) before the END line, or two or
+    # more of them in a row; in JSON (a service-account key) the lines end in a literal \\n.
+    ("PRIVATE_KEY", r"(?m)(?:^" + _BODY_LINE + r"\s*\n)+-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----", 0),
+    ("PRIVATE_KEY", r"(?m)^" + _BODY_LINE + r"(?:[ \t]*\n^" + _BODY_LINE + r")+", 0),
+    ("PRIVATE_KEY", r"(?:" + _BODY_LINE + r"\\n){2,}(?:-----END (?:[A-Z]+ )*PRIVATE KEY-----(?:\\n)?)?", 0),
+    # A key block in base64 (kubeconfig's client-key-data): "LS0tLS1CRUdJTi" is "-----BEGIN".
+    ("PRIVATE_KEY", r"\bLS0tLS1CRUdJTi[A-Za-z0-9+/]{40,}={0,2}", 0),
     ("PASSWORD_IN_URL", r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@'\"]+:([^\s@/'\"]{3,})@[\w.-]+", 1),
     ("PASSWORD_IN_URL", r"\bBUNDLE_[A-Z0-9_]+\s*[:=]\s*[\"']?[^\s:\"']+:([^\s\"';&]+)", 1),
     ("CREDENTIAL_IN_COMMAND", r"(?:-u|--user)\s+[\"']?\{?[^\s:\"'{}]*\}?[\"']?:[\"']?\{?([^\s\"'{}]{4,})\}?[\"']?", 1),
@@ -180,6 +191,8 @@ def find_secrets(text: str) -> list[SecretMatch]:
             start, end = match.span(group)
             if kind != "PRIVATE_KEY" and _stand_in(kind, value):
                 continue
+            if kind == "PRIVATE_KEY" and not match.group(0).startswith("-----BEGIN") and _public_block(text, start, value):
+                continue
             if kind == "GENERIC_SECRET" and re.search(r"(?i)public|publishable", match.group(0).split(value)[0]):
                 continue                                  # a public key or token is meant to be seen
             found.append(SecretMatch(start, end, kind, 0.9 if kind != "GENERIC_SECRET" else 0.7))
@@ -225,6 +238,21 @@ def _from_detect_secrets(text: str) -> list[SecretMatch]:
                     out.append(SecretMatch(offset + position, offset + position + len(value), kind, 0.8))
             offset += len(line)
     return out
+
+
+_BLOCK_HEADER = re.compile(r"-----(BEGIN|END) ([A-Z0-9 ]+)-----")
+
+
+def _public_block(text: str, start: int, value: str) -> bool:
+    """Key-body lines that belong to a certificate or a public key: the block they are in
+    (its header is the last marker before them) is not a private key's. A base64 block
+    (kubeconfig) says what it holds in its first bytes."""
+    if value.startswith("LS0tLS1CRUdJTi"):
+        import base64
+        head = base64.b64decode(value[:80] + "=" * (-len(value[:80]) % 4), validate=False)
+        return b"PRIVATE KEY" not in head
+    markers = list(_BLOCK_HEADER.finditer(text, max(0, start - 20000), start))
+    return bool(markers) and markers[-1].group(1) == "BEGIN" and "PRIVATE KEY" not in markers[-1].group(2)
 
 
 def _whole_token(line: str, start: int, length: int) -> tuple[int, str]:
