@@ -189,13 +189,18 @@ def build(service):
     expected = (AnswerError, GeneratorError, RetrievalError, EmbedderError, StoreError)
 
     def collection_choices():
+        """(label, name) for each collection; one that cannot be read says so and the rest work."""
         names = service.collections()
-        return names if service.default_collection in names else [service.default_collection] + names
+        names = names if service.default_collection in names else [service.default_collection] + names
+        return [(f"{name} (cannot be read)" if service.problem(name) else name, name) for name in names]
 
     def files_panel(collection):
         """The file table, the removal choices and the status line, from one read of the sources."""
-        records = service.sources(collection)
-        labels = service.label_counts(collection)
+        try:
+            records = service.sources(collection)
+            labels = service.label_counts(collection)
+        except StoreError as exc:          # a damaged collection: said, and the window goes on
+            return [], [], f"⚠ {exc}"
         rows = [[service.display_name(r.path, collection), r.n_chunks, r.status if r.status == "ok" else
                  f"{r.status}: {r.error or ''}", ", ".join(f"{k} {n}" for k, n in sorted(labels.get(r.path, {}).items())),
                  time.strftime("%Y-%m-%d %H:%M", time.localtime(r.ingested_at))] for r in records]
@@ -207,7 +212,11 @@ def build(service):
             return f"… {service.stage} (the first question waits for this)"
         if service.warm_up_error:
             return f"⚠ The models could not be loaded: {service.warm_up_error}"
-        records = service.sources(collection) if records is None else records
+        if records is None:
+            try:
+                records = service.sources(collection)
+            except StoreError as exc:
+                return f"⚠ {exc}"
         if not records:
             return f"✓ Ready. Collection **{collection}** is empty: add files to ask about them."
         return (f"✓ Ready. Collection **{collection}**: {len(records)} files, "
@@ -299,7 +308,12 @@ def build(service):
         rows, choices, status = files_panel(collection)
         return [], [], {}, rows, gr.update(choices=choices, value=None), status
 
-    first_rows, first_choices, _ = files_panel(service.default_collection)
+    def open_page(collection):
+        """What the page shows about the collections, sent once the visitor is in: none of
+        it is in the page itself, which anyone who can reach the port may fetch."""
+        rows, choices, _ = files_panel(collection)
+        return gr.update(choices=collection_choices(), value=collection), rows, gr.update(choices=choices, value=None)
+
     with gr.Blocks(title="docent") as demo:
         with gr.Row():
             gr.Markdown("## docent: ask your documents")
@@ -321,7 +335,7 @@ def build(service):
                     stop = gr.Button("Stop", size="sm", elem_id="docent-stop")
                     clear = gr.Button("Clear conversation", size="sm", elem_id="docent-clear")
             with gr.Column(scale=2):
-                collection = gr.Dropdown(collection_choices(), value=service.default_collection,
+                collection = gr.Dropdown([service.default_collection], value=service.default_collection,
                                          label="Collection (type a new name to start one)",
                                          allow_custom_value=True, elem_id="docent-collection")
                 with gr.Accordion("Add files", open=True):
@@ -331,15 +345,16 @@ def build(service):
                     add = gr.Button("Add to collection", elem_id="docent-add")
                     upload_result = gr.HTML(elem_id="docent-upload-result")
                 with gr.Accordion("Files in the collection", open=False):
-                    table = gr.Dataframe(first_rows,
+                    table = gr.Dataframe([],
                                          headers=["file", "passages", "status", "labels", "ingested"],
                                          interactive=False, wrap=True, elem_id="docent-sources")
                     with gr.Row():
-                        chosen = gr.Dropdown(first_choices, label="File",
+                        chosen = gr.Dropdown([], label="File",
                                              scale=3, elem_id="docent-remove-file")
                         drop = gr.Button("Remove from collection", size="sm", scale=1, elem_id="docent-remove")
                     remove_result = gr.Markdown()
 
+        demo.load(open_page, inputs=collection, outputs=[collection, table, chosen])
         demo.load(wait_ready, inputs=collection, outputs=status)
         asked = [question, chat, history, answers, collection]
         events = [send.click(respond, asked, [question, chat, history, answers]),
@@ -354,9 +369,13 @@ def build(service):
     return demo
 
 
-def launch(demo, service, host: str, port: int, block: bool = True):
+def launch(demo, service, host: str, port: int, block: bool = True, auth=None):
+    """`auth`: the login check (default: bot.login.LoginThrottle(ui.user, ui.password).check, when
+    both are set). It must be a coroutine function: Gradio awaits only those."""
     config = service.settings.ui
-    auth = (config.user, config.password) if config.user and config.password else None
+    if auth is None and config.user and config.password:
+        from bot.login import LoginThrottle
+        auth = LoginThrottle(config.user, config.password).check
     if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
         click.echo(f"warning: listening on {host} without a login: anyone who reaches this port can read "
                    "the collections (set ui.user and ui.password)", err=True)

@@ -167,16 +167,24 @@ class Retriever:
         if self.reranker is not None:
             self.reranker.warm_up()
         if collection:
-            self.collection(collection).vector_index()
-            self.collection(collection).keyword_index()
+            from ingest.errors import StorageFault, storage_faults
+            store = self.collection(collection)
+            try:
+                with storage_faults(store.name, store.directory):
+                    store.vector_index()
+                    store.keyword_index()
+            except StorageFault as exc:
+                raise RetrievalError(str(exc)) from None
 
     def collection(self, name: str | None = None) -> "Collection":
+        from ingest.errors import storage_faults
         from ingest.store import Collection, StoreError
         name = name or self.settings.ingest.collection
         if name not in self._collections:
             try:
                 opened = Collection(self.home, name)
-                opened.check_model(self.embedder.name, self.embedder.dim)
+                with storage_faults(name, opened.directory):
+                    opened.check_model(self.embedder.name, self.embedder.dim)
             except StoreError as exc:
                 raise RetrievalError(str(exc)) from None
             self._collections[name] = opened
@@ -199,6 +207,17 @@ class Retriever:
     def retrieve(self, question: str, collection: str | None = None, k: int | None = None,
                  mode: str | None = None, rerank: bool | None = None) -> RetrievalResult:
         """The k best passages for the question (fewer when the collection is small)."""
+        from ingest.errors import StorageFault, storage_faults
+        name = collection or self.settings.ingest.collection
+        try:
+            # A damaged database file or a failing disk: one line naming the collection.
+            with storage_faults(name, Path(self.home) / name):
+                return self._retrieve(question, name, k, mode, rerank)
+        except StorageFault as exc:
+            raise RetrievalError(str(exc)) from None
+
+    def _retrieve(self, question: str, collection: str, k: int | None, mode: str | None,
+                  rerank: bool | None) -> RetrievalResult:
         k = k or self.config.k
         mode = mode or self.config.mode
         if mode not in MODES:

@@ -124,6 +124,21 @@ class Service:
         from ingest.store import list_collections
         return list_collections(self.home)
 
+    def problem(self, collection: str | None) -> str | None:
+        """Why a collection cannot be read (a damaged database, a disk that fails), or None.
+        The window marks such a collection and goes on with the others."""
+        from ingest.errors import storage_faults
+        from ingest.store import Collection, CollectionNotFound, StoreError
+        name = collection or self.default_collection
+        try:
+            with Collection(self.home, name) as opened, storage_faults(name, opened.directory):
+                opened.files()
+        except CollectionNotFound:
+            return None
+        except StoreError as exc:
+            return str(exc)
+        return None
+
     def sources(self, collection: str | None) -> list:
         from ingest.store import CollectionNotFound
         try:

@@ -28,7 +28,8 @@ from ingest import loaders
 from ingest.chunking import chunk_document, embed_text
 from ingest.document import LoadError
 from ingest.manifest import absolute, chunk_hash, deleted_paths, discover, file_hash
-from ingest.store import (Collection, CollectionWriter, FileRecord, NewChunk, StoreError,
+from ingest.errors import storage_faults
+from ingest.store import (Collection, CollectionWriter, FileRecord, NewChunk, StoreError, collection_dir,
                           list_collections)
 
 # Exit statuses of `docent ingest` (documented in --help and the README).
@@ -182,7 +183,8 @@ class Ingestor:
         report = IngestReport(name)
         embedder = self.embedder
         embed_before = embedder.seconds
-        with CollectionWriter(self.home, name, embedder.name, embedder.dim, reembed=reembed) as writer:
+        with self._faults(name), CollectionWriter(self.home, name, embedder.name, embedder.dim,
+                                                  reembed=reembed) as writer:
             try:
                 if reembed:
                     report.reembedded = self._reembed(writer)
@@ -193,6 +195,10 @@ class Ingestor:
             report.seconds = time.perf_counter() - started
             report.embed_seconds = embedder.seconds - embed_before
         return report
+
+    def _faults(self, name: str):
+        """A full disk, a read-only home or a damaged database: one StorageFault naming the collection."""
+        return storage_faults(name, collection_dir(self.home, name))
 
     def _run(self, writer: CollectionWriter, paths: list, report: IngestReport,
              progress: ProgressCallback | None) -> None:
@@ -328,7 +334,7 @@ class Ingestor:
         name = collection or self.settings.ingest.collection
         Collection(self.home, name).close()       # a clear "no such collection" first
         removed = []
-        with CollectionWriter(self.home, name, model=None, dim=None) as writer:
+        with self._faults(name), CollectionWriter(self.home, name, model=None, dim=None) as writer:
             stored = [rec.path for rec in writer.files()]
             for given in paths:
                 target = str(absolute(given))
@@ -340,12 +346,14 @@ class Ingestor:
         return removed
 
     def sources(self, collection: str | None = None) -> list[FileRecord]:
-        with Collection(self.home, collection or self.settings.ingest.collection) as coll:
+        name = collection or self.settings.ingest.collection
+        with self._faults(name), Collection(self.home, name) as coll:
             return coll.files()
 
     def label_counts(self, collection: str | None = None) -> dict[str, dict[str, int]]:
         """{path: {label: chunks}} for the files whose chunks carry labels."""
-        with Collection(self.home, collection or self.settings.ingest.collection) as coll:
+        name = collection or self.settings.ingest.collection
+        with self._faults(name), Collection(self.home, name) as coll:
             return coll.label_counts()
 
     def collections(self) -> list[str]:

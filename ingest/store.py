@@ -19,6 +19,7 @@ No pickle anywhere: SQLite rows, JSON strings, raw float32 blobs and FAISS's own
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -29,6 +30,9 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
+
+from ingest.errors import (CollectionLocked, CollectionNotFound, EmbeddingMismatch, StorageFault,  # noqa: F401
+                           StoreError, storage_faults)
 
 SCHEMA_VERSION = 1
 _FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"     # the one in _SCHEMA below
@@ -96,22 +100,6 @@ END;
 """
 
 
-class StoreError(Exception):
-    """A collection that cannot be opened or written; the message is for the user."""
-
-
-class CollectionNotFound(StoreError):
-    pass
-
-
-class CollectionLocked(StoreError):
-    pass
-
-
-class EmbeddingMismatch(StoreError):
-    pass
-
-
 @dataclass(frozen=True)
 class FileRecord:
     path: str
@@ -172,6 +160,31 @@ def list_collections(home: Path) -> list[str]:
     if not home.is_dir():
         return []
     return sorted(p.name for p in home.iterdir() if (p / DB_NAME).is_file())
+
+
+def _connect_for_reading(path: Path) -> sqlite3.Connection:
+    """A reader's connection; on a read-only disk (no -shm file can be made) a read-only
+    one, and if even that cannot be had, one that takes the file as it is (immutable: no
+    writer can change it there). The first read checks the file is a database."""
+    try:
+        conn = _connect(path)
+    except sqlite3.OperationalError as exc:
+        if not any(w in str(exc).lower() for w in ("readonly", "read-only", "unable to open")):
+            raise
+        conn = None
+        for options in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(f"{path.absolute().as_uri()}?{options}", uri=True, isolation_level=None,
+                                       check_same_thread=False)
+                conn.row_factory = sqlite3.Row
+                conn.execute("SELECT count(*) FROM info").fetchone()
+                break
+            except sqlite3.OperationalError:
+                conn = None
+        if conn is None:
+            raise exc from None
+    conn.execute("SELECT count(*) FROM info").fetchone()
+    return conn
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -431,7 +444,8 @@ class Collection(_Base):
         if not db.is_file():
             raise CollectionNotFound(
                 f"no collection '{name}' under {Path(home)} (run `docent ingest PATH --collection {name}` first)")
-        self.conn = _connect(db)
+        with storage_faults(name, self.directory):
+            self.conn = _connect_for_reading(db)
         # What was built from one generation, by kind: (generation, value).
         self._built: dict[str, tuple[int, object]] = {}
 
@@ -525,7 +539,8 @@ class CollectionWriter(_Base):
         except OSError as exc:
             raise StoreError(f"cannot create collection folder {self.directory}: {exc.strerror}") from None
         self._lock = WriterLock(self.directory / LOCK_NAME, name)
-        self._lock.acquire()
+        with storage_faults(name, self.directory):
+            self._lock.acquire()
         try:
             self.conn = _connect(self.directory / DB_NAME)
             self.conn.executescript(_SCHEMA)
@@ -748,7 +763,12 @@ class CollectionWriter(_Base):
         gen = int(self.info().get("generation", 0)) + 1
         final = _vectors_file(self.directory, gen)
         tmp = final.with_name(final.name + ".tmp")
-        faiss.write_index(self._vector_index(), str(tmp))
+        try:
+            faiss.write_index(self._vector_index(), str(tmp))
+        except RuntimeError as exc:         # FAISS reports a failed write (a full disk) this way
+            tmp.unlink(missing_ok=True)
+            full = "No space" in str(exc) or "Disk quota" in str(exc)
+            raise OSError(errno.ENOSPC if full else errno.EIO, f"cannot write {tmp.name}") from None
         _fsync(tmp)
         os.replace(tmp, final)
         _fsync(self.directory)

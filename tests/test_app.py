@@ -251,3 +251,58 @@ def test_unknown_collection_is_a_clear_error(service):
     from bot.answer import CollectionError
     with pytest.raises(CollectionError, match="holds no documents yet"):
         service.stream("anything?", [], "nowhere")
+
+
+def test_before_login_the_page_holds_nothing_about_the_collections_and_wrong_logins_wait(collection, fake_embedder):
+    """Fetched without credentials over HTTP, the page names no indexed file (its config
+    used to list them all); a wrong password is answered only after a wait."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    from app import build, launch
+    from bot.service import Service
+    settings = collection.with_values("ui", user="ana", password="s3cret-pass", starter_docs="")
+    service = Service(settings, embedder=fake_embedder, generator=FakeGenerator())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = build(service)
+    launch(demo, service, "127.0.0.1", port, block=False)
+    try:
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30).read().decode()
+        assert "<html" in page
+        assert not any(name in page for name in ("faq.txt", "guide.rst", "install.md"))
+
+        def login(password: str) -> tuple[int, float]:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/login", method="POST",
+                                             data=f"username=ana&password={password}".encode(),
+                                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+            started = time.monotonic()
+            try:
+                code = urllib.request.urlopen(request, timeout=60).status
+            except urllib.error.HTTPError as exc:
+                code = exc.code
+            return code, time.monotonic() - started
+        code, waited = login("guess")
+        assert code >= 400 and waited >= 0.9
+        code, _ = login("s3cret-pass")
+        assert code < 400
+    finally:
+        demo.close()
+
+
+def test_wrong_logins_lock_the_login_for_a_while():
+    import asyncio
+
+    from bot.login import LoginThrottle
+    now = [0.0]
+    check = LoginThrottle("ana", "right", first_delay=0, lock_after=3, lock_seconds=60, clock=lambda: now[0])
+    attempt = lambda password: asyncio.run(check.check("ana", password))
+    assert attempt("right") and not attempt("wrong") and not attempt("wrong")
+    assert not attempt("wrong")                 # the third in a row: locked
+    assert not attempt("right")                 # even the right password, while locked
+    now[0] += 61
+    assert attempt("right") and check.failures == 0
+    assert not asyncio.run(LoginThrottle("ana", "right", first_delay=0).check("bob", "right"))     # the user counts too
