@@ -113,3 +113,41 @@ def test_a_key_block_counts_only_with_a_body_or_cut_off():
     assert [kind for kind, _ in found(block)] == ["PRIVATE_KEY"]
     # Cut off before its body (a streamed answer, a truncated page): still flagged.
     assert [kind for kind, _ in found("the key:\n-----BEGIN RSA PRIVATE KEY-----\n")] == ["PRIVATE_KEY"]
+
+
+HEX = "0123456789abcdef"
+FLY = "FlyV1 fm2_" + rand(160, ALNUM + "+/")
+FB_PAGE = "EAAG" + rand(180)
+FB_APP = f"{digits(16)}|{rand(32, HEX)}"
+UUID4 = str(uuid.UUID(int=_RNG.getrandbits(128), version=4))
+
+
+@pytest.mark.parametrize("text, token", [
+    (f"fly deploy --access-token '{FLY}'", FLY),                         # Fly.io's token, with its scheme word
+    (f"page_token: {FB_PAGE}", FB_PAGE),                                 # a Facebook page token
+    (f"graph.facebook.com/v19.0/me?access_token={FB_APP}", FB_APP),      # an app id and its secret
+    (f"export SNYK_TOKEN={UUID4}", UUID4),                               # a credential's name, a UUID
+    (f"SONAR_LOGIN={(h := rand(40, HEX))}", h),                           # a name ending in "login"
+    (f"sonar.login: {h}", h),
+    (f'MessageBirdClientID = "{UUID4}"', UUID4),                         # a service's name in camelCase
+    (f"DATADOG_APP={(d := rand(40, HEX))}", d),
+    (f"algolia_admin_key: {(a := rand(32, HEX))}", a),                   # any name ending in "key"
+    (f"dop_v1_{(o := rand(64, HEX))}", f"dop_v1_{o}"),
+    (f"LINEAR_API_KEY=lin_api_{(li := rand(40))}", f"lin_api_{li}"),
+])
+def test_tokens_the_detector_used_to_miss(text, token):
+    assert any(value == token for _, value in found(text)), found(text)
+
+
+@pytest.mark.parametrize("text", [
+    '"key_vault_name": "web21prqodx24021"',           # "key" starts the name: a vault's name, not a key
+    "sumOfExposures = 3Kof2VffNQ0QgYIhXUPJosVlCaQK",    # "sumo" inside a word is not Sumo Logic
+    "sortKey: createdAtTimestamp",                     # an identifier, not a key's shape
+    "slack_channel = engineering-alerts-2024",         # words and a year
+    f"GIT_COMMIT={rand(40, HEX)}",                      # a commit id under a name that is no credential's
+    "primary_key = customer_id_and_region",
+    "keyboard_layout = us-international-2",
+    f"ibm_iam_key = {'abcd1234' * 5}",                  # a value repeating itself is made up
+])
+def test_names_and_values_that_only_look_like_credentials(text):
+    assert found(text) == []
