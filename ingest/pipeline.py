@@ -13,10 +13,8 @@ end, so an interrupted run keeps what it finished and never leaves half a file.
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -135,23 +133,40 @@ class _Examined:
 
 def _prefetch(fn, items: Sequence, ahead: int = 4) -> Iterator:
     """fn over items on one helper thread, a few items ahead, results in order. Parsing
-    (pure Python) then overlaps embedding (native code that releases the GIL)."""
-    from concurrent.futures import ThreadPoolExecutor
+    (pure Python) then overlaps embedding (native code that releases the GIL). The helper
+    is a daemon: on Ctrl-C the main thread stops waiting at once, and a big file still
+    being read or scanned neither delays the commit of what is done nor holds the process."""
+    import queue
+    import threading
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="docent-load") as pool:
-        queue = deque()
-        items = iter(items)
-        for item in itertools.islice(items, ahead):
-            queue.append(pool.submit(fn, item))
-        try:
-            while queue:
-                future = queue.popleft()
-                for item in itertools.islice(items, 1):
-                    queue.append(pool.submit(fn, item))
-                yield future.result()
-        finally:
-            for future in queue:
-                future.cancel()
+    items = list(items)
+    results: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+
+    def work() -> None:
+        for item in items:
+            if stop.is_set():
+                return
+            try:
+                outcome = (True, fn(item))
+            except BaseException as exc:          # handed to the main thread, raised there
+                outcome = (False, exc)
+            while not stop.is_set():
+                try:
+                    results.put(outcome, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    threading.Thread(target=work, name="docent-load", daemon=True).start()
+    try:
+        for _ in items:
+            ok, value = results.get()
+            if not ok:
+                raise value
+            yield value
+    finally:
+        stop.set()
 
 
 class Ingestor:

@@ -101,3 +101,45 @@ def test_ctrl_c_stops_with_status_130_and_keeps_finished_files(tmp_path):
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130
     assert 0 < _check(home) < 60
+
+
+BIG_SCRIPT = textwrap.dedent("""
+    import signal, sys
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.path.insert(0, {tests!r})
+    from conftest import FakeEmbedder
+    from bot.guard.labels import ChunkLabeller
+    from docent.settings import load_settings
+    from ingest.pipeline import Ingestor
+
+    settings = load_settings(profile="test", env={{}}).with_values("paths", home={home!r})
+    print("ready", flush=True)
+    try:
+        report = Ingestor(settings, FakeEmbedder(), labeller=ChunkLabeller(settings.leaks)).ingest([{docs!r}])
+    except KeyboardInterrupt:
+        sys.exit(131)                  # the interrupt escaped the ingest: not what a user should see
+    print("interrupted" if report.interrupted else "finished", flush=True)
+    sys.exit(report.exit_code)
+""")
+
+
+def test_ctrl_c_is_honoured_within_seconds_while_a_50_mb_file_is_read_and_scanned(tmp_path):
+    """A 49 MiB text file (under the 50 MiB limit) keeps the loader, chunker and secret
+    scanner busy for minutes; Ctrl-C must not wait for them."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    line = "The backup job copies the nightly snapshot to the archive bucket and checks it. " * 8 + "\n"
+    with (docs / "a-big.txt").open("w") as out:
+        for _ in range(49 * 1024 * 1024 // len(line)):
+            out.write(line)
+    home = tmp_path / "home"
+    script = BIG_SCRIPT.format(tests=str(Path(__file__).parent), home=str(home), docs=str(docs))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(4)                       # well into reading, chunking and scanning the big file
+    assert proc.poll() is None, "the big file was done already: the test proves nothing"
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=120)
+    assert code == 130 and proc.stdout.read().strip() == "interrupted"
+    assert time.monotonic() - sent < 15, "Ctrl-C waited for the file being read"
