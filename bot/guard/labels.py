@@ -24,7 +24,7 @@ from pathlib import PurePath
 from typing import Sequence
 
 LABELS = ("secret", "pii", "confidential", "restricted", "injection")
-VERSION = "5"      # bump when the rules change: stored labels are then recomputed
+VERSION = "6"      # bump when the rules change: stored labels are then recomputed
 
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![\w-])")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
