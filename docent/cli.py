@@ -9,6 +9,7 @@ import time
 import click
 
 from docent import __version__
+from docent.terminal import fail, printable
 from docent.settings import Settings, SettingsError, load_settings
 
 EXIT_CODES_HELP = """\b
@@ -37,11 +38,6 @@ class Context:
         from ingest.pipeline import Ingestor
         settings = settings or self.settings
         return Ingestor(settings, home=self.home, labeller=ChunkLabeller.from_settings(settings))
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(f"docent: {message}", err=True)
-    sys.exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -73,7 +69,7 @@ def main(ctx: click.Context, home: str | None, settings_file: str | None) -> Non
     try:
         settings = load_settings(settings_file)
     except SettingsError as exc:
-        _fail(str(exc), 2)
+        fail(str(exc), 2)
     ctx.obj = Context(settings, home)
 
 
@@ -108,23 +104,23 @@ def ingest(obj: Context, paths, collection, reembed, exclude, as_json, quiet) ->
     try:
         report = ingestor.ingest(paths, collection=collection, reembed=reembed, progress=bar.update)
     except CollectionLocked as exc:
-        _fail(str(exc), EXIT_LOCKED)
+        fail(str(exc), EXIT_LOCKED)
     except EmbeddingMismatch as exc:
-        _fail(str(exc), EXIT_MODEL_MISMATCH)
+        fail(str(exc), EXIT_MODEL_MISMATCH)
     except (StoreError, EmbedderError) as exc:
-        _fail(str(exc), EXIT_STORE)
+        fail(str(exc), EXIT_STORE)
     except KeyboardInterrupt:      # before the run started (opening the collection): nothing written
         bar.close()
-        _fail("interrupted; the index is unchanged", EXIT_INTERRUPTED)
+        fail("interrupted; the index is unchanged", EXIT_INTERRUPTED)
     finally:
         bar.close()
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
         for r in report.failed:
-            click.echo(f"failed: {r.path}: {r.reason}", err=True)
+            click.echo(f"failed: {printable(r.path)}: {printable(r.reason or '')}", err=True)
         if report.skipped:
-            shown = ", ".join(r.path for r in report.skipped[:5])
+            shown = ", ".join(printable(r.path) for r in report.skipped[:5])
             more = f" and {len(report.skipped) - 5} more" if len(report.skipped) > 5 else ""
             click.echo(f"skipped (unsupported format): {shown}{more}", err=True)
         click.echo(report.summary())
@@ -166,7 +162,7 @@ def sources(obj: Context, collection, as_json) -> None:
         records = ingestor.sources(collection)
         labels = ingestor.label_counts(collection)
     except StoreError as exc:
-        _fail(str(exc), EXIT_STORE)
+        fail(str(exc), EXIT_STORE)
     from bot.guard.labels import ChunkLabeller
     rules = ChunkLabeller(obj.settings.leaks_for(collection))
     if as_json:
@@ -176,7 +172,7 @@ def sources(obj: Context, collection, as_json) -> None:
     if not records:
         click.echo("the collection is empty")
         return
-    shown = {r.path: _printable(r.path) for r in records}
+    shown = {r.path: printable(r.path) for r in records}
     width = min(70, max(len(p) for p in shown.values()))
     click.echo(f"{'file':<{width}}  {'chunks':>6}  {'status':<6}  {'last ingested':<16}  labels (chunks)")
     for r in records:
@@ -185,9 +181,9 @@ def sources(obj: Context, collection, as_json) -> None:
         line = f"{path:<{width}}  {r.n_chunks:>6}  {r.status:<6}  {when:<16}  {_labels(labels.get(r.path, {}))}"
         rule = rules.restricting_rule(r.path)
         if rule:
-            line += f"  (restricted by the path rule {_printable(rule)})"
+            line += f"  (restricted by the path rule {printable(rule)})"
         if r.status != "ok" and r.error:
-            line += f"  ({_printable(r.error)})"
+            line += f"  ({printable(r.error)})"
         click.echo(line.rstrip())
     ok = [r for r in records if r.status == "ok"]
     totals: dict[str, int] = {}
@@ -199,12 +195,6 @@ def sources(obj: Context, collection, as_json) -> None:
     excluded = [label for label in obj.settings.leaks_for(collection).exclude if totals.get(label)]
     if excluded:
         click.echo(f"never retrieved (settings leaks.exclude): chunks labelled {', '.join(excluded)}")
-
-
-def _printable(text: str) -> str:
-    """A file name or message as one safe line: newlines, escape sequences and other
-    control characters written as escapes, not sent to the terminal."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def _labels(counts: dict[str, int]) -> str:
@@ -222,13 +212,13 @@ def remove(obj: Context, paths, collection) -> None:
     try:
         removed = obj.ingestor().remove(paths, collection)
     except CollectionLocked as exc:
-        _fail(str(exc), EXIT_LOCKED)
+        fail(str(exc), EXIT_LOCKED)
     except StoreError as exc:
-        _fail(str(exc), EXIT_STORE)
+        fail(str(exc), EXIT_STORE)
     if not removed:
-        _fail("none of these paths is in the index (see `docent sources`)", EXIT_SOME_FAILED)
+        fail("none of these paths is in the index (see `docent sources`)", EXIT_SOME_FAILED)
     for path in removed:
-        click.echo(f"removed: {path}")
+        click.echo(f"removed: {printable(path)}")
 
 
 @main.command()

@@ -9,6 +9,8 @@ import sys
 
 import click
 
+from docent.terminal import fail, printable
+
 ANSWER_EXIT_HELP = """\b
 Exit status:
   0    answered (an answer that says the documents don't cover it counts)
@@ -18,11 +20,6 @@ Exit status:
   130  interrupted
 """
 EXIT_USAGE, EXIT_STORE, EXIT_MODEL, EXIT_INTERRUPTED = 2, 5, 6, 130
-
-
-def _fail(message: str, code: int) -> None:
-    click.echo(f"docent: {message}", err=True)
-    sys.exit(code)
 
 
 def _errors():
@@ -46,13 +43,13 @@ def _run_guarded(work):
         click.echo("\ninterrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except tuple(cls for cls, _ in pairs) as exc:
-        _fail(str(exc), next(code for cls, code in pairs if isinstance(exc, cls)))
+        fail(str(exc), next(code for cls, code in pairs if isinstance(exc, cls)))
 
 
 def _print_passages(passages) -> None:
     for n, p in enumerate(passages, start=1):
-        click.echo(click.style(f"[{n}] {p.location}", bold=True) + f"  (score {p.score:.3f})")
-        click.echo("    " + " ".join(p.text.split())[:400])
+        click.echo(click.style(f"[{n}] {printable(p.location)}", bold=True) + f"  (score {p.score:.3f})")
+        click.echo("    " + printable(" ".join(p.text.split())[:400]))
 
 
 def _print_sources(answer) -> None:
@@ -60,12 +57,12 @@ def _print_sources(answer) -> None:
         click.echo("\nSources:")
         for c in answer.citations:
             place = c["source"] + (f", p. {c['page']}" if c["page"] is not None else "") + (f", {c['heading']}" if c["heading"] else "")
-            click.echo(f"  [{c['n']}] {place}")
+            click.echo(f"  [{c['n']}] {printable(place)}")
     for flag in answer.flags:
         if flag.get("confidence", "high") == "low":      # not confirmed: said quietly, not as a warning
-            click.echo(click.style(f"  ? {flag['message']}", dim=True), err=True)
+            click.echo(click.style(f"  ? {printable(flag['message'])}", dim=True), err=True)
         else:
-            click.echo(click.style(f"  ! {flag['message']}", fg="yellow"), err=True)
+            click.echo(click.style(f"  ! {printable(flag['message'])}", fg="yellow"), err=True)
 
 
 REPLACED = {
@@ -79,14 +76,14 @@ REPLACED = {
 
 def _show_replacement(event) -> None:
     click.echo("\n\n" + click.style(REPLACED.get(event.reason, REPLACED["citations"]), fg="yellow"))
-    click.echo(event.text, nl=False)
+    click.echo(printable(event.text, lines=True), nl=False)
 
 
 def _print_run(run):
     """Stream an answer to the terminal, then its sources and flags."""
     for event in run:
         if event.kind == "token":
-            click.echo(event.text, nl=False)
+            click.echo(printable(event.text, lines=True), nl=False)
         elif event.kind == "replace":
             _show_replacement(event)
     click.echo()
@@ -166,10 +163,10 @@ def retrieve(obj, query, collection, k, mode, as_json) -> None:
     from bot.retrieval import Retriever, clean_query
     query = clean_query(query)
     if not query:
-        _fail("the query is empty", EXIT_USAGE)
+        fail("the query is empty", EXIT_USAGE)
     limit = obj.settings.answer.max_question_chars
     if len(query) > limit:
-        _fail(f"the query is {len(query):,} characters long; the limit is {limit:,} (setting "
+        fail(f"the query is {len(query):,} characters long; the limit is {limit:,} (setting "
               f"answer.max_question_chars)", EXIT_USAGE)
     from bot.guard.leaks import LeakScanner
     result = _run_guarded(lambda: Retriever(obj.settings, home=obj.home).retrieve(query, collection, k=k, mode=mode))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from docent.cli_answer import EXIT_INTERRUPTED, _errors, _fail
+from docent.cli_answer import EXIT_INTERRUPTED, _errors
+from docent.terminal import fail
 
 EVAL_EXIT_HELP = """\b
 Exit status:
@@ -63,7 +64,7 @@ def eval_command(obj, collection, dataset, n_questions, unanswerable, paraphrase
         click.echo(f"\nstopped; run the same command again to resume (what was done is kept in {out})", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except tuple(cls for cls, _ in pairs) as exc:
-        _fail(str(exc), next(code for cls, code in pairs if isinstance(exc, cls)))
+        fail(str(exc), next(code for cls, code in pairs if isinstance(exc, cls)))
 
 
 def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, out: Path, k: int) -> None:
@@ -75,12 +76,12 @@ def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, o
     started = time.time()
     store = answerer.retriever.collection(name)           # a missing or empty collection fails here
     if not store.chunk_count():
-        _fail(f"collection '{name}' is empty: run `docent ingest PATH --collection {name}` first", 5)
+        fail(f"collection '{name}' is empty: run `docent ingest PATH --collection {name}` first", 5)
     if dataset:
         try:
             items = read_dataset(dataset)
         except DatasetError as exc:
-            _fail(str(exc), 2)
+            fail(str(exc), 2)
         source = str(dataset)
     else:
         from evaluation.synth import QuestionWriter, build_test_set
@@ -100,7 +101,7 @@ def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, o
         if dropped:
             click.echo("drafts dropped: " + ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())), err=True)
         if not items:
-            _fail("no test question could be made from the collection (see the drafts dropped above)", 2)
+            fail("no test question could be made from the collection (see the drafts dropped above)", 2)
         source = "made from the collection"
     answerer.warm_up(name)
     total = sum(1 + len(i.paraphrases) for i in items)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from docent.terminal import printable
+
 SCAN_EXIT_HELP = """\b
 Exit status:
   0    nothing found
@@ -72,9 +74,9 @@ def scan(obj, paths, as_json, kinds) -> None:
                               ensure_ascii=False))
     else:
         for f in findings:
-            click.echo(f"{f['file']}:{f['line']}:{f['start'] + 1}: {f['kind']} {f['type']} {f['text']}")
+            click.echo(f"{printable(f['file'])}:{f['line']}:{f['start'] + 1}: {f['kind']} {f['type']} {printable(f['text'])}")
         for p in problems:
-            click.echo(f"docent: {p['file']}: {p['error']}", err=True)
+            click.echo(f"docent: {printable(p['file'])}: {printable(p['error'])}", err=True)
         click.echo(f"{len(findings)} finding(s) in {len(files)} file(s)", err=True)
     sys.exit(3 if problems else 1 if findings else 0)
 

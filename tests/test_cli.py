@@ -94,3 +94,21 @@ def test_help_explains_itself_without_loading_heavy_libraries():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "Exit status" in out and "--reembed" in out and "--collection" in out
     assert "HEAVY []" in out
+
+
+def test_names_and_text_from_documents_cannot_drive_the_terminal(tmp_path):
+    """A file name with a newline and an escape sequence, and a passage holding escape
+    and bidirectional control characters: printed as escapes by ingest, retrieve and
+    sources, never sent raw (they could recolour or retitle the terminal)."""
+    from docent.cli import main
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "odd\nname\x1b[31m.md").write_text("# Backups\n\nBackups run \x1b]0;owned\x07nightly \u202eat 02:00.\n")
+    (docs / "bad\x1b[2J.pdf").write_bytes(b"%PDF-1.4 not really")
+    env = {"DOCENT_PROFILE": "test", "DOCENT_SETTINGS": None}
+    run = lambda *args: CliRunner().invoke(main, ["--home", str(tmp_path / "home"), *args], env=env)
+    outputs = [run("ingest", str(docs), "-q"), run("retrieve", "When do backups run?"), run("sources")]
+    for result in outputs:
+        shown = result.output + (result.stderr if result.stderr_bytes is not None else "")
+        assert "\x1b" not in shown and "\u202e" not in shown and "\x07" not in shown
+    assert "\\x1b" in outputs[1].output and "\\u202e" in outputs[1].output
