@@ -243,7 +243,12 @@ class Embedder:
             return []
         if self._counter is None:
             self._counter = self._tokenizer(truncate=False)
-        return [len(e.ids) for e in self._counter.encode_batch(texts)]
+        # In batches: a big file's paragraphs encoded at once hold every token's offsets
+        # and ids in memory together (gigabytes for a 50 MB file).
+        counts: list[int] = []
+        for i in range(0, len(texts), 512):
+            counts += [len(e.ids) for e in self._counter.encode_batch(texts[i:i + 512])]
+        return counts
 
     def _tokenizer(self, truncate: bool):
         # Tokenizing is well under 1% of embedding time; its thread pool is not worth the

@@ -51,7 +51,8 @@ _SERVICE_PATTERN = (r"(?i)" + _WORD_START + r"(?:{})(?-i:(?![a-z]))[\w.-]{{0,30}
 
 # One line of a key block's body: base64 with both cases and a digit (hex is a hash, not a key).
 BODY_LINE = r"(?=[A-Za-z0-9+/]{0,80}[a-z])(?=[A-Za-z0-9+/]{0,80}[A-Z])(?=[A-Za-z0-9+/]{0,80}\d)[A-Za-z0-9+/]{40,80}={0,2}"
-_END = r"(?:[^\w-]|$)"      # a token ends where its alphabet does
+# A gate can also be a regex ("re:..."): key-body lines need a run of 40 base64 characters.
+_BASE64_RUN = r"re:[A-Za-z0-9+/]{40}"
 
 _TABLE: list[tuple[str, str, str, int]] = [
     # -- multi-line: key blocks with a body (an empty template or "..." is documentation) --
@@ -60,8 +61,8 @@ _TABLE: list[tuple[str, str, str, int]] = [
     # Pieces a chunk boundary cut off from the header: body lines before the END line, or
     # two or more in a row; in JSON (a service-account key) the lines end in a literal \n.
     ("PRIVATE_KEY", "private key", r"(?m)(?:^" + BODY_LINE + r"\s*\n)+-----END (?:[A-Z]+ )*PRIVATE KEY(?: BLOCK)?-----", 0),
-    ("PRIVATE_KEY", "", r"(?m)^" + BODY_LINE + r"(?:[ \t]*\n^" + BODY_LINE + r")+", 0),
-    ("PRIVATE_KEY", "\\n", r"(?:" + BODY_LINE + r"\\n){2,}(?:-----END (?:[A-Z]+ )*PRIVATE KEY-----(?:\\n)?)?", 0),
+    ("PRIVATE_KEY", _BASE64_RUN, r"(?m)^" + BODY_LINE + r"(?:[ \t]*\n^" + BODY_LINE + r")+", 0),
+    ("PRIVATE_KEY", _BASE64_RUN, r"(?:" + BODY_LINE + r"\\n){2,}(?:-----END (?:[A-Z]+ )*PRIVATE KEY-----(?:\\n)?)?", 0),
     # A key block in base64 (kubeconfig's client-key-data): "LS0tLS1CRUdJTi" is "-----BEGIN".
     ("PRIVATE_KEY", "ls0tls1crudjti", r"\bLS0tLS1CRUdJTi[A-Za-z0-9+/]{40,}={0,2}", 0),
     ("GCP_SERVICE_ACCOUNT", "service_account", r"\"type\"\s*:\s*\"service_account\"", 0),
@@ -167,10 +168,11 @@ _TABLE: list[tuple[str, str, str, int]] = [
                    r"((?=[A-Za-z0-9+/=_\-!#$%^&*@~]*\d)(?=[A-Za-z0-9+/=_\-!#$%^&*@~]*[A-Za-z])[A-Za-z0-9+/=_\-!#$%^&*@~]{10,})", 1),
 ]
 
-# (type, gate literals (space-separated in the table), compiled pattern, group); an empty
-# gate: the rule always runs.
-RULES: list[tuple[str, tuple[str, ...], re.Pattern, int]] = [
-    (kind, tuple(gate.split()), re.compile(pattern), group) for kind, gate, pattern, group in _TABLE]
+# (type, gate literals (space-separated in the table) or one compiled regex, compiled
+# pattern, group); an empty gate: the rule always runs.
+RULES: list[tuple[str, tuple, re.Pattern, int]] = [
+    (kind, (re.compile(gate[3:]),) if gate.startswith("re:") else tuple(gate.split()), re.compile(pattern), group)
+    for kind, gate, pattern, group in _TABLE]
 # Rules whose shape says nothing about a vendor; every other type is a vendor's format.
 FREE_FORM = ("GENERIC_SECRET", "SECRET", "NAMED_KEY", "SERVICE_CREDENTIAL", "PASSWORD_IN_URL", "CREDENTIAL_IN_COMMAND")
 # Rules that find a value by the name it is given: its shape is checked before it counts.
@@ -183,7 +185,12 @@ def applicable(lowered: str):
     """The rules whose gate the (lower-cased) text passes."""
     out = []
     for rule in RULES:
-        present = [g for g in rule[1] if g in lowered] if rule[1] else None
+        gate = rule[1]
+        if gate and isinstance(gate[0], re.Pattern):
+            if gate[0].search(lowered):
+                out.append(rule)
+            continue
+        present = [g for g in gate if g in lowered] if gate else None
         if present is None:
             out.append(rule)
         elif present and rule[0] == "SERVICE_CREDENTIAL":
