@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -167,26 +168,29 @@ class Retriever:
         if self.reranker is not None:
             self.reranker.warm_up()
         if collection:
-            from ingest.errors import StorageFault, storage_faults
-            store = self.collection(collection)
-            try:
-                with storage_faults(store.name, store.directory):
-                    store.vector_index()
-                    store.keyword_index()
-            except StorageFault as exc:
-                raise RetrievalError(str(exc)) from None
+            with self._store_errors(collection):
+                store = self.collection(collection)
+                store.vector_index()
+                store.keyword_index()
+
+    @contextmanager
+    def _store_errors(self, name: str):
+        """A collection that cannot be opened, or a storage fault while reading it (a
+        damaged database file, a failing disk): a RetrievalError naming the collection."""
+        from ingest.errors import StoreError, storage_faults
+        try:
+            with storage_faults(name, Path(self.home) / name):
+                yield
+        except StoreError as exc:
+            raise RetrievalError(str(exc)) from None
 
     def collection(self, name: str | None = None) -> "Collection":
-        from ingest.errors import storage_faults
-        from ingest.store import Collection, StoreError
+        from ingest.store import Collection
         name = name or self.settings.ingest.collection
         if name not in self._collections:
-            try:
+            with self._store_errors(name):
                 opened = Collection(self.home, name)
-                with storage_faults(name, opened.directory):
-                    opened.check_model(self.embedder.name, self.embedder.dim)
-            except StoreError as exc:
-                raise RetrievalError(str(exc)) from None
+                opened.check_model(self.embedder.name, self.embedder.dim)
             self._collections[name] = opened
         return self._collections[name]
 
@@ -207,14 +211,9 @@ class Retriever:
     def retrieve(self, question: str, collection: str | None = None, k: int | None = None,
                  mode: str | None = None, rerank: bool | None = None) -> RetrievalResult:
         """The k best passages for the question (fewer when the collection is small)."""
-        from ingest.errors import StorageFault, storage_faults
         name = collection or self.settings.ingest.collection
-        try:
-            # A damaged database file or a failing disk: one line naming the collection.
-            with storage_faults(name, Path(self.home) / name):
-                return self._retrieve(question, name, k, mode, rerank)
-        except StorageFault as exc:
-            raise RetrievalError(str(exc)) from None
+        with self._store_errors(name):
+            return self._retrieve(question, name, k, mode, rerank)
 
     def _retrieve(self, question: str, collection: str, k: int | None, mode: str | None,
                   rerank: bool | None) -> RetrievalResult:

@@ -31,8 +31,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ingest.errors import (CollectionLocked, CollectionNotFound, EmbeddingMismatch, StorageFault,  # noqa: F401
-                           StoreError, storage_faults)
+from ingest.errors import (CollectionLocked, CollectionNotFound, EmbeddingMismatch, StoreError,  # noqa: F401
+                           fault_kind, storage_faults)
 
 SCHEMA_VERSION = 1
 _FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"     # the one in _SCHEMA below
@@ -169,7 +169,7 @@ def _connect_for_reading(path: Path) -> sqlite3.Connection:
     try:
         conn = _connect(path)
     except sqlite3.OperationalError as exc:
-        if not any(w in str(exc).lower() for w in ("readonly", "read-only", "unable to open")):
+        if fault_kind(exc) != "read-only":
             raise
         conn = None
         for options in ("mode=ro", "mode=ro&immutable=1"):
