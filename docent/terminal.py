@@ -16,7 +16,7 @@ def printable(text: str, lines: bool = False) -> str:
     `lines`: newlines and tabs stay (an answer's paragraphs), everything else is escaped."""
     keep = "\n\t" if lines else ""
     return "".join(ch if ch in keep or (ch.isprintable() and unicodedata.category(ch) != "Cf")
-                   or ch == " " else ch.encode("unicode_escape").decode("ascii") for ch in text)
+                   else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def fail(message: str, code: int) -> None:
