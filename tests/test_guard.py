@@ -232,6 +232,18 @@ def test_a_paraphrase_with_one_number_changed_is_flagged_contradicted(guard):
     assert "8" in verdict.reason and "4" in verdict.reason
 
 
+WAL = ("Write Ahead Log > Settings\nThe default setting of -1 selects a size equal to 1/32nd (about 3%) of "
+       "shared_buffers, but not more than the size of one WAL segment, typically 16MB.")
+
+
+def test_a_fraction_spelled_out_is_not_read_as_a_number(guard):
+    # "one thirty-second" is 1/32, not 30: no number conflict against the passage's "16MB" or "3%".
+    verdict = guard.check("By default the WAL buffers take about one thirty-second of shared_buffers [1].",
+                          [WAL]).sentences[0]
+    assert verdict.label != "contradicted", verdict
+    assert "30" not in verdict.reason
+
+
 class FixedJudge:
     """The model as judge, answering P(yes) = `p` for every sentence it is asked about."""
     available = True

@@ -41,7 +41,15 @@ _QUANTITY = re.compile(r"(?<![\w.])(\d+(?:[.,]\d+)?)(?:(?:\s|-)?(" + "|".join(ma
                        r")(?![\w%])|(" + "|".join(_SHORT) + r")(?!\w))", re.I)
 
 
+# "one thirty-second", "two thirds": a fraction, not the number 30 or 2.
+_ORDINAL_AFTER = re.compile(r"[- ]?(?:second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|\w+th)s?\b", re.I)
+_COUNT_BEFORE = re.compile(r"\b(?:one|" + "|".join(NUMBER_WORDS) + r")\s+$", re.I)
+
+
 def _spelled(match: re.Match) -> str:
+    text = match.string
+    if _ORDINAL_AFTER.match(text, match.end()) and _COUNT_BEFORE.search(text[max(0, match.start() - 12):match.start()]):
+        return match.group(0)
     value = NUMBER_WORDS[match.group(1).lower()]
     if match.group(2):
         value += 1 if match.group(2).lower() == "one" else NUMBER_WORDS[match.group(2).lower()]
