@@ -66,8 +66,7 @@ class ExactResult:
     facts: list[Fact] = field(default_factory=list)          # every checkable fact of the claim
     missing: list[Fact] = field(default_factory=list)        # facts found in none of the passages
     conflicts: list[str] = field(default_factory=list)       # why the passage says otherwise
-    # A conflict read exactly (a number changed, a negator added to or dropped from a
-    # sentence repeated word for word), not one a rewording can produce.
+    # Some conflict was read exactly (Conflict.exact), not one a rewording can produce.
     certain: bool = False
 
     @property
@@ -168,6 +167,17 @@ def found_in(fact: Fact, passage: str) -> bool:
     return len(stem) >= 3 and stem != needle and re.search(rf"(?<![\w]){re.escape(stem)}", norm) is not None
 
 
+@dataclass(frozen=True)
+class Conflict:
+    """One way a claim says the opposite of a passage sentence. `exact`: read from an
+    edit of the sentence (a number changed; a negator toggled in, or a word swapped for
+    its opposite or another name in, a restatement that keeps the sentence's words in
+    order), not from a rewording, which can produce the same look."""
+    kind: str       # number / negation / opposite / name
+    why: str
+    exact: bool = False
+
+
 def check(claim: str, passages: list[str]) -> ExactResult:
     """Facts of the claim that none of `passages` holds, and contradictions between the
     claim and the passage sentence it most resembles."""
@@ -176,30 +186,24 @@ def check(claim: str, passages: list[str]) -> ExactResult:
     if any(quoted_in(claim, p) for p in passages):
         return result                  # a sentence the passage says word for word contradicts nothing
     claim_words = _words(strip_markers(claim))
+    found: list[Conflict] = []
     aligned, share = best_sentence(claim, passages)
     if aligned is not None and share >= 0.5:
-        result.conflicts = conflicts(claim, aligned, result.facts, result.missing, close=share >= 0.7)
-        aligned_words = _words(aligned)
-        result.certain = bool(result.conflicts) and (
-            any(_NUMBER_CHANGE.match(c) for c in result.conflicts)
-            or _negation_toggled(claim_words, aligned_words) is not None
-            # a name or a word swapped for its opposite in an edit of the sentence
-            or _same_order(claim_words, aligned_words) and any("negated" not in c for c in result.conflicts))
-    if not result.conflicts:
+        found = conflicts(claim, aligned, result.facts, result.missing, close=share >= 0.7)
+    if not found:
         # The sentence it restates may be cut wrongly in a hard-wrapped passage: read the whole.
         flipped = next((w for p in passages if (w := _negation_toggled(claim_words, _passage_words(p)))), None)
         if flipped:
-            result.conflicts = [f"'{flipped}' is negated in one of the claim and the passage, not the other"]
-            result.certain = True
-    if not result.conflicts:
+            found = [Conflict("negation", f"'{flipped}' is negated in one of the claim and the passage, not the other",
+                              exact=True)]
+    if not found:
         changed = _number_changed(claim, passages)
-        if changed:
-            result.conflicts = [f"{changed[0]} where the passage says {changed[1]}"]
-            result.certain = True          # a run of the passage, token for token, but a number
+        if changed:                    # a run of the passage, token for token, but a number
+            found = [Conflict("number", f"{changed[0]} where the passage says {changed[1]}", exact=True)]
+    result.conflicts = [c.why for c in found]
+    result.certain = any(c.exact for c in found)
     return result
 
-
-_NUMBER_CHANGE = re.compile(r"\S*\d\S* where the passage says \S*\d")
 
 _STRAIGHT_QUOTES = str.maketrans("’‘“”", "''\"\"")
 
@@ -299,30 +303,36 @@ def passage_sentences(passage: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[Fact], close: bool = False) -> list[str]:
+def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[Fact],
+              close: bool = False) -> list[Conflict]:
     """Ways the claim says the opposite of the sentence it restates. `close`: the claim
     restates that sentence nearly word for word, so a number of the claim that the
     sentence lacks is a changed number even when it appears elsewhere in the passage."""
     out = []
     claim_words, source_words = _words(strip_markers(claim)), _words(sentence)
+    # An edit keeps the sentence's words in order; a paraphrase moves them, and then a
+    # swapped word or a negation may be the rewording's, not a changed fact.
+    edited = _same_order(claim_words, source_words)
     # A negation's reach is read word by word: only a near-verbatim restatement shows it
     # flipped. In a paraphrase ("isn't noticed until" for "only notice when") it moves, and
     # on claims written the way models write the check fired as often on right ones.
-    flipped = _negation_toggled(claim_words, source_words) or _same_order(claim_words, source_words) and \
+    toggled = _negation_toggled(claim_words, source_words)
+    flipped = toggled or edited and \
         _negation_flips(_words(strip_markers(claim), stops=True), _words(sentence, stops=True))
     if flipped:
-        out.append(f"'{flipped}' is negated in " + ("the claim but not in the passage" if flipped in
-                                                     _scoped(claim_words)[0] else "the passage but not in the claim"))
+        out.append(Conflict("negation", f"'{flipped}' is negated in " + (
+            "the claim but not in the passage" if flipped in _scoped(claim_words)[0]
+            else "the passage but not in the claim"), exact=toggled is not None))
     claim_set, source_set = set(claim_words), set(source_words)
     for word in sorted(claim_set):
         opposite = next((o for o in sorted(_OPPOSITES.get(word, ())) if o in source_set), None)
         if opposite and word not in source_set:
-            out.append(f"'{word}' where the passage says '{opposite}'")
+            out.append(Conflict("opposite", f"'{word}' where the passage says '{opposite}'", exact=edited))
     swapped = _one_word_changed(claim_words, source_words)
     if swapped and swapped[1] in _OPPOSITES.get(swapped[0], ()) and not out:
         # "older ... to older ones" against "older ... to newer ones": the word the claim
         # changed is the opposite of the sentence's, though it also occurs elsewhere.
-        out.append(f"'{swapped[0]}' where the passage says '{swapped[1]}'")
+        out.append(Conflict("opposite", f"'{swapped[0]}' where the passage says '{swapped[1]}'", exact=edited))
     if close:
         # A near-verbatim restatement naming something else where the sentence names
         # another thing ("an Provides statement" for "an INSERT statement").
@@ -333,7 +343,7 @@ def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[
         gone = [f for f in named(facts(sentence))
                 if not re.search(rf"(?<!\w){re.escape(f.text)}(?!\w)", claim, re.IGNORECASE)]
         if new and gone:
-            out.append(f"{new[0].text} where the passage says {gone[0].text}")
+            out.append(Conflict("name", f"{new[0].text} where the passage says {gone[0].text}", exact=edited))
     claim_numbers = {_number_key(f.text) for f in claim_facts if f.kind == "number"}
     missing_numbers = [f for f in missing if f.kind == "number"]
     if close and not missing_numbers:
@@ -341,7 +351,7 @@ def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[
     if missing_numbers:
         other = sorted(_numbers(sentence) - claim_numbers)
         if other:
-            out.append(f"{missing_numbers[0].text} where the passage says {other[0]}")
+            out.append(Conflict("number", f"{missing_numbers[0].text} where the passage says {other[0]}", exact=True))
     return out
 
 
