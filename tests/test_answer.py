@@ -156,6 +156,16 @@ def test_an_answer_the_guard_flags_throughout_is_replaced_by_the_passages_own_se
     assert "48 hours" in kept.text and [f["kind"] for f in kept.flags] == ["contradicted"]
 
 
+def test_the_extractive_answer_leaves_out_a_runner_up_sentence_that_is_off_the_point(make_answerer):
+    from bot.retrieval import Passage
+    worktrees = Passage((1,), "git-worktree.md", None, None, (), "A repository can check out more than one branch at "
+                        "a time with multiple working trees. Worktrees share one object store.", 1.0)
+    clone = Passage((2,), "git-clone.md", None, None, (), "Imitate a clone but track only selected branches.", 0.9)
+    text, cited = make_answerer().extractive("How can I check out more than one branch at a time?", [worktrees, clone])
+    assert text == "A repository can check out more than one branch at a time with multiple working trees [1]."
+    assert cited == [1]
+
+
 def test_follow_up_is_rewritten_before_retrieval(make_answerer):
     def respond(messages):
         if "Follow-up question" in messages[-1]["content"]:
