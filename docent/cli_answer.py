@@ -22,7 +22,7 @@ Exit status:
 EXIT_USAGE, EXIT_STORE, EXIT_MODEL, EXIT_INTERRUPTED = 2, 5, 6, 130
 
 
-def _errors():
+def error_kinds():
     """(exception class, exit code) pairs, imported lazily."""
     from bot.answer import AnswerError, CollectionError
     from bot.generators import GeneratorError
@@ -36,7 +36,7 @@ def _errors():
 
 def _run_guarded(work):
     """Run `work`, turning docent's errors into one clear line and an exit status."""
-    pairs = _errors()
+    pairs = error_kinds()
     try:
         return work()
     except KeyboardInterrupt:
@@ -126,7 +126,7 @@ def chat(obj, collection) -> None:
     click.echo("loading the models...", err=True)
     _run_guarded(lambda: answerer.warm_up(collection))
     session = ChatSession(answerer, collection)
-    pairs = _errors()
+    pairs = error_kinds()
     while True:
         try:
             question = input("\nyou> ")

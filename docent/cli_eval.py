@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from docent.cli_answer import EXIT_INTERRUPTED, _errors
+from docent.cli_answer import EXIT_INTERRUPTED, error_kinds
 from docent.terminal import fail
 
 EVAL_EXIT_HELP = """\b
@@ -57,7 +57,7 @@ def eval_command(obj, collection, dataset, n_questions, unanswerable, paraphrase
     out = Path(out_dir or Path("docent-eval") / name)
     if not 0 <= unanswerable <= 1:
         raise click.BadParameter("must be between 0 and 1", param_hint="--unanswerable")
-    pairs = _errors()
+    pairs = error_kinds()
     try:
         _evaluate(obj.answerer(), name, dataset, n_questions, unanswerable, paraphrased, out, k)
     except KeyboardInterrupt:

