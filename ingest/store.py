@@ -31,6 +31,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from docent.atomic import is_scratch, replacing
 from ingest.errors import (CollectionLocked, CollectionNotFound, EmbeddingMismatch, StoreError,  # noqa: F401
                            fault_kind, storage_faults)
 
@@ -603,7 +604,7 @@ class CollectionWriter(_Base):
         gen = int(self.info().get("generation", 0))
         for p in self.directory.iterdir():
             m = _VECTOR_FILE.match(p.name)
-            if (m and int(m.group(1)) not in (gen, gen - 1)) or p.name.endswith(".faiss.tmp"):
+            if (m and int(m.group(1)) not in (gen, gen - 1)) or is_scratch(p, ".faiss."):
                 p.unlink(missing_ok=True)
 
     # -- staging ---------------------------------------------------------------
@@ -762,16 +763,12 @@ class CollectionWriter(_Base):
             self._index, self._index_stale = _faiss_from_sqlite(self.conn, self.dim), False
         gen = int(self.info().get("generation", 0)) + 1
         final = _vectors_file(self.directory, gen)
-        tmp = final.with_name(final.name + ".tmp")
-        try:
-            faiss.write_index(self._vector_index(), str(tmp))
-        except RuntimeError as exc:         # FAISS reports a failed write (a full disk) this way
-            tmp.unlink(missing_ok=True)
-            full = "No space" in str(exc) or "Disk quota" in str(exc)
-            raise OSError(errno.ENOSPC if full else errno.EIO, f"cannot write {tmp.name}") from None
-        _fsync(tmp)
-        os.replace(tmp, final)
-        _fsync(self.directory)
+        with replacing(final) as tmp:
+            try:
+                faiss.write_index(self._vector_index(), str(tmp))
+            except RuntimeError as exc:         # FAISS reports a failed write (a full disk) this way
+                full = "No space" in str(exc) or "Disk quota" in str(exc)
+                raise OSError(errno.ENOSPC if full else errno.EIO, f"cannot write {final.name}") from None
         self.conn.executemany("INSERT OR REPLACE INTO info VALUES (?, ?)",
                               [("generation", str(gen)), ("updated_at", str(time.time()))])
         self.conn.execute("COMMIT")
@@ -787,11 +784,3 @@ class CollectionWriter(_Base):
         self._index = None
         self._index_stale = False
         self._dirty = False
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -95,12 +95,9 @@ def _safe_name(name: str) -> str:
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from docent.atomic import replacing
+    with replacing(target) as scratch:
+        shutil.copyfile(source, scratch)
 
 
 def _unpack(archive: Path, target: Path, max_bytes: int, max_files: int) -> tuple[Path, list[Refused]]:
