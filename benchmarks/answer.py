@@ -167,8 +167,8 @@ def key_correct(answer: str, key: list[list[str]] | None) -> bool | None:
     if not key:
         return None
     from bot.citations import strip_markers
-    text = " ".join(strip_markers(answer).split())
-    return all(any(re.search(pattern, text, re.IGNORECASE | re.MULTILINE) for pattern in group) for group in key)
+    text = " ".join(strip_markers(answer).split())        # one line: "^" in a pattern is the answer's start
+    return all(any(re.search(pattern, text, re.IGNORECASE) for pattern in group) for group in key)
 
 
 def _squad_hit(passage: dict, q: dict) -> bool:
@@ -464,8 +464,7 @@ def _answer_sets(limit: int, squad_n: int) -> dict:
     return {"docs_qa": [_docs_item(q, keys) for q in docs], "squad2": [_squad_item(q) for q in sq]}
 
 
-def _docs_item(q: dict, keys: dict | None = None) -> dict:
-    keys = answer_keys() if keys is None else keys
+def _docs_item(q: dict, keys: dict) -> dict:
     return {"question": q["question"], "references": [q["answer"]] if q["answer"] else [], "answerable": q["answerable"],
             "hit": (lambda p: _docs_hit(p, q)), "q": q, "key": keys.get(q["id"])}
 
@@ -479,7 +478,7 @@ def _all_items(set_name: str) -> dict[str, dict]:
     """Every question of a set as the answer part builds it, by question text (replay)."""
     if set_name == "docs_qa":
         keys = answer_keys()
-    return {q["question"]: _docs_item(q, keys) for q in docs_qa()}
+        return {q["question"]: _docs_item(q, keys) for q in docs_qa()}
     return {q["question"]: _squad_item(q) for q in squad_questions(2000)}
 
 
