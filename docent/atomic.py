@@ -27,17 +27,20 @@ def is_scratch(path: Path, of: str = "") -> bool:
     return name.startswith(".") and name.endswith(SCRATCH_SUFFIX) and of in name
 
 
-def fsync_path(path: Path) -> None:
-    """Flush a file's or a folder's entries to disk (folders: so that a rename survives a
-    power cut). Filesystems that cannot sync a folder are let be."""
+def fsync_path(path: Path, folder: bool = False) -> None:
+    """Flush a file's data, or a folder's entries (so that a rename survives a power cut),
+    to disk. A folder that cannot be synced (some filesystems refuse) is let be; a file
+    that cannot is an error."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return
+        if folder:
+            return
+        raise
     try:
         os.fsync(fd)
     except OSError:
-        if path.is_file():
+        if not folder:
             raise
     finally:
         os.close(fd)
@@ -57,7 +60,7 @@ def replacing(path: Path) -> Iterator[Path]:
     except BaseException:
         scratch.unlink(missing_ok=True)
         raise
-    fsync_path(path.parent)
+    fsync_path(path.parent, folder=True)
 
 
 def write_atomically(path: Path, data: bytes | str) -> Path:
