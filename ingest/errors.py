@@ -3,7 +3,8 @@
 StoreError and its kinds are what ingest/store.py raises; `storage_faults(name, folder)`
 turns what the disk and SQLite raise (a full disk, a read-only home, a damaged database
 file) into a StorageFault, so every command ends with that line and exit code 5 instead
-of a traceback, and other collections are not affected.
+of a traceback, and other collections are not affected. `os_reason(exc)` is the one-line
+reason given for a document file that cannot be read (loaders and pipeline).
 """
 
 from __future__ import annotations
@@ -36,6 +37,20 @@ class StorageFault(StoreError):
     def __init__(self, message: str, kind: str):
         super().__init__(message)
         self.kind = kind
+
+
+def os_reason(exc: OSError) -> str:
+    """One line for an OSError met reading a file, for "failed: <file>: <reason>". The file
+    was there when listed or stat'ed, so a FileNotFoundError here means it went since."""
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, FileNotFoundError):
+        return "file vanished during the run"
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    return (exc.strerror or type(exc).__name__).lower()
 
 
 _FULL = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))

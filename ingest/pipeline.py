@@ -26,7 +26,7 @@ from ingest import loaders
 from ingest.chunking import chunk_document, embed_text
 from ingest.document import LoadError
 from ingest.manifest import absolute, chunk_hash, deleted_paths, discover, file_hash
-from ingest.errors import storage_faults
+from ingest.errors import os_reason, storage_faults
 from ingest.store import (Collection, CollectionWriter, FileRecord, NewChunk, StoreError, collection_dir,
                           list_collections)
 
@@ -288,7 +288,7 @@ class Ingestor:
         except LoadError as exc:
             return _Examined(key, failure=(str(exc), digest, fmt))
         except OSError as exc:
-            return _Examined(key, failure=(_os_reason(exc), digest, fmt))
+            return _Examined(key, failure=(os_reason(exc), digest, fmt))
         if not drafts:
             return _Examined(key, failure=("no text to index", digest, fmt))
         try:
@@ -373,14 +373,6 @@ class Ingestor:
 
     def collections(self) -> list[str]:
         return list_collections(self.home)
-
-
-def _os_reason(exc: OSError) -> str:
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    if isinstance(exc, FileNotFoundError):
-        return "file vanished during the run"
-    return f"cannot read: {exc.strerror or exc}"
 
 
 __all__ = ["Ingestor", "IngestReport", "FileResult", "Progress", "StoreError",

@@ -315,3 +315,18 @@ def test_unreadable_file(tmp_path):
 def test_unsupported_extension_is_refused(tmp_path):
     with pytest.raises(LoadError, match="unsupported"):
         load_file(make_text(tmp_path / "photo.jpg", "x"))
+
+
+def test_os_errors_become_one_line_reasons():
+    import errno
+
+    from ingest.errors import os_reason
+    assert os_reason(OSError(errno.EACCES, "Permission denied")) == "permission denied"
+    assert os_reason(OSError(errno.ENOENT, "No such file or directory")) == "file vanished during the run"
+    assert os_reason(OSError(errno.ELOOP, "Too many levels of symbolic links")) == "symlink loop"
+    assert os_reason(OSError(errno.EIO, "Input/output error")) == "input/output error"
+
+
+def test_longest_suffix_wins_and_a_bare_suffix_is_a_hidden_file():
+    assert format_for(Path("intro.rst.txt")) == "rst" and format_for(Path("notes.v2.txt")) == "text"
+    assert format_for(Path(".txt")) is None and format_for(Path("a..md")) == "markdown"

@@ -1,0 +1,66 @@
+"""What every loader shares: the `Loader` declaration and small text helpers.
+
+A third-party loader may use these too (`from ingest.loaders.base import Blocks, nonempty`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from ingest.document import ExtractedDocument, Heading, LoadError
+
+
+@dataclass(frozen=True)
+class Loader:
+    """One format. `name` becomes ExtractedDocument.format and what format_for() answers;
+    `suffixes` are lower case with the dot (several parts allowed: ".rst.txt"); `load`
+    turns a file's bytes into an ExtractedDocument and raises LoadError, with a one-line
+    reason, for anything wrong with them (never a parser's own exception)."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    load: Callable[[bytes], ExtractedDocument]
+
+
+def short(exc: BaseException) -> str:
+    """A parser exception as a short one-liner (no traceback, no multi-line dumps)."""
+    msg = " ".join(str(exc).split())
+    msg = msg or type(exc).__name__
+    return msg if len(msg) <= 100 else msg[:97] + "..."
+
+
+def collapse(s: str) -> str:
+    return " ".join(s.split())
+
+
+def nonempty(text: str, reason: str = "empty file") -> str:
+    """`text` without trailing whitespace; LoadError(reason) when nothing is left."""
+    text = text.rstrip()
+    if not text.strip():
+        raise LoadError(reason)
+    return text
+
+
+def line_starts(text: str) -> list[int]:
+    return [0] + [m.end() for m in re.finditer("\n", text)]
+
+
+class Blocks:
+    """Paragraph blocks joined by blank lines, with heading offsets tracked as they are added."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.length = 0
+        self.headings: list[Heading] = []
+
+    def add(self, text: str, level: int | None = None) -> None:
+        start = self.length + (2 if self.parts else 0)
+        if level is not None:
+            self.headings.append(Heading(start, level, text.split("\n", 1)[0]))
+        self.parts.append(text)
+        self.length = start + len(text)
+
+    def text(self) -> str:
+        return "\n\n".join(self.parts)
