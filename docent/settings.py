@@ -1,16 +1,25 @@
-"""One settings object for the whole of docent: defaults file + optional user file +
-profile + environment, loaded once by the entry point and passed down.
+"""One settings object for the whole of docent: defaults (the field defaults below) +
+optional user file + profile + environment, loaded once by the entry point and passed down.
 
-Nothing here reads configuration at import time.
+Every section is a frozen pydantic dataclass: a value outside its allowed set or range
+is refused when the settings are loaded (and when a section is built or `replace`d), as
+one SettingsError line naming the key, where it came from and what is allowed.
+docent/settings.toml explains each key beside its default (commented out) and holds the
+profiles. Nothing here reads configuration at import time.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, Mapping, get_args, get_origin
+
+import pydantic.dataclasses
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS_FILE = Path(__file__).resolve().parent / "settings.toml"
@@ -20,105 +29,163 @@ ENV_PREFIX = "DOCENT_"
 class SettingsError(ValueError):
     """A settings file or environment override that cannot be used."""
 
+    key: str | None = None          # the field at fault, when a section refused a value
+    detail: str = ""
+    related: str | None = None      # the other field of a cross-field rule
 
-@dataclass(frozen=True)
+
+# Constraints shared by many fields.
+Count = Annotated[int, Field(ge=1)]                  # 0 makes no sense
+Threads = Annotated[int, Field(ge=0)]                # 0: all cores
+NonNegative = Annotated[int, Field(ge=0)]
+Share = Annotated[float, Field(ge=0, le=1)]          # shares, probabilities, 0: off
+Positive = Annotated[float, Field(gt=0)]             # sizes, timeouts
+Name = Annotated[str, Field(min_length=1)]
+# Closed sets, as their consumers accept them (bot/guard/leaks.py POLICIES, bot/guard/labels.py LABELS).
+Policy = Literal["allow", "flag", "redact", "block"]
+Label = Literal["secret", "pii", "confidential", "restricted", "injection"]
+
+# Numbers are taken for strings (a TOML `password = 1234`) as before; unknown keywords are
+# refused; defaults are validated too, so a cross-field rule sees a default against a new value.
+_section = functools.partial(pydantic.dataclasses.dataclass, frozen=True, config=ConfigDict(
+    extra="forbid", coerce_numbers_to_str=True, validate_default=True))
+
+
+def _validated(cls: type) -> type:
+    """A settings section whose constructor (and so `dataclasses.replace`) raises
+    SettingsError instead of pydantic's multi-line ValidationError."""
+    cls = _section(cls)
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except ValidationError as exc:
+            raise _error(cls, exc) from None
+
+    cls.__init__ = __init__
+    return cls
+
+
+@_validated
 class PathSettings:
     home: str = ""
 
 
-@dataclass(frozen=True)
+@_validated
 class IngestSettings:
-    collection: str = "default"
-    max_file_mb: float = 50
+    collection: Name = "default"
+    max_file_mb: Positive = 50
     exclude: tuple[str, ...] = (".*", "__pycache__", "node_modules", "*~", "*.tmp")
-    checkpoint_seconds: float = 60
+    checkpoint_seconds: Annotated[float, Field(ge=0)] = 60     # 0: after every file (profile test)
 
 
-@dataclass(frozen=True)
+@_validated
 class ChunkingSettings:
-    max_tokens: int = 240
-    min_tokens: int = 48
-    overlap_tokens: int = 24
+    max_tokens: Count = 240
+    min_tokens: NonNegative = 48
+    overlap_tokens: NonNegative = 24
+
+    # Fields are validated in order, so max_tokens is in info.data when it was valid.
+    @field_validator("min_tokens")
+    @classmethod
+    def _min_within_max(cls, value: int, info: ValidationInfo) -> int:
+        limit = info.data.get("max_tokens")
+        if limit is not None and value > limit:
+            raise PydanticCustomError("cross_field", "{value} is more than chunking.max_tokens ({limit})",
+                                      {"value": value, "limit": limit, "other": "max_tokens"})
+        return value
+
+    @field_validator("overlap_tokens")
+    @classmethod
+    def _overlap_below_max(cls, value: int, info: ValidationInfo) -> int:
+        limit = info.data.get("max_tokens")
+        if limit is not None and value >= limit:
+            raise PydanticCustomError("cross_field", "{value} is not less than chunking.max_tokens ({limit})",
+                                      {"value": value, "limit": limit, "other": "max_tokens"})
+        return value
 
 
-@dataclass(frozen=True)
+@_validated
 class EmbeddingSettings:
-    model: str = "all-MiniLM-L6-v2"
-    backend: str = "onnx-int8"
-    batch_size: int = 8
-    threads: int = 0
+    model: Name = "all-MiniLM-L6-v2"
+    backend: Literal["onnx-int8", "torch"] = "onnx-int8"        # ingest/embedder.py BACKENDS
+    batch_size: Count = 8
+    threads: Threads = 0
 
 
-@dataclass(frozen=True)
+@_validated
 class RetrievalSettings:
-    mode: str = "hybrid"
-    k: int = 4
-    candidates: int = 30
-    rrf_k: int = 10
-    keyword_weight: float = 2.0
-    keyword_max_df: float = 1.0
-    rerank: str = "none"
-    rerank_candidates: int = 12
-    dedupe_overlap: float = 0.8
+    mode: Literal["hybrid", "dense", "keyword"] = "hybrid"      # bot/retrieval.py MODES
+    k: Count = 4
+    candidates: Count = 30
+    rrf_k: NonNegative = 10                                     # ranks start at 1: 0 divides by >= 1
+    keyword_weight: Annotated[float, Field(ge=0)] = 2.0
+    keyword_max_df: Share = 1.0
+    rerank: str = "none"                                        # "none" or a model name or folder
+    rerank_candidates: Count = 12
+    dedupe_overlap: Share = 0.8
     merge_neighbours: bool = True
-    min_score: float = 0.4
+    # A cosine, but above 1 is allowed: tests use 2.0 for "nothing is relevant enough".
+    min_score: Annotated[float, Field(ge=-1)] = 0.4
 
 
-@dataclass(frozen=True)
+@_validated
 class GenerationSettings:
-    backend: str = "llama-cpp"
-    model: str = "qwen2.5-coder-1.5b"
-    context_window: int = 4096
-    max_answer_tokens: int = 320
-    temperature: float = 0.0
+    backend: Name = "llama-cpp"          # open set: checked by the component builder
+    model: Name = "qwen2.5-coder-1.5b"
+    context_window: Count = 4096
+    max_answer_tokens: Count = 320
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0      # 2: OpenAI's ceiling
     seed: int = 0
-    threads: int = 0
+    threads: Threads = 0
     base_url: str = ""
     server_model: str = ""
     api_key_env: str = "OPENAI_API_KEY"
-    timeout_seconds: float = 120
+    timeout_seconds: Positive = 120
 
 
-@dataclass(frozen=True)
+@_validated
 class AnswerSettings:
     prompts: str = ""
-    style: str = "plain"
-    fallback: str = "auto"
+    style: Literal["grammar", "plain"] = "plain"                           # bot/answer.py STYLES
+    fallback: Literal["auto", "extractive", "abstain", "none"] = "auto"   # bot/answer.py FALLBACKS
     repoint_citations: bool = True
-    min_coverage: float = 0.0
-    judge_answerable: float = 0.62
-    judge_addresses: float = 0.0
-    history_turns: int = 3
-    max_question_chars: int = 2000
+    min_coverage: Share = 0.0
+    judge_answerable: Share = 0.62
+    judge_addresses: Share = 0.0
+    history_turns: NonNegative = 3
+    max_question_chars: Count = 2000
 
 
-@dataclass(frozen=True)
+@_validated
 class GuardSettings:
     groundedness: bool = True
-    unsupported: str = "flag"
-    threshold: float = 0.0
+    unsupported: Literal["flag", "drop"] = "flag"               # bot/guard/groundedness.py
+    threshold: Share = 0.0                                      # a probability; 0: the fitted one
     judge: bool = True
 
 
-@dataclass(frozen=True)
+@_validated
 class LeakSettings:
-    secret: str = "redact"
-    pii: str = "flag"
-    confidential: str = "flag"
+    secret: Policy = "redact"
+    pii: Policy = "flag"
+    confidential: Policy = "flag"
     restricted_paths: tuple[str, ...] = ()
     paths_case_sensitive: bool = False
-    exclude: tuple[str, ...] = ("restricted",)
-    restricted: str = "block"
+    exclude: tuple[Label, ...] = ("restricted",)
+    restricted: Literal["allow", "flag", "block"] = "block"     # bot/answer.py: no redact here
 
 
-@dataclass(frozen=True)
+@_validated
 class UiSettings:
-    host: str = "127.0.0.1"
-    port: int = 7860
+    host: Name = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 7860
     user: str = ""
     password: str = ""
-    max_upload_mb: float = 50
-    max_upload_files: int = 2000
+    max_upload_mb: Positive = 50
+    max_upload_files: Count = 2000
     feedback_file: str = ""
     starter_docs: str = "docs/guide"
 
@@ -159,7 +226,8 @@ class Settings:
         return PROJECT_ROOT / "prompts"
 
     def with_values(self, section: str, **values: Any) -> "Settings":
-        """A copy with some values of one section changed (used by CLI flags and tests)."""
+        """A copy with some values of one section changed (used by CLI flags and tests);
+        a value the section refuses raises SettingsError."""
         return replace(self, **{section: replace(getattr(self, section), **values)})
 
 
@@ -167,6 +235,47 @@ _SECTIONS = {"paths": PathSettings, "ingest": IngestSettings, "chunking": Chunki
              "embedding": EmbeddingSettings, "retrieval": RetrievalSettings,
              "generation": GenerationSettings, "answer": AnswerSettings, "guard": GuardSettings,
              "leaks": LeakSettings, "ui": UiSettings}
+_LABELS = {cls: name for name, cls in _SECTIONS.items()}
+
+
+def _error(cls: type, exc: ValidationError) -> SettingsError:
+    """pydantic's first complaint as one line: the key, the value, what is allowed."""
+    err = exc.errors(include_url=False)[0]
+    key = err["loc"][0] if err["loc"] else None
+    key = fields(cls)[key].name if isinstance(key, int) else key       # a positional argument
+    info = cls.__pydantic_fields__.get(key or "")
+    value, kind, related = err.get("input"), err["type"], None
+    if kind == "literal_error" and info is not None:
+        detail = f"{value!r} is not one of {', '.join(map(str, _choices(info.annotation)))}"
+    elif kind.startswith(("greater_than", "less_than")) and info is not None:
+        detail = f"{value} is out of range: {_range(info.metadata)}"
+    elif kind == "cross_field":
+        detail, related = err["msg"], err["ctx"]["other"]
+    elif kind == "string_too_short":
+        detail = "must not be empty"
+    elif kind == "unexpected_keyword_argument":
+        detail = f"unknown setting (known: {', '.join(f.name for f in fields(cls))})"
+    else:
+        detail = f"cannot use {value!r}: {err['msg'][0].lower()}{err['msg'][1:]}"
+    label = _LABELS.get(cls, cls.__name__)
+    out = SettingsError(f"setting {f'{label}.{key}' if key else label}: {detail}")
+    out.key, out.detail, out.related = key, detail, related
+    return out
+
+
+def _choices(annotation: Any) -> tuple:
+    """The values of the Literal in a field's type (also inside tuple[Literal[...], ...])."""
+    if get_origin(annotation) is Literal:
+        return get_args(annotation)
+    return next((c for arg in get_args(annotation) if (c := _choices(arg))), ())
+
+
+def _range(metadata: list) -> str:
+    bounds = {name: getattr(m, name) for m in metadata for name in ("ge", "gt", "le", "lt") if hasattr(m, name)}
+    if "ge" in bounds and "le" in bounds:
+        return f"must be from {bounds['ge']} to {bounds['le']}"
+    words = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
+    return "must be " + " and ".join(f"{words[name]} {bound}" for name, bound in bounds.items())
 
 
 def load_settings(
@@ -174,33 +283,34 @@ def load_settings(
     profile: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Build the settings: defaults file, then the user file, then the profile, then env.
+    """Build the settings: field defaults, then docent/settings.toml (explanations and
+    profiles only), the user file, the profile, then env.
 
     `env` defaults to os.environ; tests pass their own mapping.
     """
     env = os.environ if env is None else env
+    tables: dict[str, dict] = {}        # "retrieval" or "collections.hr.leaks" -> values set
+    origins: dict[str, str] = {}        # "retrieval.mode" -> where that value came from
     data = _read_toml(DEFAULTS_FILE)
     profiles = data.pop("profile", {})
-    collections = data.pop("collections", {})
+    _apply(tables, origins, data, str(DEFAULTS_FILE.relative_to(PROJECT_ROOT)))
     file = file or env.get(ENV_PREFIX + "SETTINGS")
     if file:
         user = _read_toml(Path(file))
         profiles.update(user.pop("profile", {}))
-        _merge(collections, user.pop("collections", {}))
-        _merge(data, user)
+        _apply(tables, origins, user, str(file))
     profile = profile if profile is not None else env.get(ENV_PREFIX + "PROFILE", "")
     if profile:
         if profile not in profiles:
             raise SettingsError(f"unknown settings profile {profile!r} (known: {', '.join(sorted(profiles)) or 'none'})")
-        for dotted, value in profiles[profile].items():
-            _set_dotted(data, dotted, value) if not isinstance(value, dict) else _merge(data.setdefault(dotted, {}), value)
+        _apply(tables, origins, profiles[profile], f"profile {profile}")
     if env.get(ENV_PREFIX + "HOME"):
-        data.setdefault("paths", {})["home"] = env[ENV_PREFIX + "HOME"]
+        _apply(tables, origins, {"paths": {"home": env[ENV_PREFIX + "HOME"]}}, ENV_PREFIX + "HOME")
     for key, raw in env.items():
         if key.startswith(ENV_PREFIX) and "__" in key:
             section, _, name = key[len(ENV_PREFIX):].lower().partition("__")
-            _set_dotted(data, f"{section}.{name}", raw, from_env=True)
-    return _build(data, profile, collections)
+            _apply(tables, origins, {section: {name: raw}}, key)
+    return _build(tables, origins, profile)
 
 
 def _read_toml(path: Path) -> dict:
@@ -213,60 +323,63 @@ def _read_toml(path: Path) -> dict:
         raise SettingsError(f"settings file {path} is not valid TOML: {exc}") from None
 
 
-def _merge(base: dict, extra: dict) -> None:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
+def _apply(tables: dict, origins: dict, layer: Mapping, source: str) -> None:
+    """Lay one source's values over `tables`, remembering where each came from."""
+    for section, values in layer.items():
+        if section == "collections" and isinstance(values, dict):
+            for name, sub in values.items():
+                if not isinstance(sub, dict) or set(sub) - {"leaks"} or not isinstance(sub.get("leaks", {}), dict):
+                    raise SettingsError(f"[collections.{name}] may only hold a [collections.{name}.leaks] table "
+                                        f"(in {source})")
+                _put(tables, origins, f"collections.{name}.leaks", LeakSettings, sub.get("leaks", {}), source)
+        elif not isinstance(values, dict) and "." in section:     # a quoted dotted key in a profile
+            head, _, name = section.partition(".")
+            _apply(tables, origins, {head: {name: values}}, source)
+        elif section in _SECTIONS and isinstance(values, dict):
+            _put(tables, origins, section, _SECTIONS[section], values, source)
         else:
-            base[key] = value
+            raise SettingsError(f"unknown settings section {section!r} (from {source}); "
+                                f"known: {', '.join(_SECTIONS)}, collections")
 
 
-def _set_dotted(data: dict, dotted: str, value: Any, from_env: bool = False) -> None:
-    section, _, name = dotted.partition(".")
-    if section not in _SECTIONS or name not in {f.name for f in fields(_SECTIONS[section])}:
-        if from_env:
-            raise SettingsError(f"unknown setting in environment: {ENV_PREFIX}{section.upper()}__{name.upper()}")
-        raise SettingsError(f"unknown setting {dotted!r}")
-    data.setdefault(section, {})[name] = value
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0", "")
 
 
-def _coerce(cls: type, name: str, value: Any) -> Any:
-    default = next(f for f in fields(cls) if f.name == name).default
-    try:
-        if isinstance(default, bool):
-            return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes", "on"}
-        if isinstance(default, int):
-            return int(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, tuple):
-            if isinstance(value, str):
-                return tuple(v.strip() for v in value.split(",") if v.strip())
-            return tuple(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise SettingsError(f"setting {cls.__name__}.{name}: cannot use {value!r}") from None
+def _put(tables: dict, origins: dict, label: str, cls: type, values: Mapping, source: str) -> None:
+    names = [f.name for f in fields(cls)]
+    for key, value in values.items():
+        if key not in names:
+            raise SettingsError(f"unknown setting {label}.{key} (from {source}); [{label}] has: {', '.join(names)}")
+        default = cls.__dataclass_fields__[key].default
+        # Text (env, or a string in a file): yes/no spellings for bools, commas for lists.
+        if isinstance(value, str) and isinstance(default, bool):
+            if value.strip().lower() not in _TRUE + _FALSE:
+                raise SettingsError(f"setting {label}.{key} (from {source}): {value!r} is not one of "
+                                    f"{', '.join(_TRUE + _FALSE[:-1])}")
+            value = value.strip().lower() in _TRUE
+        elif isinstance(value, str) and isinstance(default, tuple):
+            value = tuple(v.strip() for v in value.split(",") if v.strip())
+        tables.setdefault(label, {})[key] = value
+        origins[f"{label}.{key}"] = source
 
 
-def _build(data: dict, profile: str, collections: dict | None = None) -> Settings:
-    sections = {}
-    for section, cls in _SECTIONS.items():
-        values = data.get(section, {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise SettingsError(f"unknown setting(s) in [{section}]: {', '.join(sorted(unknown))}")
-        sections[section] = cls(**{k: _coerce(cls, k, v) for k, v in values.items()})
-    unknown_sections = set(data) - set(_SECTIONS)
-    if unknown_sections:
-        raise SettingsError(f"unknown settings section(s): {', '.join(sorted(unknown_sections))}")
-    per_collection = {}
-    for name, overrides in (collections or {}).items():
-        if not isinstance(overrides, dict) or set(overrides) - {"leaks"}:
-            raise SettingsError(f"[collections.{name}] may only hold a [collections.{name}.leaks] table")
-        values = overrides.get("leaks", {})
-        unknown = set(values) - {f.name for f in fields(LeakSettings)}
-        if unknown:
-            raise SettingsError(f"unknown setting(s) in [collections.{name}.leaks]: {', '.join(sorted(unknown))}")
-        per_collection[name] = replace(sections["leaks"], **{k: _coerce(LeakSettings, k, v) for k, v in values.items()})
+def _build(tables: dict, origins: dict, profile: str) -> Settings:
+    sections = {name: _make(name, origins, cls, tables.get(name, {})) for name, cls in _SECTIONS.items()}
+    per_collection = {
+        label[len("collections."):-len(".leaks")]: _make(label, origins, functools.partial(replace, sections["leaks"]), values)
+        for label, values in tables.items() if label.startswith("collections.")}
     return Settings(profile=profile, collection_leaks=per_collection, **sections)
+
+
+def _make(label: str, origins: dict, build, values: dict):
+    """build(**values), its error re-worded with the key as the user wrote it and its source."""
+    try:
+        return build(**values)
+    except SettingsError as exc:
+        if exc.key is None:
+            raise
+        def where(key: str | None) -> str | None:
+            return origins.get(f"{label}.{key}") if key else None
+        source, other = where(exc.key), where(exc.related)
+        raise SettingsError(f"setting {label}.{exc.key}{f' (from {source})' if source else ''}: {exc.detail}"
+                            f"{f'; {label}.{exc.related} is set by {other}' if other else ''}") from None
