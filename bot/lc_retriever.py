@@ -2,44 +2,74 @@
 chains:
 
     from bot.lc_retriever import DocentRetriever
-    retriever = DocentRetriever.from_settings(load_settings(), collection="default", k=4)
-    docs = retriever.invoke("rotate API keys")      # list[langchain_core.documents.Document]
+    retriever = DocentRetriever(collection="default", k=4)   # settings as the CLI reads them
+    docs = retriever.invoke("rotate API keys")               # list[langchain_core.documents.Document]
+    docs = retriever.invoke("rotate API keys", k=8)          # k at call time
+    docs = await retriever.ainvoke("rotate API keys")
+    retriever.batch(["...", "..."])                          # safe across threads
 
-Each Document's metadata holds source, page, heading, score and chunk_ids. page_content
-is masked by the collection's leak policy (secrets by default), as docent shows passages;
-`mask=False` gives the text as stored.
+It keeps LangChain's contract: k documents (fewer only when the collection holds fewer;
+neighbouring chunks docent merges into one passage do not shrink the count). Each
+Document's metadata holds source, page, heading, score and chunk_ids (more than one when
+neighbouring chunks were merged). page_content is masked by the collection's leak policy
+(secrets by default), as docent shows passages; `mask=False` gives the text as stored.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from typing import Any
 
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict
+from pydantic import ConfigDict, Field, PrivateAttr
 
 
 class DocentRetriever(BaseRetriever):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    retriever: Any                 # bot.retrieval.Retriever
-    collection: str | None = None
-    k: int = 4
-    mode: str | None = None
+    collection: str | None = None  # None: settings' ingest.collection
+    k: int = Field(default=4, ge=1)
+    mode: str | None = None        # hybrid / dense / keyword; None: settings' retrieval.mode
     mask: bool = True              # secrets / personal data masked as the leak policy says
+    home: str | None = None        # where collections live; None: as the settings say
+    settings_file: str | None = None
+    profile: str | None = None
+    retriever: Any = None          # a bot.retrieval.Retriever; built from the above when None
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
     def from_settings(cls, settings, collection: str | None = None, k: int = 4, home=None, embedder=None) -> "DocentRetriever":
         from bot.retrieval import Retriever
         return cls(retriever=Retriever(settings, embedder, home=home), collection=collection, k=k)
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+    def _docent(self):
+        """The docent Retriever, built once (settings loaded and validated as the CLI does)."""
+        with self._lock:
+            if self.retriever is None:
+                from bot.retrieval import Retriever
+                from docent.settings import load_settings
+                self.retriever = Retriever(load_settings(self.settings_file, self.profile), home=self.home)
+            return self.retriever
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
+                                k: int | None = None, **kwargs: Any) -> list[Document]:
         from bot.guard.leaks import LeakScanner
-        result = self.retriever.retrieve(query, self.collection, k=self.k, mode=self.mode)
+        retriever = self._docent()
+        want = k if k is not None else self.k
+        result = retriever.retrieve(query, self.collection, k=want, mode=self.mode, fill=True)
         passages = result.passages
         if self.mask:
-            passages = LeakScanner(self.retriever.settings.leaks_for(self.collection)).shown(passages)
+            passages = LeakScanner(retriever.settings.leaks_for(self.collection)).shown(passages)
         return [Document(page_content=p.text, metadata={
             "source": p.source, "page": p.page, "heading": p.heading, "score": p.score,
             "chunk_ids": list(p.chunk_ids)}) for p in passages]
+
+    async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
+                                       k: int | None = None, **kwargs: Any) -> list[Document]:
+        # The search is CPU work on numpy, ONNX Runtime and SQLite (which release the GIL):
+        # it runs in a worker thread so the event loop stays free; readers are thread-safe.
+        return await asyncio.to_thread(self._get_relevant_documents, query,
+                                       run_manager=run_manager.get_sync(), k=k, **kwargs)

@@ -21,6 +21,7 @@ retrieval.min_score: a fused rank says nothing about whether anything matched at
 from __future__ import annotations
 
 import re
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Sequence
 from docent.settings import RetrievalSettings, Settings
 
 if TYPE_CHECKING:
-    from ingest.store import Collection, StoredChunk
+    from ingest.store import ChunkFilter, Collection, StoredChunk
 
 MODES = ("hybrid", "dense", "keyword")
 
@@ -132,7 +133,8 @@ def near_duplicate(a: str, b: str, threshold: float) -> bool:
 
 class Retriever:
     """Hybrid retrieval over one collection at a time. Collections are opened once and
-    kept (their FAISS index is reloaded only when a writer has published a new one)."""
+    kept (their vector index is reloaded only when a writer has published a new one).
+    Safe to call from several threads at once (a server's, LangChain's batch())."""
 
     def __init__(self, settings: Settings, embedder=None, home: str | Path | None = None, reranker=None):
         self.settings = settings
@@ -143,24 +145,27 @@ class Retriever:
         self._embedder = embedder
         self._reranker = reranker
         self._collections: dict[str, "Collection"] = {}
-        # Per collection: (generation and rules they were made for, value).
-        self._hidden_cache: dict[str, tuple] = {}
+        # Per collection: (generation and rules it was made for, value).
         self._restricted_cache: dict[str, tuple] = {}
         self._pool = None
+        self._lock = threading.RLock()         # guards the lazy parts above
 
     @property
     def embedder(self):
-        if self._embedder is None:
-            from ingest.embedder import make_embedder
-            self._embedder = make_embedder(self.settings.embedding)
-        return self._embedder
+        with self._lock:
+            if self._embedder is None:
+                from ingest.embedder import make_embedder
+                self._embedder = make_embedder(self.settings.embedding)
+            return self._embedder
 
     @property
     def reranker(self):
-        if self._reranker is None and self.config.rerank not in ("", "none"):
-            from ingest.embedder import make_embedder
-            self._reranker = make_embedder(replace(self.settings.embedding, model=self.config.rerank, backend="torch"))
-        return self._reranker
+        with self._lock:
+            if self._reranker is None and self.config.rerank not in ("", "none"):
+                from ingest.embedder import make_embedder
+                self._reranker = make_embedder(replace(self.settings.embedding, model=self.config.rerank,
+                                                       backend="torch"))
+            return self._reranker
 
     def warm_up(self, collection: str | None = None) -> None:
         """Load the models (and the collection's vectors) before the first question."""
@@ -187,36 +192,42 @@ class Retriever:
     def collection(self, name: str | None = None) -> "Collection":
         from ingest.store import Collection
         name = name or self.settings.ingest.collection
-        if name not in self._collections:
-            with self._store_errors(name):
-                opened = Collection(self.home, name)
-                opened.check_model(self.embedder.name, self.embedder.dim)
-            self._collections[name] = opened
-        return self._collections[name]
+        with self._lock:
+            if name not in self._collections:
+                with self._store_errors(name):
+                    opened = Collection(self.home, name)
+                    opened.check_model(self.embedder.name, self.embedder.dim)
+                self._collections[name] = opened
+            return self._collections[name]
 
     def _worker(self):
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docent-keyword")
-        return self._pool
+        with self._lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="docent-keyword")
+            return self._pool
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        for opened in self._collections.values():
-            opened.close()
-        self._collections.clear()
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+            for opened in self._collections.values():
+                opened.close()
+            self._collections.clear()
 
     def retrieve(self, question: str, collection: str | None = None, k: int | None = None,
-                 mode: str | None = None, rerank: bool | None = None) -> RetrievalResult:
-        """The k best passages for the question (fewer when the collection is small)."""
+                 mode: str | None = None, rerank: bool | None = None, fill: bool = False) -> RetrievalResult:
+        """The k best passages for the question (fewer when the collection is small).
+        Neighbouring chunks of one file become one passage, so k chunks can make fewer
+        passages; `fill` takes further chunks until there are k passages (LangChain's
+        contract: k documents)."""
         name = collection or self.settings.ingest.collection
         with self._store_errors(name):
-            return self._retrieve(question, name, k, mode, rerank)
+            return self._retrieve(question, name, k, mode, rerank, fill)
 
     def _retrieve(self, question: str, collection: str, k: int | None, mode: str | None,
-                  rerank: bool | None) -> RetrievalResult:
+                  rerank: bool | None, fill: bool = False) -> RetrievalResult:
         k = k or self.config.k
         mode = mode or self.config.mode
         if mode not in MODES:
@@ -228,33 +239,26 @@ class Retriever:
         started = time.perf_counter()
         want = max(self.config.candidates, k)
 
-        # The keyword search runs in a worker thread while the question is embedded and
-        # the vectors searched: SQLite, ONNX Runtime and FAISS all release the GIL, so on
-        # a large collection retrieval costs the slower of the two instead of their sum.
-        # The vector index is fetched first so the two threads never share the SQLite
-        # connection at the same time.
-        index = store.vector_index()
-        keywords = store.keyword_index() if mode in ("hybrid", "keyword") else None
-        # Chunks labelled with anything in leaks.exclude are never retrieved: each search
-        # asks for as many more results as there are such chunks, then drops them.
-        hidden = self.hidden(store)
+        # The keyword search runs in a worker thread (with its own SQLite connection) while
+        # the question is embedded and the vectors searched: SQLite, ONNX Runtime and FAISS
+        # all release the GIL, so on a large collection retrieval costs the slower of the
+        # two instead of their sum. Both searches honour one filter: chunks labelled with
+        # anything in leaks.exclude (and files under a restricted path) are never retrieved.
+        rule = self.chunk_filter(store.name)
         pending = None
         if mode in ("hybrid", "keyword"):
-            pending = self._worker().submit(_timed, store.keyword_search, keyword_query(question),
-                                            want + len(hidden), self.config.keyword_max_df, keywords)
+            pending = self._worker().submit(_timed, store.keyword_search, keyword_query(question), want,
+                                            self.config.keyword_max_df, rule)
         try:
             # The dense search runs in every mode: abstention needs its cosine scores.
             vector = self.embedder.embed([question])
             timings["embed_ms"] = _ms(started)
-            dense = store.search(vector, want + len(hidden), index=index)[0]
+            dense = store.dense_search(vector, want, rule)[0]
             timings["dense_ms"] = _ms(started) - timings["embed_ms"]
         finally:
             keyword, keyword_ms = pending.result() if pending is not None else ([], None)
         if keyword_ms is not None:
             timings["keyword_ms"] = keyword_ms
-        if hidden:
-            dense = [(i, s) for i, s in dense if i not in hidden][:want]
-            keyword = [(i, s) for i, s in keyword if i not in hidden][:want]
         cosine = dict(dense)
         bm25 = dict(keyword)
 
@@ -277,62 +281,66 @@ class Retriever:
             timings["rerank_ms"] = _ms(mark)
             mark = time.perf_counter()
 
+        def passages_of(kept: list[tuple["StoredChunk", float]]) -> list[Passage]:
+            out = [Passage((c.id,), c.path, c.page, c.page_end, c.heading_path, c.text, score,
+                           cosine.get(c.id), bm25.get(c.id)) for c, score in kept]
+            return merge_neighbours(out, {c.id: c for c, _ in kept}) if self.config.merge_neighbours else out
+
         kept: list[tuple["StoredChunk", float]] = []
         for chunk_id, score in ranked:
             chunk = chunks[chunk_id]
             if any(near_duplicate(chunk.text, other.text, self.config.dedupe_overlap) for other, _ in kept):
                 continue
+            # Filling up to k passages: a further chunk next to a kept one would only merge.
+            if len(kept) >= k and any(o.path == chunk.path and abs(o.ord - chunk.ord) == 1 for o, _ in kept):
+                continue
             kept.append((chunk, score))
-            if len(kept) == k:
+            if len(kept) >= k and (not fill or len(passages_of(kept)) >= k):
                 break
-        passages = [Passage((c.id,), c.path, c.page, c.page_end, c.heading_path, c.text, score,
-                            cosine.get(c.id), bm25.get(c.id)) for c, score in kept]
-        if self.config.merge_neighbours:
-            passages = merge_neighbours(passages, {c.id: c for c, _ in kept})
+        passages = passages_of(kept)
         timings["select_ms"] = _ms(mark)
         timings["retrieve_ms"] = _ms(started)
         top = max(cosine.values(), default=0.0)
         return RetrievalResult(question, passages, top, timings)
 
-    def hidden(self, store) -> frozenset[int]:
-        """Ids of the chunks that must not be retrieved: labelled at ingest with anything
-        in leaks.exclude, and, when "restricted" is excluded, every chunk of a file the
-        current leaks.restricted_paths match (in force before the next ingest relabels).
-        Cached per collection and index generation. The collection's own leak policy applies."""
-        leaks = self.settings.leaks_for(store.name)
+    def chunk_filter(self, collection: str) -> "ChunkFilter":
+        """What searches of this collection leave out: chunks labelled at ingest with
+        anything in leaks.exclude, and, when "restricted" is excluded, every chunk of a file
+        the current leaks.restricted_paths match (in force before the next ingest
+        relabels). The collection's own leak policy applies."""
+        from ingest.store import ChunkFilter
+        leaks = self.settings.leaks_for(collection)
         labels = tuple(leaks.exclude)
-        if not labels:
-            return frozenset()
-        key = (store.generation, labels, tuple(leaks.restricted_paths))
-        cached = self._hidden_cache.get(store.name)
-        if cached is None or cached[0] != key:
-            ids = set(store.labelled_ids(labels))
-            if "restricted" in labels:
-                ids |= self._restricted_by_path(store)
-            cached = self._hidden_cache[store.name] = (key, frozenset(ids))
-        return cached[1]
+        if "restricted" in labels and leaks.restricted_paths:
+            return ChunkFilter(labels, self._path_rule(collection), _path_key(leaks))
+        return ChunkFilter(labels)
+
+    def hidden(self, store) -> frozenset[int]:
+        """Ids of the chunks that must not be retrieved (chunk_filter's), cached per index generation."""
+        return store.excluded_ids(self.chunk_filter(store.name))
 
     def restricted_text(self, collection: str | None = None):
         """A bot.guard.overlap.RestrictedIndex of the collection's restricted chunks
         (labelled restricted, or under a current path rule); cached per collection and generation."""
         from bot.guard.overlap import RestrictedIndex
+        from ingest.store import ChunkFilter
         store = self.collection(collection)
-        key = (store.generation, tuple(self.settings.leaks_for(store.name).restricted_paths))
-        cached = self._restricted_cache.get(store.name)
-        if cached is None or cached[0] != key:
-            ids = set(store.labelled_ids(("restricted",))) | self._restricted_by_path(store)
-            index = RestrictedIndex.build((c.path, c.text) for c in store.chunks(sorted(ids)))
-            cached = self._restricted_cache[store.name] = (key, index)
-        return cached[1]
-
-    def _restricted_by_path(self, store) -> set[int]:
-        """Chunks of the files the current leaks.restricted_paths match."""
         leaks = self.settings.leaks_for(store.name)
-        if not leaks.restricted_paths:
-            return set()
+        restricted = ChunkFilter(("restricted",), self._path_rule(store.name) if leaks.restricted_paths else None,
+                                 _path_key(leaks))
+        key = (store.generation, _path_key(leaks))
+        with self._lock:
+            cached = self._restricted_cache.get(store.name)
+            if cached is None or cached[0] != key:
+                ids = store.excluded_ids(restricted)
+                index = RestrictedIndex.build((c.path, c.text) for c in store.chunks(sorted(ids)))
+                cached = self._restricted_cache[store.name] = (key, index)
+            return cached[1]
+
+    def _path_rule(self, collection: str):
+        """The current leaks.restricted_paths of a collection as a predicate on file paths."""
         from bot.guard.labels import ChunkLabeller
-        rules = ChunkLabeller(leaks)
-        return store.chunk_ids_of([f.path for f in store.files() if rules.restricted_path(f.path)])
+        return ChunkLabeller(self.settings.leaks_for(collection)).restricted_path
 
     def _rerank(self, question: str, candidates: list[tuple["StoredChunk", float]]) -> list[tuple[int, float]]:
         from ingest.chunking import embed_text
@@ -340,6 +348,10 @@ class Retriever:
         scores = vectors[1:] @ vectors[0]
         order = sorted(range(len(candidates)), key=lambda i: -float(scores[i]))
         return [(candidates[i][0].id, float(scores[i])) for i in order]
+
+
+def _path_key(leaks) -> tuple:
+    return (tuple(leaks.restricted_paths), leaks.paths_case_sensitive)
 
 
 def _timed(function, *args):

@@ -42,8 +42,8 @@ SCRIPT = textwrap.dedent("""
 def _check(home: Path) -> int:
     with Collection(home, "default") as coll:
         index = coll.vector_index()
-        assert index.ntotal == coll.chunk_count()
-        ids = [int(index.id_map.at(i)) for i in range(index.ntotal)]
+        assert len(index) == coll.chunk_count()
+        ids = [int(i) for i in index.ids()]
         assert len(coll.chunks(ids)) == len(ids)
         for f in coll.files():
             assert len(coll.chunks_of(f.path)) == f.n_chunks

@@ -19,8 +19,8 @@ def _open(settings, name="default") -> Collection:
 def _consistent(coll: Collection) -> None:
     """Vectors and metadata agree: one vector per chunk, every vector id a chunk."""
     index = coll.vector_index()
-    assert index.ntotal == coll.chunk_count()
-    ids = [int(index.id_map.at(i)) for i in range(index.ntotal)]
+    assert len(index) == coll.chunk_count()
+    ids = [int(i) for i in index.ids()]
     assert len(coll.chunks(ids)) == len(ids)
 
 
@@ -164,7 +164,7 @@ def test_other_embedding_model_is_refused_with_advice_then_reembedded(settings, 
     assert report.reembedded > 0 and report.count("unchanged") == 3
     with _open(settings) as coll:
         assert coll.info()["embedding_model"] == "other-model"
-        assert coll.vector_index().d == 32
+        assert coll.vector_index().dim == 32
         coll.check_model("other-model", 32)
         _consistent(coll)
 
@@ -212,7 +212,7 @@ def test_crash_while_publishing_leaves_the_last_good_index(settings, fake_embedd
 
     def crash(*args):
         raise OSError("disk full (simulated)")
-    monkeypatch.setattr("ingest.store.os.replace", crash)
+    monkeypatch.setattr("docent.atomic.os.replace", crash)
     with pytest.raises(OSError, match="simulated"):
         Ingestor(settings, fake_embedder).ingest([docs])
     monkeypatch.undo()
@@ -257,5 +257,5 @@ def test_vectors_are_normalised_and_stored_once_per_distinct_text(settings, fake
         stored = np.vstack([np.frombuffer(r[0], dtype=np.float32) for r in coll.conn.execute("SELECT vector FROM vectors")])
         assert np.allclose(np.linalg.norm(stored, axis=1), 1, atol=1e-5)
         index = coll.vector_index()          # float16 codes: normalised to their precision
-        vecs = index.index.reconstruct_n(0, index.ntotal)
+        vecs = np.vstack([index.reconstruct(i) for i in index.ids()])
         assert np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-3)

@@ -147,8 +147,12 @@ def test_keyword_ranking_is_the_same_in_memory_and_by_fts5(collection, fake_embe
 
 
 def test_an_older_collection_gets_its_chunk_terms_on_the_next_ingest(collection, fake_embedder, docs):
-    from ingest.store import Collection
+    import sqlite3
+    from ingest.store import DB_NAME, Collection, collection_dir
     _fts_only(collection)
+    conn = sqlite3.connect(collection_dir(collection.home_dir(), collection.ingest.collection) / DB_NAME)
+    conn.execute("PRAGMA user_version = 0")          # from before numbered migrations
+    conn.close()
     Ingestor(collection, embedder=fake_embedder).ingest([docs])      # nothing changed in the files
     with Collection(collection.home_dir(), collection.ingest.collection) as store:
         assert store.keyword_index() is not None and len(store.keyword_index()) == store.chunk_count()

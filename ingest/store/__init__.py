@@ -1,0 +1,30 @@
+"""The index format: the one package that writes a collection (ingest) and reads it (bot).
+
+A collection is a folder:
+
+    <home>/<name>/docent.sqlite          the catalog: files, chunks, labels, vectors, chunk
+                                         terms, FTS5 index, info (schema.py: numbered migrations)
+    <home>/<name>/vectors-<gen>.faiss    the vector index of one generation (vectors.py:
+                                         the VectorIndex interface and its FAISS implementation)
+    <home>/<name>/write.lock             held (flock) by the one writer (lock.py)
+
+Modules: records.py (typed rows, names and folders), catalog.py (queries both sides
+share), keywords.py (stored terms, BM25 input, FTS5), filters.py (`ChunkFilter`: what a
+search leaves out), reader.py (`Collection`, safe across threads), writer.py
+(`CollectionWriter`: staged changes published as generations; why that stays consistent).
+"""
+
+from ingest.errors import (CollectionLocked, CollectionNotFound, EmbeddingMismatch, StoreError,
+                           storage_faults)
+from ingest.store.filters import NO_FILTER, ChunkFilter
+from ingest.store.reader import Collection
+from ingest.store.records import (FileRecord, NewChunk, StoredChunk, collection_dir, list_collections,
+                                  validate_name)
+from ingest.store.schema import DB_NAME, LOCK_NAME, SCHEMA_VERSION
+from ingest.store.vectors import VECTOR_BACKENDS, VectorBackend, VectorIndex
+from ingest.store.writer import CollectionWriter
+
+__all__ = ["ChunkFilter", "Collection", "CollectionLocked", "CollectionNotFound", "CollectionWriter", "DB_NAME",
+           "EmbeddingMismatch", "FileRecord", "LOCK_NAME", "NO_FILTER", "NewChunk", "SCHEMA_VERSION", "StoreError",
+           "StoredChunk", "VECTOR_BACKENDS", "VectorBackend", "VectorIndex", "collection_dir", "list_collections",
+           "storage_faults", "validate_name"]

@@ -1,0 +1,88 @@
+"""The catalog's rows as typed records, and where collections live on disk."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.errors import StoreError
+from ingest.store.schema import DB_NAME
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    format: str | None
+    content_hash: str | None
+    size: int | None
+    mtime_ns: int | None
+    status: str
+    error: str | None
+    failed_hash: str | None
+    n_chunks: int
+    pages: int | None
+    title: str | None
+    ingested_at: float
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    id: int
+    path: str
+    ord: int
+    text: str
+    heading_path: tuple[str, ...]
+    page: int | None
+    page_end: int | None
+    start: int
+    end: int
+    chunk_hash: str
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    """A chunk to store: what the chunker made plus its hash."""
+    text: str
+    heading_path: tuple[str, ...]
+    page: int | None
+    page_end: int | None
+    start: int
+    end: int
+    chunk_hash: str
+    n_tokens: int
+    labels: tuple[tuple[str, int], ...] = ()     # (label, count): see bot/guard/labels.py
+
+
+def file_record(row: sqlite3.Row) -> FileRecord:
+    return FileRecord(**{k: row[k] for k in row.keys()})
+
+
+def stored_chunk(row: sqlite3.Row) -> StoredChunk:
+    return StoredChunk(
+        id=row["id"], path=row["path"], ord=row["ord"], text=row["text"],
+        heading_path=tuple(json.loads(row["heading_path"])), page=row["page"],
+        page_end=row["page_end"], start=row["start"], end=row["end"],
+        chunk_hash=row["chunk_hash"], n_tokens=row["n_tokens"])
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.match(name or ""):
+        raise StoreError(f"invalid collection name {name!r}: use letters, digits, '-', '_' or '.' (max 64)")
+    return name
+
+
+def collection_dir(home: Path, name: str) -> Path:
+    return Path(home) / validate_name(name)
+
+
+def list_collections(home: Path) -> list[str]:
+    home = Path(home)
+    if not home.is_dir():
+        return []
+    return sorted(p.name for p in home.iterdir() if (p / DB_NAME).is_file())

@@ -1,0 +1,161 @@
+"""The vector side of a collection behind one small interface, `VectorIndex`, and the
+FAISS implementation.
+
+The catalog (SQLite) is the source of truth: it holds every vector by chunk hash, so an
+index can always be rebuilt from it (`rebuild`). A backend only has to add, remove,
+search and persist; the reader and the writer publish its file per generation (see
+ingest/store/writer.py). Another backend plugs in through `VECTOR_BACKENDS` (or a
+reader's `vectors=` argument), without touching retrieval or answering.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+from typing import Iterable, Protocol, runtime_checkable
+
+import numpy as np
+
+VECTOR_FILE = re.compile(r"^vectors-(\d+)\.faiss$")
+Hit = tuple[int, float]
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    """Chunk ids → unit vectors; search by inner product (cosine), best first."""
+    dim: int
+
+    def __len__(self) -> int: ...
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    def remove(self, ids: np.ndarray) -> None: ...
+
+    def ids(self) -> np.ndarray:
+        """Every id held (for consistency checks)."""
+        ...
+
+    def search(self, queries: np.ndarray, k: int, exclude: frozenset[int] = frozenset()) -> list[list[Hit]]:
+        """For each query row, the k best (id, score) whose id is not in `exclude`."""
+        ...
+
+    def save(self, path: Path) -> None: ...
+
+
+class VectorBackend(Protocol):
+    """Makes and loads one kind of VectorIndex."""
+
+    def new(self, dim: int) -> VectorIndex: ...
+
+    def load(self, path: Path) -> VectorIndex | None:
+        """The index saved at `path`, or None when it is missing or unreadable."""
+        ...
+
+    def is_current(self, index: VectorIndex) -> bool:
+        """False for an index of an older layout, which the writer rebuilds."""
+        ...
+
+
+class FaissIndex:
+    """IndexIDMap2 over float16 scalar-quantised codes, inner product: half the memory a
+    search reads, twice as fast as float32 on 100k chunks, the same top results. Older
+    collections' IndexFlatIP files are still read."""
+
+    def __init__(self, index):
+        self.index = index
+
+    @property
+    def dim(self) -> int:
+        return self.index.d
+
+    def __len__(self) -> int:
+        return self.index.ntotal
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.index.add_with_ids(np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim),
+                                np.asarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> None:
+        self.index.remove_ids(np.asarray(ids, dtype=np.int64))
+
+    def ids(self) -> np.ndarray:
+        import faiss
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def reconstruct(self, chunk_id: int) -> np.ndarray:
+        return self.index.reconstruct(int(chunk_id))
+
+    def search(self, queries: np.ndarray, k: int, exclude: frozenset[int] = frozenset()) -> list[list[Hit]]:
+        # Excluded ids are dropped from as many extra results, so k stays exact.
+        want = min(k + len(exclude), self.index.ntotal)
+        if want == 0:
+            return [[] for _ in range(len(queries))]
+        scores, ids = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), want)
+        return [[(int(i), float(s)) for i, s in zip(row_ids, row_scores) if i >= 0 and int(i) not in exclude][:k]
+                for row_ids, row_scores in zip(ids, scores)]
+
+    def save(self, path: Path) -> None:
+        import faiss
+        try:
+            faiss.write_index(self.index, str(path))
+        except RuntimeError as exc:         # FAISS reports a failed write (a full disk) this way
+            import errno
+            full = "No space" in str(exc) or "Disk quota" in str(exc)
+            raise OSError(errno.ENOSPC if full else errno.EIO, f"cannot write {Path(path).name}") from None
+
+
+class FaissBackend:
+    def new(self, dim: int) -> FaissIndex:
+        import faiss
+        return FaissIndex(faiss.IndexIDMap2(faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16,
+                                                                       faiss.METRIC_INNER_PRODUCT)))
+
+    def load(self, path: Path) -> FaissIndex | None:
+        if not Path(path).is_file():
+            return None
+        import faiss
+        try:
+            return FaissIndex(faiss.read_index(str(path)))
+        except RuntimeError:
+            return None
+
+    def is_current(self, index: VectorIndex) -> bool:
+        import faiss
+        return isinstance(index, FaissIndex) and isinstance(faiss.downcast_index(index.index.index),
+                                                            faiss.IndexScalarQuantizer)
+
+
+VECTOR_BACKENDS: dict[str, VectorBackend] = {"faiss": FaissBackend()}
+
+
+def vectors_file(directory: Path, generation: int) -> Path:
+    return directory / f"vectors-{generation:06d}.faiss"
+
+
+def stored_vectors(conn: sqlite3.Connection) -> Iterable[tuple[int, bytes]]:
+    return conn.execute("SELECT c.id, v.vector FROM chunks c JOIN vectors v ON v.chunk_hash = c.chunk_hash "
+                        "ORDER BY c.id")
+
+
+def rebuild(backend: VectorBackend, conn: sqlite3.Connection, dim: int) -> VectorIndex:
+    """A new index holding every chunk's vector from the catalog."""
+    index = backend.new(dim)
+    ids, vecs = [], []
+    for chunk_id, blob in stored_vectors(conn):
+        ids.append(chunk_id)
+        vecs.append(np.frombuffer(blob, dtype=np.float32))
+    if ids:
+        index.add(np.asarray(ids, dtype=np.int64), np.vstack(vecs).astype(np.float32))
+    return index
+
+
+def load_generation(backend: VectorBackend, conn: sqlite3.Connection, directory: Path, generation: int,
+                    dim: int) -> VectorIndex:
+    """The saved index of `generation`, or a rebuild from the catalog if that file is
+    missing, unreadable or disagrees with the chunk table."""
+    index = backend.load(vectors_file(directory, generation))
+    count = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    if index is None or len(index) != count or index.dim != dim:
+        index = rebuild(backend, conn, dim)
+    return index
