@@ -7,6 +7,7 @@ made in bot/ (bot.service.Service) and ingest/.
 
 # No `from __future__ import annotations`: Gradio finds the event data argument by its
 # annotation (gr.LikeData), which must stay an object, not a string.
+import functools
 import html
 import os
 import re
@@ -17,153 +18,63 @@ import uuid
 
 import click
 
-# A click on a citation marker [n] opens that source below the answer and scrolls to it.
-HEAD = """<script>
-document.addEventListener("click", (event) => {
-  const link = event.target.closest("a.docent-cite");
-  if (!link) return;
-  event.preventDefault();
-  // Gradio's sanitizer drops data- attributes: the target is named in a class.
-  const target = [...link.classList].find((c) => c.startsWith("docent-to-"));
-  const source = target && document.querySelector(`details.${target.replace("docent-to-", "docent-src-")}`);
-  if (!source) return;
-  source.open = true;
-  source.classList.add("docent-opened");
-  source.scrollIntoView({block: "nearest"});
-});
-</script>"""
+# --- rendering: an AnswerView (bot/present.py) as HTML, from docent/templates -------------
 
-CSS = """
-.docent-cite { cursor: pointer; font-weight: 600; text-decoration: none; }
-.docent-flagged { text-decoration: underline wavy #d97706; text-underline-offset: 3px; }
-.docent-flag-mark { color: #d97706; cursor: help; }
-.docent-unconfirmed { text-decoration: underline dotted #94a3b8; text-underline-offset: 3px; }
-.docent-unconfirmed-mark { color: #94a3b8; cursor: help; font-size: .8em; }
-.docent-quiet { color: #64748b; }
-.docent-notes, .docent-flags, .docent-warnings { margin-top: .6em; font-size: .92em; }
-.docent-flags div, .docent-warnings div { margin: .2em 0; }
-.docent-flags div { color: #92400e; }
-.docent-warnings div { color: #991b1b; }
-.docent-blocked, .docent-abstained, .docent-error { padding: .4em .6em; border-radius: 6px; margin-bottom: .4em; }
-.docent-blocked { background: #fee2e2; color: #991b1b; }
-.docent-abstained { background: #e0f2fe; color: #075985; }
-.docent-error { background: #fef3c7; color: #92400e; }
-.docent-sources { margin-top: .6em; font-size: .92em; }
-.docent-sources summary { cursor: pointer; }
-.docent-sources .docent-passage { white-space: pre-wrap; padding: .3em .6em; border-left: 3px solid #cbd5e1; }
-.docent-sources mark { background: #fde68a; }
-.docent-opened summary { font-weight: 600; }
-.docent-upload-failed { color: #991b1b; }
-.docent-working { color: #64748b; font-style: italic; }
-"""
-
-FLAG_TITLES = {"unsupported": "Not backed by the passages", "contradicted": "Contradicted by the passages"}
-ACTION_WORDS = {"redacted": "masked", "blocked": "withheld", "flagged": "flagged"}
+@functools.cache
+def _templates():
+    """The window's Jinja2 templates, built on the first render (jinja2 comes with Gradio;
+    importing it here would slow `--help`). Autoescaped: document and model text is never HTML."""
+    import jinja2
+    env = jinja2.Environment(loader=jinja2.PackageLoader("docent", "templates"), autoescape=True)
+    env.filters.update(text=_text, cites=_cites)
+    return env
 
 
-# --- rendering: an AnswerView (bot/present.py) as HTML ------------------------------------
-
-def _text(text: str) -> str:
+def _text(text: str):
     """Escaped text; line breaks kept; `code` shown as code; [n] markers left for _cites."""
-    escaped = html.escape(text).replace("\n", "<br>")
-    return re.sub(r"`([^`<]+)`", r"<code>\1</code>", escaped)
+    from markupsafe import Markup, escape
+    escaped = str(escape(text)).replace("\n", "<br>")
+    return Markup(re.sub(r"`([^`<]+)`", r"<code>\1</code>", escaped))
 
 
-def _cites(escaped: str, turn: str | int, numbers: set[int]) -> str:
+def _cites(escaped, turn: str | int, numbers: set[int]):
     """Citation markers that point at a listed source become links that open it."""
+    from markupsafe import Markup, escape
 
     def link(match):
         n = int(match.group(1))
         if n not in numbers:
             return match.group(0)
-        return f'<a class="docent-cite docent-to-{turn}-{n}" href="#">[{n}]</a>'
-    return re.sub(r"\[(\d{1,2})\]", link, escaped)
+        return f'<a class="docent-cite docent-to-{escape(turn)}-{n}" href="#">[{n}]</a>'
+    return Markup(re.sub(r"\[(\d{1,2})\]", link, str(escaped)))
 
 
 def render_answer(view, turn: str | int | None = None) -> str:
-    """One assistant message: notices, the answer with flagged sentences marked and
-    clickable citations, the flags and warnings, then the sources (closed)."""
+    """One assistant message (docent/templates/answer.html)."""
     # Names this answer's links and sources apart from every other answer's on the page.
     turn = turn if turn is not None else uuid.uuid4().hex[:10]
-    numbers = {s.n for s in view.sources}
-    out = []
-    if view.blocked:
-        out.append('<div class="docent-blocked">■ Withheld by the leak policy</div>')
-    elif view.abstained:
-        out.append('<div class="docent-abstained">○ The documents do not answer this</div>')
-    body = []
-    for piece in view.pieces:
-        text = _cites(_text(piece.text), turn, numbers)
-        if piece.flag and piece.quiet:
-            # Not confirmed by the passages: a quiet mark, not a warning.
-            title = html.escape(piece.flag.get("message", ""), quote=True)
-            body.append(f'<span class="docent-unconfirmed" title="{title}">{text}</span>'
-                        f'<sup class="docent-unconfirmed-mark" title="{title}">?</sup>')
-        elif piece.flag:
-            title = html.escape(piece.flag.get("message", ""), quote=True)
-            body.append(f'<span class="docent-flagged" title="{title}">{text}</span>'
-                        f'<sup class="docent-flag-mark" title="{title}">⚠</sup>')
-        else:
-            body.append(text)
-    out.append(f'<div class="docent-answer">{"".join(body)}</div>')
-    flagged = [p.flag for p in view.pieces if p.flag and not p.quiet]
-    if flagged:
-        out.append('<div class="docent-flags">' + "".join(
-            f'<div>⚠ <b>{FLAG_TITLES.get(f["kind"], f["kind"])}</b>: {html.escape(f.get("message", ""))}</div>'
-            for f in flagged) + "</div>")
-    if any(p.quiet for p in view.pieces):
-        out.append('<div class="docent-notes docent-quiet">? Marked text is not confirmed word for word by the '
-                   'passages: check it against the sources.</div>')
-    if view.warnings:
-        out.append('<div class="docent-warnings">' + "".join(
-            f'<div>⚠ <b>{html.escape(_leak_title(f))}</b>: {html.escape(f.get("message", ""))}</div>'
-            for f in view.warnings) + "</div>")
-    if view.notes:
-        out.append('<div class="docent-notes">' + "".join(
-            f'<div>✎ {html.escape(f.get("message", ""))}</div>' for f in view.notes) + "</div>")
-    if view.sources:
-        label = "Sources" if any(s.cited for s in view.sources) else "Closest passages"
-        items = []
-        for s in view.sources:
-            passage = html.escape(s.before) + (f"<mark>{html.escape(s.mark)}</mark>" if s.mark else "") + html.escape(s.after)
-            items.append(f'<details class="docent-source docent-src-{turn}-{s.n}"><summary>[{s.n}] '
-                         f'{html.escape(s.location)}</summary><div class="docent-passage">{passage}</div></details>')
-        out.append(f'<div class="docent-sources"><b>{label}</b>{"".join(items)}</div>')
-    return "".join(out)
+    return _templates().get_template("answer.html").render(view=view, turn=turn, numbers={s.n for s in view.sources})
 
 
-def _leak_title(flag: dict) -> str:
-    kind = {"secret": "Secret", "pii": "Personal data", "confidential": "Confidential passage",
-            "extraction_attempt": "Question asks for protected data", "prompt_injection": "Instructions in a passage",
-            "restricted_overlap": "Restricted text"}.get(flag["kind"], flag["kind"])
-    action = ACTION_WORDS.get(flag.get("action", ""), "")
-    return f"{kind} ({action})" if action else kind
+def _message(kind: str, text: str) -> str:
+    return str(getattr(_templates().get_template("messages.html").module, kind)(text))
 
 
 def render_streaming(text: str) -> str:
-    return f'<div class="docent-answer">{_text(text)}</div>'
+    return _message("streaming", text)
 
 
 def render_working(what: str) -> str:
     """What is being done before the first word of the answer (a prompt takes seconds to read)."""
-    return f'<div class="docent-working">{html.escape(what)}</div>'
+    return _message("working", what)
 
 
 def render_error(message: str) -> str:
-    return f'<div class="docent-error">⚠ {html.escape(message)}</div>'
+    return _message("error", message)
 
 
 def render_upload(results) -> str:
-    if not results:
-        return "Nothing was uploaded."
-    rows = []
-    for r in results:
-        css = ' class="docent-upload-failed"' if r.action == "failed" else ""
-        detail = (f"{r.chunks} passage{'s' if r.chunks != 1 else ''}" if r.action in ("added", "updated", "unchanged")
-                  else html.escape(r.reason))
-        rows.append(f"<tr{css}><td>{html.escape(r.name)}</td><td>{r.action}</td><td>{detail}</td></tr>")
-    return ('<table class="docent-upload"><tr><th>file</th><th>result</th><th></th></tr>'
-            + "".join(rows) + "</table>")
+    return _templates().get_template("upload.html").render(results=results)
 
 
 # --- the window ---------------------------------------------------------------------------
@@ -190,9 +101,8 @@ def build(service):
 
     def collection_choices():
         """(label, name) for each collection; one that cannot be read says so and the rest work."""
-        names = service.collections()
-        names = names if service.default_collection in names else [service.default_collection] + names
-        return [(f"{name} (cannot be read)" if service.problem(name) else name, name) for name in names]
+        return [(f"{name} (cannot be read)" if service.problem(name) else name, name)
+                for name in service.offered_collections()]
 
     def files_panel(collection):
         """The file table, the removal choices and the status line, from one read of the sources."""
@@ -354,19 +264,99 @@ def build(service):
                         drop = gr.Button("Remove from collection", size="sm", scale=1, elem_id="docent-remove")
                     remove_result = gr.Markdown()
 
-        demo.load(open_page, inputs=collection, outputs=[collection, table, chosen])
-        demo.load(wait_ready, inputs=collection, outputs=status)
+        # The window's own handlers are private: unlisted, and the Gradio clients refuse to
+        # call them (the page calls them by index). A script uses the API below.
+        private = dict(api_visibility="private")
+        demo.load(open_page, inputs=collection, outputs=[collection, table, chosen], **private)
+        demo.load(wait_ready, inputs=collection, outputs=status, **private)
         asked = [question, chat, history, answers, collection]
-        events = [send.click(respond, asked, [question, chat, history, answers]),
-                  question.submit(respond, asked, [question, chat, history, answers])]
-        stop.click(None, cancels=events)
-        clear.click(lambda: ([], [], {}), None, [chat, history, answers])
-        chat.clear(lambda: ([], {}), None, [history, answers])      # the chat's own clear icon
-        chat.like(feedback, [answers, collection], None)
-        add.click(upload, [files, collection], [upload_result, table, chosen, collection, files, status])
-        drop.click(remove, [chosen, collection], [remove_result, table, chosen, status])
-        collection.change(switch, collection, [chat, history, answers, table, chosen, status])
+        events = [send.click(respond, asked, [question, chat, history, answers], **private),
+                  question.submit(respond, asked, [question, chat, history, answers], **private)]
+        stop.click(None, cancels=events, **private)
+        clear.click(lambda: ([], [], {}), None, [chat, history, answers], **private)
+        chat.clear(lambda: ([], {}), None, [history, answers], **private)      # the chat's own clear icon
+        chat.like(feedback, [answers, collection], None, **private)
+        add.click(upload, [files, collection], [upload_result, table, chosen, collection, files, status], **private)
+        drop.click(remove, [chosen, collection], [remove_result, table, chosen, status], **private)
+        collection.change(switch, collection, [chat, history, answers, table, chosen, status], **private)
+        _api(gr, service, expected)
     return demo
+
+
+API_LOGIN = ("adding or removing files through the API needs a login: set ui.user and ui.password (env "
+             "DOCENT_UI__USER, DOCENT_UI__PASSWORD), then log in (gradio_client: Client(url, auth=(user, password)))")
+
+
+def _api(gr, service, expected):
+    """The endpoints a script calls (gradio_client), JSON in and out: ask, add_files,
+    list_files, remove_file. Each reads only a collection the window offers; adding and
+    removing files need the window's login."""
+    default = service.default_collection
+
+    def endpoint(fn):
+        @functools.wraps(fn)            # Gradio reads the parameters and types through the wrapper
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except expected as exc:     # the caller's mistake or a known fault: a message, no trace
+                raise gr.Error(str(exc), print_exception=False) from None
+        return call
+
+    def writable(collection, request) -> str:
+        # Without a login every caller is anonymous; the person at the window has its buttons.
+        if request is None or not getattr(request, "username", None):
+            raise gr.Error(API_LOGIN, print_exception=False)
+        return service.offered(collection)
+
+    @endpoint
+    def ask(question: str, collection: str = default, history: list[list[str]] | None = None) -> dict:
+        """The answer to `question` from `collection`, as `docent ask --json` prints it. `history`:
+        the conversation so far, [standalone_question, answer] of each earlier answer that
+        did not abstain, for a follow-up."""
+        name = service.offered(collection)
+        history = history or []
+        if not (isinstance(history, list) and all(isinstance(turn, list) and len(turn) == 2
+                                                  and all(isinstance(t, str) for t in turn) for turn in history)):
+            raise gr.Error("history: a list of [question, answer] pairs", print_exception=False)
+        service.ready.wait()
+        return service.stream(str(question or ""), [tuple(turn) for turn in history], name).finish().to_dict()
+
+    @endpoint
+    def list_files(collection: str = default) -> list[dict]:
+        """The collection's files as `docent sources --json` lists them, the path as `source`
+        (as in an answer's citations), plus `name` (the window's)."""
+        # gradio_client downloads every dict with a "path" as a file: the key is renamed.
+        return [{"source": f.pop("path"), **f} for f in service.file_list(service.offered(collection))]
+
+    @endpoint
+    def remove_file(path: str, collection: str = default, request: gr.Request = None) -> dict:
+        """Drop one file (its source or name from list_files) from `collection`; needs the login."""
+        name = writable(collection, request)
+        if not (isinstance(path, str) and service.remove(path, name)):
+            # The asked collection only: nothing about any other, nor its own files.
+            raise gr.Error(f"collection '{name}' holds no such file (list_files gives its files)",
+                           print_exception=False)
+        return {"collection": name, "removed": path}
+
+    @endpoint
+    def add_files(files, collection, request: gr.Request) -> dict:
+        """Add documents (or zips of folders) to `collection`; needs the login. What went in
+        and what was refused, with the reasons."""
+        name = writable(collection, request)
+        rows = [r.__dict__ for r in service.add_files(files or [], name)]
+        return {"collection": name, "added": [r for r in rows if r["action"] != "failed"],
+                "refused": [{"name": r["name"], "reason": r["reason"]} for r in rows if r["action"] == "failed"]}
+
+    for fn in (ask, list_files, remove_file):
+        gr.api(fn, api_name=fn.__name__)
+    # Files go through a File component, which takes only files uploaded to this server
+    # (gr.api would pass on any path a caller names). Its parts are never shown.
+    with gr.Group(visible=False):
+        files = gr.File(file_count="multiple", type="filepath", label="files")
+        collection = gr.Textbox(default, label="collection")
+        result = gr.JSON(label="result")
+        trigger = gr.Button()
+    trigger.click(add_files, [files, collection], result, api_name="add_files")
 
 
 def launch(demo, service, host: str, port: int, block: bool = True, auth=None):
@@ -382,7 +372,9 @@ def launch(demo, service, host: str, port: int, block: bool = True, auth=None):
     gr = _gradio()
     # System fonts: the default theme would fetch its font from Google.
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-    return demo.launch(server_name=host, server_port=port, auth=auth, css=CSS, head=HEAD, theme=theme,
+    # The window's CSS and script, as they are in docent/templates.
+    css, head = (_templates().loader.get_source(_templates(), name)[0] for name in ("window.css", "window_head.html"))
+    return demo.launch(server_name=host, server_port=port, auth=auth, css=css, head=head, theme=theme,
                        max_file_size=f"{config.max_upload_mb:g}mb", prevent_thread_lock=not block,
                        show_error=True, quiet=not block, footer_links=[])
 

@@ -161,12 +161,57 @@ class Service:
         except ValueError:
             return path
 
+    def offered_collections(self) -> list[str]:
+        """The collections the window offers: those under the home folder, and the default
+        one (first) even before it holds anything."""
+        names = self.collections()
+        return names if self.default_collection in names else [self.default_collection] + names
+
+    def offered(self, collection: str | None) -> str:
+        """`collection` (the default when empty) if the window offers it; a CollectionError
+        otherwise. The API reads only what the window's dropdown lists, never a folder
+        name a caller makes up."""
+        from bot.answer import CollectionError
+        from ingest.store import StoreError, validate_name
+        name = str(collection or "").strip() or self.default_collection
+        try:
+            validate_name(name)
+        except StoreError as exc:
+            raise CollectionError(str(exc)) from None
+        offered = self.offered_collections()
+        if name not in offered:
+            raise CollectionError(f"no collection '{name}' in this window (it offers: {', '.join(offered)})")
+        return name
+
+    def file_list(self, collection: str | None) -> list[dict]:
+        """The collection's files as `docent sources --json` lists them, plus `name`: what
+        the window shows (an upload by the name it was given)."""
+        from bot.guard.labels import ChunkLabeller
+        name = collection or self.default_collection
+        labels = self.label_counts(name)
+        rules = ChunkLabeller(self.settings.leaks_for(name))
+        return [{**r.__dict__, "name": self.display_name(r.path, name), "labels": labels.get(r.path, {}),
+                 "restricted_by": rules.restricting_rule(r.path)} for r in self.sources(name)]
+
+    def stored_path(self, path: str, collection: str | None) -> str | None:
+        """The stored path of the collection's file given by its stored path or by the name
+        the window shows, or None. Only this collection is looked at: nothing about
+        another collection's files can come back."""
+        name = collection or self.default_collection
+        for record in self.sources(name):
+            if path in (record.path, self.display_name(record.path, name)):
+                return record.path
+        return None
+
     def remove(self, path: str, collection: str | None) -> bool:
-        """Drop a file from the index; an uploaded copy is deleted too."""
+        """Drop one file of the collection (by stored path or shown name) from the index; an
+        uploaded copy is deleted too. False when the collection holds no such file: never
+        a folder's worth, never an error that names the home folder or other files."""
         from ingest.upload import uploads_dir
         name = collection or self.default_collection
         with self._ingesting:
-            removed = self.ingestor.remove([path], name)
+            path = self.stored_path(path, name)
+            removed = self.ingestor.remove([path], name) if path else []
         uploads = uploads_dir(self.home, name)
         if removed and Path(path).is_relative_to(uploads) and Path(path).is_file():
             Path(path).unlink()

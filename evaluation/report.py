@@ -4,7 +4,7 @@ the CLI and the tests that never plot do not pay for it."""
 
 from __future__ import annotations
 
-import html
+import functools
 import io
 import json
 from datetime import datetime, timezone
@@ -112,20 +112,13 @@ def _plot_sources(summary: dict) -> bytes:
 
 # ---------------------------------------------------------------- html
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:72rem;
- padding:0 1rem;color:#222;line-height:1.4}
-h1{margin-bottom:.2rem} h2{margin-top:2rem;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5rem 0} td,th{border:1px solid #ddd;padding:.3rem .6rem;
- text-align:left;vertical-align:top} th{background:#f4f4f4}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.meta{color:#555} .plots img{max-width:100%;margin:.5rem 0;display:block}
-.worst td{max-width:24rem;white-space:pre-wrap;word-break:break-word}
-"""
-
-
-def _esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+@functools.cache
+def _templates():
+    """The report pages' Jinja2 templates (docent/templates), built on the first report.
+    Autoescaped: questions and answers come from documents and the model, never HTML."""
+    import jinja2
+    return jinja2.Environment(loader=jinja2.PackageLoader("docent", "templates"), autoescape=True,
+                              keep_trailing_newline=True)
 
 
 def _pct(value: float | None) -> str:
@@ -176,47 +169,21 @@ def _headline(summary: dict) -> list[tuple[str, str]]:
     return lines
 
 
-def _table(pairs: list[tuple[str, str]]) -> str:
-    body = "".join(f"<tr><th>{_esc(k)}</th><td class=num>{_esc(v)}</td></tr>" for k, v in pairs)
-    return f"<table>{body}</table>"
-
-
-def _worst_table(worst: list[dict]) -> str:
-    if not worst:
-        return "<p>No failing questions.</p>"
-    head = "".join(f"<th>{h}</th>" for h in ("Id", "Question", "Answer", "Reference", "Flags", "Reason"))
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in (
-            w.get("id"), w.get("question"), w.get("answer"), w.get("reference"),
-            ", ".join(w.get("flags") or []), w.get("reason"),
-        )) + "</tr>"
-        for w in worst
-    )
-    return f"<table class=worst><tr>{head}</tr>{rows}</table>"
-
-
-def _html(title: str, meta: dict, summary: dict, plots: list[str]) -> str:
+def _consistency(summary: dict) -> list[tuple[str, str]]:
     cons = summary.get("consistency") or {}
-    consistency = _table([
+    return [
         ("Question groups with paraphrases", _num(cons.get("groups", 0))),
         ("Same cited sources", _pct(cons.get("same_citations"))),
         ("Agreeing answers", _pct(cons.get("agreement"))),
         ("Answer F1 between paraphrases (mean)", _num(cons.get("mean_answer_f1"))),
         ("Sentences of a paraphrase's answer backed by the original's (guard, mean)", _pct(cons.get("entailment"))),
-    ])
-    meta_line = " · ".join(f"{_esc(k)}: {_esc(v)}" for k, v in meta.items())
-    images = "".join(f'<img src="{_esc(name)}" alt="{_esc(name)}">' for name in plots)
-    return (
-        "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-        f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{_esc(title)}</title>"
-        f"<style>{CSS}</style></head><body>"
-        f"<h1>{_esc(title)}</h1><p class=meta>{meta_line}</p>"
-        f"<h2>Headline figures</h2>{_table(_headline(summary))}"
-        f"<h2>Plots</h2><div class=plots>{images}</div>"
-        f"<h2>Consistency across paraphrases</h2>{consistency}"
-        f"<h2>Worst questions</h2>{_worst_table(summary.get('worst') or [])}"
-        "</body></html>\n"
-    )
+    ]
+
+
+def _html(title: str, meta: dict, summary: dict, plots: list[str]) -> str:
+    return _templates().get_template("eval_report.html").render(
+        title=title, meta=meta, headline=_headline(summary), plots=plots, consistency=_consistency(summary),
+        worst=summary.get("worst") or [])
 
 
 # ---------------------------------------------------------------- entry point
@@ -277,10 +244,7 @@ def write_figures_report(sections: dict[str, dict], out_dir: Path, title: str = 
     meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **(meta or {})}
     document = {"title": title, "meta": meta, "summary": sections}
     written = [write_atomically(out_dir / "report.json", (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode())]
-    meta_line = " · ".join(f"{_esc(k)}: {_esc(v)}" for k, v in meta.items())
-    body = "".join(f"<h2>{_esc(name)}</h2>{_table(_flatten(figures))}" for name, figures in sections.items())
-    page = ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
-            f"<meta name=viewport content='width=device-width, initial-scale=1'><title>{_esc(title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>{_esc(title)}</h1><p class=meta>{meta_line}</p>{body}</body></html>\n")
+    page = _templates().get_template("figures_report.html").render(
+        title=title, meta=meta, sections=[(name, _flatten(figures)) for name, figures in sections.items()])
     written.append(write_atomically(out_dir / "report.html", page.encode("utf-8")))
     return written

@@ -67,6 +67,35 @@ def test_html_escapes_document_text_and_links_only_listed_citations():
     assert "<mark>&lt;b&gt;make&lt;/b&gt;</mark>" in out
 
 
+def test_every_template_escapes_what_it_is_given():
+    """Whatever reaches the window's HTML (flag messages, warnings, notes, source names,
+    upload reasons, errors, status lines) comes out escaped, never as markup."""
+    from app import render_answer, render_error, render_streaming, render_upload, render_working
+    from bot.present import AnswerView, Piece, Source
+    from bot.service import UploadResult
+    bad = "<script>alert(1)</script>"
+    flag = {"kind": "unsupported", "message": bad, "confidence": "high"}
+    view = AnswerView(pieces=[Piece(f"Claim {bad} [1].", flag)],
+                      sources=[Source(1, f"{bad}.md", "x.md", None, "", bad, bad, bad, True)],
+                      warnings=[{"kind": "secret", "message": bad, "action": "redacted"}],
+                      notes=[{"kind": "wrong_citation", "message": bad}])
+    shown = [render_answer(view, turn=5), render_error(bad), render_streaming(bad), render_working(bad),
+             render_upload([UploadResult(f"{bad}.md", "failed", reason=bad), UploadResult(bad, "added", 2)])]
+    for out in shown:
+        assert "<script" not in out and "&lt;script&gt;" in out
+    answer = shown[0]
+    assert answer.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 10 and 'title="&lt;script&gt;' in answer
+    assert "<td>2 passages</td>" in shown[-1] and 'class="docent-upload-failed"' in shown[-1]
+
+
+def test_the_templates_ship_with_the_package():
+    import fnmatch
+    import tomllib
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["docent"]
+    templates = [p.relative_to(ROOT / "docent").as_posix() for p in (ROOT / "docent" / "templates").iterdir()]
+    assert templates and all(any(fnmatch.fnmatch(t, pattern) for pattern in patterns) for t in templates)
+
+
 def test_three_levels_a_warning_a_quiet_note_and_nothing():
     # Flagged with high confidence: a warning (⚠, listed). Not confirmed (low confidence): a
     # quiet mark, no warning. Supported: plain text.
@@ -191,6 +220,27 @@ def test_uploaded_file_is_answerable_and_removing_it_deletes_the_copy(service, t
     stored = answer.citations[0]["source"]
     assert service.remove(stored, "default") and not Path(stored).exists()
     assert "holidays.md" not in [service.display_name(r.path, "default") for r in service.sources("default")]
+
+
+def test_the_collections_a_script_may_name_are_the_ones_the_window_offers(service, fake_embedder, tmp_path):
+    from bot.answer import CollectionError
+    from ingest.pipeline import Ingestor
+    hr = tmp_path / "hr"
+    hr.mkdir()
+    (hr / "pay.md").write_text("# Pay\n\nPaid monthly.\n")
+    Ingestor(service.settings, embedder=fake_embedder).ingest([hr], "hr")
+    assert service.offered_collections() == ["default", "hr"]
+    assert service.offered("") == "default" and service.offered(" hr ") == "hr"
+    with pytest.raises(CollectionError, match="no collection 'other'.*offers: default, hr"):
+        service.offered("other")
+    with pytest.raises(CollectionError, match="invalid collection name"):
+        service.offered("../hr")
+    files = service.file_list("hr")
+    assert [(f["path"], f["name"], f["labels"]) for f in files] == [(str(hr / "pay.md"), str(hr / "pay.md"), {})]
+    # A file is removed only from the collection asked, and only a file: never a folder's worth.
+    assert not service.remove(str(hr / "pay.md"), "default") and not service.remove(str(hr), "hr")
+    assert service.stored_path(str(hr / "pay.md"), "default") is None
+    assert service.remove(str(hr / "pay.md"), "hr") and service.sources("hr") == []
 
 
 def test_first_start_indexes_the_starter_docs_once(settings, fake_embedder, docs):

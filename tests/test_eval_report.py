@@ -203,3 +203,12 @@ def test_benchmark_figures_go_into_the_same_report_shape(tmp_path):
     assert "leaks.secrets.recall" in page and "0.96" in page and "PERSON, EMAIL" in page
     assert "<script>" not in page and "20 entries" in page
     assert [p.name for p in paths] == ["report.json", "report.html"]
+
+
+def test_every_value_in_the_report_page_is_escaped(tmp_path):
+    bad = "<script>alert(1)</script>"
+    summary = summarize([row("q1", question=bad, answer=bad, reference=bad, flags=[bad], error=bad)])
+    write_report(summary, [], tmp_path, title=bad, meta={"date": "2026-01-02", "collection": bad, bad: "x"})
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in page and page.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 8
+    assert page.startswith("<!DOCTYPE html>\n<html lang=en>") and page.endswith("</body></html>\n")
