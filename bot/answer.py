@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from typing import Iterator, Sequence
 
 from bot.citations import CitationFilter, clean, cited_numbers, strip_markers
+from bot.generators.base import GRAMMAR, TOKEN_PROBABILITIES, has_ability
+from bot.guard.findings import Finding
 from bot.guard.lexical import CONTENT_STOP, content_words, share_found, support
 from bot.guard.leaks import StreamRedactor
 from bot.guard.sentences import split_claims
@@ -38,6 +40,9 @@ ABSTAIN_PATTERN = re.compile(
 
 # Abstentions decided before the model writes anything (no model text to replay).
 BEFORE_MODEL = ("retrieval", "coverage", "judge")
+# Told once per answer when answer.judge_answerable is set but the model cannot be asked.
+CHECK_SKIPPED = Finding("check_skipped", "low", (0, 0), "the answerability check was skipped: the model server gives "
+                        "no token probabilities", None, "flagged", 0.0, confidence="low")
 
 
 class AnswerError(Exception):
@@ -369,7 +374,7 @@ class Answerer:
         messages, used = self.build_messages(standalone, passages)
         dropped, passages = len(passages) - used, passages[:used]
         judged: dict = {}           # the model's own checks, P(no) by name
-        if self.config.judge_answerable and hasattr(self.generator, "choice_probabilities"):
+        if self.config.judge_answerable and has_ability(self.generator, TOKEN_PROBABILITIES):
             yield Event("status", "Checking that the passages answer the question…")
             mark = time.perf_counter()
             judged["unanswerable"] = no = self.unanswerable(messages)
@@ -380,7 +385,7 @@ class Answerer:
                 return
         yield Event("status", f"Reading {len(passages)} passage{'s' if len(passages) != 1 else ''}…")
         grammar = None
-        if self.config.style == "grammar" and getattr(self.generator, "supports_grammar", False):
+        if self.config.style == "grammar" and has_ability(self.generator, GRAMMAR):
             grammar = citation_grammar(len(passages))
         valid = range(1, len(passages) + 1)
         shown = CitationFilter(valid)
@@ -415,7 +420,7 @@ class Answerer:
         timings["prompt_tokens"] = self.generator.count_tokens(messages)
         raw = "".join(pieces).strip()
         if self.config.judge_addresses and raw and not ABSTAIN_PATTERN.match(raw) \
-                and callable(getattr(self.generator, "choice_probabilities", None)):
+                and has_ability(self.generator, TOKEN_PROBABILITIES):
             mark = time.perf_counter()
             judged["off_question"] = self.off_question(messages, raw, standalone)
             timings["addresses_ms"] = _ms(mark)
@@ -423,6 +428,8 @@ class Answerer:
         if leak_policy.restricted != "allow" and not answer.blocked:
             self.check_restricted(answer, collection)
         answer.timings, answer.dropped_passages = timings, dropped
+        if self.config.judge_answerable and not has_ability(self.generator, TOKEN_PROBABILITIES):
+            answer.flags.append(CHECK_SKIPPED.to_dict())     # said, not silently left out
         timings["guard_ms"] = answer.guard_ms
         shown_text = "".join(emitted).strip()
         if hold:

@@ -16,21 +16,28 @@ Exit status:
   0    answered (an answer that says the documents don't cover it counts)
   2    bad question or settings (empty, too long)
   5    the collection is missing, empty or cannot be read
-  6    the language model cannot be loaded or reached
+  6    the language model cannot be loaded or reached (a model server refused
+       the connection or answered with an HTTP error)
+  7    the model server stopped answering (no data for generation.timeout_seconds)
+  8    the model server's reply broke off or carried an error (stream ended early,
+       connection broke, an error event, a reply that is no answer)
   130  interrupted
 """
 EXIT_USAGE, EXIT_STORE, EXIT_MODEL, EXIT_INTERRUPTED = 2, 5, 6, 130
+EXIT_MODEL_STALLED, EXIT_MODEL_REPLY = 7, 8
 
 
 def error_kinds():
     """(exception class, exit code) pairs, imported lazily."""
     from bot.answer import AnswerError, CollectionError
-    from bot.generators import GeneratorError
+    from bot.generators import GeneratorError, ModelReplyBroken, ModelStalled
     from bot.prompts import PromptError
     from bot.retrieval import RetrievalError
     from ingest.embedder import EmbedderError
-    # First match wins: CollectionError before its parent AnswerError.
-    return ((RetrievalError, EXIT_STORE), (CollectionError, EXIT_STORE), (GeneratorError, EXIT_MODEL),
+    # First match wins: subclasses before their parent (CollectionError before
+    # AnswerError, a stalled or broken model server before GeneratorError).
+    return ((RetrievalError, EXIT_STORE), (CollectionError, EXIT_STORE), (ModelStalled, EXIT_MODEL_STALLED),
+            (ModelReplyBroken, EXIT_MODEL_REPLY), (GeneratorError, EXIT_MODEL),
             (EmbedderError, EXIT_MODEL), (PromptError, EXIT_USAGE), (AnswerError, EXIT_USAGE))
 
 
@@ -160,7 +167,7 @@ def chat(obj, collection) -> None:
 @click.pass_obj
 def retrieve(obj, query, collection, k, mode, as_json) -> None:
     """Just the passages that best match QUERY, with their scores (no language model)."""
-    from bot.retrieval import Retriever, clean_query
+    from bot.retrieval import clean_query
     query = clean_query(query)
     if not query:
         fail("the query is empty", EXIT_USAGE)
@@ -168,10 +175,9 @@ def retrieve(obj, query, collection, k, mode, as_json) -> None:
     if len(query) > limit:
         fail(f"the query is {len(query):,} characters long; the limit is {limit:,} (setting "
               f"answer.max_question_chars)", EXIT_USAGE)
-    from bot.guard.leaks import LeakScanner
-    result = _run_guarded(lambda: Retriever(obj.settings, home=obj.home).retrieve(query, collection, k=k, mode=mode))
+    result = _run_guarded(lambda: obj.retriever().retrieve(query, collection, k=k, mode=mode))
     # Masked by the collection's leak policy, as ask's sources are.
-    passages = LeakScanner(obj.settings.leaks_for(collection)).shown(result.passages)
+    passages = obj.parts.leak_scanner(collection).shown(result.passages)
     if as_json:
         click.echo(json.dumps([p.to_dict(n) for n, p in enumerate(passages, start=1)], indent=2, ensure_ascii=False))
         return

@@ -90,14 +90,17 @@ def docs(tmp_path) -> Path:
 class FakeGenerator:
     """A language model that answers from a script: `respond(messages) -> str`, streamed
     word by word. Token counts are words, so window arithmetic is easy to check; every
-    call's messages are kept. `down=True` fails like an unreachable server."""
+    call's messages are kept. `down=True` fails like an unreachable server. Abilities: token
+    probabilities only when given a judge; no grammar, no side context."""
 
-    supports_grammar = False
+    abilities: frozenset[str] = frozenset()
 
     def __init__(self, respond=None, context_window: int = 4096, down: bool = False, judge=None):
+        from bot.generators import TOKEN_PROBABILITIES
         self.respond = respond or (lambda messages: "Old keys stop working after 24 hours [1].")
-        # judge(messages) -> P(first option): makes choice_probabilities exist (as llama.cpp's does).
+        # judge(messages) -> P(first option): gives choice_probabilities (as llama.cpp's does).
         if judge is not None:
+            self.abilities = frozenset({TOKEN_PROBABILITIES})
             self.choice_probabilities = lambda messages, options: self._choose(judge, messages, options)
         self.context_window = context_window
         self.name = "fake-llm"

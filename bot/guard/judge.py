@@ -21,6 +21,7 @@ import threading
 from typing import Sequence
 
 from bot.citations import strip_markers
+from bot.generators.base import SIDE_CONTEXT, TOKEN_PROBABILITIES, has_ability
 from bot.guard.facts import passage_sentences
 from bot.guard.lexical import content_words, share_found
 
@@ -64,7 +65,7 @@ class ModelJudge:
 
     @property
     def available(self) -> bool:
-        return callable(getattr(self.generator, "choice_probabilities", None))
+        return has_ability(self.generator, TOKEN_PROBABILITIES)
 
     def warm_up(self) -> None:
         self.generator.warm_up()
@@ -104,7 +105,7 @@ def judge_for(generator, prompts) -> ModelJudge | None:
     """The answering model as the sentence judge, in a llama.cpp context of its own where
     the generator can open one; None for a generator without token probabilities (a model
     server). The one way the answer pipeline, `docent verify` and training build it."""
-    if not callable(getattr(generator, "choice_probabilities", None)):
+    if not has_ability(generator, TOKEN_PROBABILITIES):
         return None
-    side = generator.side_context() if callable(getattr(generator, "side_context", None)) else generator
+    side = generator.side_context() if has_ability(generator, SIDE_CONTEXT) else generator
     return ModelJudge(side, prompts)
