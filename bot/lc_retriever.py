@@ -42,16 +42,16 @@ class DocentRetriever(BaseRetriever):
 
     @classmethod
     def from_settings(cls, settings, collection: str | None = None, k: int = 4, home=None, embedder=None) -> "DocentRetriever":
-        from bot.retrieval import Retriever
-        return cls(retriever=Retriever(settings, embedder, home=home), collection=collection, k=k)
+        from bot.builder import Components
+        return cls(retriever=Components(settings, home, embedder=embedder).retriever, collection=collection, k=k)
 
     def _docent(self):
         """The docent Retriever, built once (settings loaded and validated as the CLI does)."""
         with self._lock:
             if self.retriever is None:
-                from bot.retrieval import Retriever
+                from bot.builder import Components
                 from docent.settings import load_settings
-                self.retriever = Retriever(load_settings(self.settings_file, self.profile), home=self.home)
+                self.retriever = Components(load_settings(self.settings_file, self.profile), self.home).retriever
             return self.retriever
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,

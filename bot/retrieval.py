@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from docent.settings import RetrievalSettings, Settings
+from docent.words import KEYWORD_STOP
 
 if TYPE_CHECKING:
     from ingest.store import ChunkFilter, Collection, StoredChunk
@@ -85,9 +86,7 @@ class RetrievalResult:
 
 # Words that carry no topic: dropped from the keyword query so BM25 ranks on the rest
 # (FTS5's porter tokenizer has no stop list of its own).
-STOPWORDS = frozenset("""a about an and are as at be by can could do does did for from how i if in into is it
-its me my of on or our should so than that the their them then there these this those to us was we were what
-when where which who whom why will with would you your yes no not please tell explain show give""".split())
+STOPWORDS = KEYWORD_STOP
 
 
 # NUL, other control characters (tab and newline aside) and zero-width or direction marks:
@@ -136,7 +135,9 @@ class Retriever:
     kept (their vector index is reloaded only when a writer has published a new one).
     Safe to call from several threads at once (a server's, LangChain's batch())."""
 
-    def __init__(self, settings: Settings, embedder=None, home: str | Path | None = None, reranker=None):
+    def __init__(self, settings: Settings, embedder=None, home: str | Path | None = None, reranker=None,
+                 vectors=None):
+        """`vectors`: an ingest.store.VectorBackend (None: FAISS), as the Ingestor writes them."""
         self.settings = settings
         self.config: RetrievalSettings = settings.retrieval
         if self.config.mode not in MODES:
@@ -144,6 +145,7 @@ class Retriever:
         self.home = settings.home_dir(home)
         self._embedder = embedder
         self._reranker = reranker
+        self._vectors = vectors
         self._collections: dict[str, "Collection"] = {}
         # Per collection: (generation and rules it was made for, value).
         self._restricted_cache: dict[str, tuple] = {}
@@ -195,7 +197,7 @@ class Retriever:
         with self._lock:
             if name not in self._collections:
                 with self._store_errors(name):
-                    opened = Collection(self.home, name)
+                    opened = Collection(self.home, name, vectors=self._vectors)
                     opened.check_model(self.embedder.name, self.embedder.dim)
                 self._collections[name] = opened
             return self._collections[name]

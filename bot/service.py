@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from bot.answer import Answerer, AnswerRun
+from bot.answer import AnswerRun
 from bot.chat import ChatSession, remember
 from docent.settings import Settings
 
@@ -31,14 +31,15 @@ class UploadResult:
 
 
 class Service:
-    def __init__(self, settings: Settings, home=None, embedder=None, generator=None):
-        from bot.retrieval import Retriever
+    def __init__(self, settings: Settings, home=None, embedder=None, generator=None, parts=None):
+        from bot.builder import Components
         self.settings = settings
-        self.home = settings.home_dir(home)
-        # One embedder for questions and uploads: the model is loaded once per process.
-        self.retriever = Retriever(settings, embedder, home=self.home)
-        self.answerer = Answerer(settings, retriever=self.retriever, generator=generator, home=self.home)
-        self._ingestor = None
+        # The components come from the one builder: one embedder for questions and uploads
+        # (the model is loaded once per process), one generator.
+        self.parts = parts or Components(settings, home, embedder=embedder, generator=generator)
+        self.home = self.parts.home
+        self.retriever = self.parts.retriever
+        self.answerer = self.parts.answerer
         # One model answers one question at a time (llama.cpp is not re-entrant; 2 cores
         # gain nothing from two at once); a second browser tab waits its turn.
         self._answering = threading.Lock()
@@ -49,12 +50,7 @@ class Service:
 
     @property
     def ingestor(self):
-        if self._ingestor is None:
-            from bot.guard.labels import ChunkLabeller
-            from ingest.pipeline import Ingestor
-            self._ingestor = Ingestor(self.settings, embedder=self.retriever.embedder, home=self.home,
-                                      labeller=ChunkLabeller.from_settings(self.settings))
-        return self._ingestor
+        return self.parts.ingestor
 
     @property
     def default_collection(self) -> str:

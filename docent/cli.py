@@ -25,19 +25,29 @@ Exit status:
 
 
 class Context:
+    """What every command gets: the settings, and the components built from them (the one
+    builder, bot/builder.py, imported only when a command needs a component)."""
+
     def __init__(self, settings: Settings, home: str | None):
         self.settings = settings
         self.home = home
+        self._parts = None
+
+    @property
+    def parts(self):
+        if self._parts is None:
+            from bot.builder import Components
+            self._parts = Components(self.settings, self.home)
+        return self._parts
 
     def answerer(self):
-        from bot.answer import Answerer
-        return Answerer(self.settings, home=self.home)
+        return self.parts.answerer
+
+    def retriever(self):
+        return self.parts.retriever
 
     def ingestor(self, settings: Settings | None = None):
-        from bot.guard.labels import ChunkLabeller
-        from ingest.pipeline import Ingestor
-        settings = settings or self.settings
-        return Ingestor(settings, home=self.home, labeller=ChunkLabeller.from_settings(settings))
+        return self.parts.ingestor if settings is None or settings == self.settings else self.parts.ingestor_for(settings)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

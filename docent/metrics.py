@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Sequence
+
+
+def token_f1(prediction: Counter, reference: Counter) -> float:
+    """F1 of two bags of words (SQuAD's answer measure; callers choose the words): 0.0 when
+    either is empty."""
+    common = sum((prediction & reference).values())
+    if not common:
+        return 0.0
+    precision, recall_ = common / sum(prediction.values()), common / sum(reference.values())
+    return 2 * precision * recall_ / (precision + recall_)
 
 
 def confusion(truth: Sequence[int], predicted: Sequence[int]) -> tuple[int, int, int, int]:

@@ -15,9 +15,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
+
+from bot.citations import MARKER
+from docent.metrics import token_f1
 
 
 class DatasetError(ValueError):
@@ -130,17 +134,12 @@ def holds_answer(passage_source: str, passage_text: str, chunk_ids: Iterable[int
 
 
 def _tokens(text: str) -> list[str]:
-    return normalise(re.sub(r"\[\d+\]", " ", text)).split()
+    return normalise(MARKER.sub(" ", text)).split()
 
 
 def answer_f1(prediction: str, reference: str) -> float:
     """Token F1 of an answer against the reference (SQuAD's measure; citations ignored)."""
-    p, r = _tokens(prediction), _tokens(reference)
-    common = sum(min(p.count(w), r.count(w)) for w in set(r)) if p and r else 0
-    if not common:
-        return 0.0
-    precision, recall = common / len(p), common / len(r)
-    return 2 * precision * recall / (precision + recall)
+    return token_f1(Counter(_tokens(prediction)), Counter(_tokens(reference)))
 
 
 def contains_reference(prediction: str, references: Iterable[str]) -> bool:

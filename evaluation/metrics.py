@@ -12,23 +12,18 @@ import re
 from collections import Counter, defaultdict
 from typing import Any, Iterable
 
+from bot.citations import MARKER
+from docent.metrics import token_f1
+from docent.words import ANSWER_STOP
 from evaluation.dataset import same_source
 
 Row = dict[str, Any]
 
-# Citation markers such as [1] or [1, 2] (the format of bot/citations.py): two answers
-# to paraphrased questions may number the same passage differently, so they are removed
-# before answers are compared.
-_MARKER = re.compile(r"\[\s*\d+\s*(?:[,;]\s*\d+\s*)*\]")
+# Citation markers ([1], [1, 2]): two answers to paraphrased questions may number the
+# same passage differently, so they are removed before answers are compared.
 _WORD = re.compile(r"\w+")
 # Negations ("not", "no") stay: they are what tells two answers apart.
-_STOP = frozenset(
-    "a an the and or but if of to in on at by for with from as into about over is are was "
-    "were be been being it its this that these those there here do does did has have had "
-    "can could will would should may might must i you he she we they them his her "
-    "their our your my me us what which who whom when where why how than then so such "
-    "also just only very any all some each per".split()
-)
+_STOP = ANSWER_STOP
 
 AGREE_F1 = 0.5      # token F1 at which two answers count as saying the same thing
 WORST_LIMIT = 10
@@ -62,21 +57,17 @@ def percentile(values: Iterable[float], q: float) -> float | None:
 
 
 def _tokens(text: str | None) -> Counter[str]:
-    text = _MARKER.sub(" ", (text or "").lower())
+    text = MARKER.sub(" ", (text or "").lower())
     return Counter(w for w in _WORD.findall(text) if w not in _STOP)
 
 
-def token_f1(a: str | None, b: str | None) -> float:
-    """Bag-of-words F1 between two texts (lowercased, stop words and citation markers
-    dropped). Two texts with no content words are equal (1.0); one alone scores 0.0."""
+def agreement_f1(a: str | None, b: str | None) -> float:
+    """Token F1 between two answers (lowercased, stop words and citation markers dropped).
+    Two texts with no content words are equal (1.0); one alone scores 0.0."""
     ta, tb = _tokens(a), _tokens(b)
     if not ta or not tb:
         return float(not ta and not tb)
-    common = sum((ta & tb).values())
-    if not common:
-        return 0.0
-    precision, recall = common / sum(ta.values()), common / sum(tb.values())
-    return 2 * precision * recall / (precision + recall)
+    return token_f1(ta, tb)
 
 
 def _is_original(row: Row) -> bool:
@@ -213,7 +204,7 @@ def _consistency(rows: list[Row]) -> dict:
         if original.get("abstained") and para.get("abstained"):
             agree += 1
         elif not original.get("abstained") and not para.get("abstained"):
-            score = token_f1(original.get("answer"), para.get("answer"))
+            score = agreement_f1(original.get("answer"), para.get("answer"))
             answer_f1.append(score)
             agree += score >= AGREE_F1
     return {

@@ -18,13 +18,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
+from docent.words import QUESTION_STOP, TOPIC_STOP
 from evaluation.dataset import EvalItem, normalise
 
 # Words too common to say what a question is about.
-_STOP = frozenset("""a an the and or but if of to in on at by for with from as is are was were be been being do does
-did how what which who whom whose when where why can could should would will shall may might must i you we they it
-its this that these those there here my your our their me us them not no yes any all some each every about into
-than then so such use used using get set one two more most other else also only just does doesn have has had""".split())
+_STOP = TOPIC_STOP
 # A question that points at where it came from makes no sense to someone asking docent.
 _REFERS = re.compile(r"(?i)\b(?:the|this|that|above|following|given|provided) (?:passage|document|text|section|guide|page|article|"
                      r"chapter|manual|excerpt|paragraph)\b")
@@ -133,7 +131,6 @@ class QuestionWriter:
         # It must ask about something specific the passages lack: a word they do not hold
         # that is rare in the whole collection too ("purpose" is missing from many
         # passages that do answer a question).
-        from bot.answer import QUESTION_STOP        # words that frame a question, not its subject
         missing = sorted(w for w in words - closest if w not in QUESTION_STOP)
         frequency = collection.document_frequency(missing) if missing else {}
         rare = max(3, collection.chunk_count() // 200)

@@ -170,15 +170,17 @@ def _prefetch(fn, items: Sequence, ahead: int = 4) -> Iterator:
 
 
 class Ingestor:
-    def __init__(self, settings: Settings, embedder=None, home: str | os.PathLike | None = None, labeller=None):
+    def __init__(self, settings: Settings, embedder=None, home: str | os.PathLike | None = None, labeller=None,
+                 vectors=None):
         """`labeller`: labels each chunk at ingest (bot.guard.labels.ChunkLabeller: what
         must not leak); anything with `version`, `label(path, texts, spans) -> [{label: count}]` and
         `for_collection(name)` (the labeller with that collection's rules). None: chunks are
-        stored without labels."""
+        stored without labels. `vectors`: an ingest.store.VectorBackend (None: FAISS)."""
         self.settings = settings
         self.home = settings.home_dir(home)
         self._embedder = embedder
         self.labeller = labeller
+        self.vectors = vectors
 
     @property
     def embedder(self):
@@ -199,7 +201,7 @@ class Ingestor:
         embedder = self.embedder
         embed_before = embedder.seconds
         with self._faults(name), CollectionWriter(self.home, name, embedder.name, embedder.dim,
-                                                  reembed=reembed) as writer:
+                                                  reembed=reembed, vectors=self.vectors) as writer:
             try:
                 if reembed:
                     report.reembedded = self._reembed(writer)
@@ -347,9 +349,9 @@ class Ingestor:
     def remove(self, paths: Sequence[str | os.PathLike], collection: str | None = None) -> list[str]:
         """Drop these files (or everything under these folders) from the index."""
         name = collection or self.settings.ingest.collection
-        Collection(self.home, name).close()       # a clear "no such collection" first
+        Collection(self.home, name, vectors=self.vectors).close()       # a clear "no such collection" first
         removed = []
-        with self._faults(name), CollectionWriter(self.home, name, model=None, dim=None) as writer:
+        with self._faults(name), CollectionWriter(self.home, name, model=None, dim=None, vectors=self.vectors) as writer:
             stored = [rec.path for rec in writer.files()]
             for given in paths:
                 target = str(absolute(given))
@@ -362,13 +364,13 @@ class Ingestor:
 
     def sources(self, collection: str | None = None) -> list[FileRecord]:
         name = collection or self.settings.ingest.collection
-        with self._faults(name), Collection(self.home, name) as coll:
+        with self._faults(name), Collection(self.home, name, vectors=self.vectors) as coll:
             return coll.files()
 
     def label_counts(self, collection: str | None = None) -> dict[str, dict[str, int]]:
         """{path: {label: chunks}} for the files whose chunks carry labels."""
         name = collection or self.settings.ingest.collection
-        with self._faults(name), Collection(self.home, name) as coll:
+        with self._faults(name), Collection(self.home, name, vectors=self.vectors) as coll:
             return coll.label_counts()
 
     def collections(self) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.metrics import percentile, summarize, token_f1
+from evaluation.metrics import agreement_f1, percentile, summarize
 from evaluation.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,10 +118,10 @@ def test_per_source_counts_each_source_of_a_question(summary):
 
 
 def test_consistency_across_paraphrases(summary):
-    assert token_f1("The server listens on port 5432 [1].", "The port is 5432 by default [2].") == pytest.approx(4 / 7)
-    assert token_f1("API keys rotate every 90 days [1].", "Keys rotate monthly.") == pytest.approx(4 / 9)
-    assert token_f1("The cat sat.", "the CAT sat") == 1.0
-    assert token_f1("", "the") == 1.0 and token_f1("", "cat") == 0.0
+    assert agreement_f1("The server listens on port 5432 [1].", "The port is 5432 by default [2].") == pytest.approx(4 / 7)
+    assert agreement_f1("API keys rotate every 90 days [1].", "Keys rotate monthly.") == pytest.approx(4 / 9)
+    assert agreement_f1("The cat sat.", "the CAT sat") == 1.0
+    assert agreement_f1("", "the") == 1.0 and agreement_f1("", "cat") == 0.0
     assert summary["consistency"] == pytest.approx(
         {"groups": 3, "same_citations": 0.75, "agreement": 0.5, "mean_answer_f1": (4 / 7 + 4 / 9) / 2,
          "entailment": None}, abs=1e-3)

@@ -215,3 +215,15 @@ def test_a_second_vector_index_serves_retrieval_without_touching_it(settings, fa
     # The best passage is the same (the order of near ties may differ: FAISS keeps float16 codes).
     assert [r[0] for r in ranked()] == [r[0] for r in with_faiss] and ArrayIndex.searches > before
     assert "nightly" in with_faiss[0][0]
+
+
+def test_a_vector_backend_given_to_the_builder_serves_ingest_and_retrieval(settings, fake_embedder, docs):
+    from bot.builder import Components
+    parts = Components(settings.with_values("retrieval", min_score=0.0), embedder=fake_embedder,
+                       vectors=ArrayBackend())
+    parts.ingestor.ingest([docs])
+    before = ArrayIndex.searches
+    passages = parts.retriever.retrieve("backups run nightly", k=1, mode="dense").passages
+    assert "nightly" in passages[0].text and ArrayIndex.searches > before
+    assert parts.retriever.embedder is parts.ingestor.embedder is fake_embedder      # made once, shared
+    parts.close()

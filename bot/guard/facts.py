@@ -40,7 +40,7 @@ for _a, _b in ANTONYMS:
     _OPPOSITES.setdefault(_a, set()).add(_b)
     _OPPOSITES.setdefault(_b, set()).add(_a)
 # One opposite per word, for the perturbation maker's replacements.
-_OPPOSITE = {word: sorted(opposites)[0] for word, opposites in _OPPOSITES.items()}
+OPPOSITE = {word: sorted(opposites)[0] for word, opposites in _OPPOSITES.items()}
 MONTHS = frozenset("january february march april may june july august september october november december".split())
 # Capitalised words that name no particular thing (a sentence may start with them anywhere
 # in a list, or capitalise them for emphasis).

@@ -8,9 +8,7 @@ from functools import lru_cache
 
 from bot.citations import strip_markers
 
-CONTENT_STOP = frozenset("""a an the of to in on for by with and or is are was were be been it its this that these
-those as at from can may must should will would do does not no you your we our they their there here which what
-when where who how use used using could might shall""".split())
+from docent.words import STOP_WORDS as CONTENT_STOP
 
 
 @lru_cache(maxsize=2048)

@@ -14,7 +14,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from bot.guard.facts import _OPPOSITE, facts
+from bot.citations import MARKER
+from bot.guard.facts import OPPOSITE, facts
 from bot.guard.sentences import unwrap
 
 AUXILIARIES = ("is", "are", "was", "were", "can", "will", "should", "must", "does", "do", "has", "have", "may")
@@ -61,7 +62,7 @@ def _variants(sentence: str, passage: str, other: str, names: list[str], rng: ra
     # Not the number of a "[5]" or of a list item ("3. Install ..."): in an answer those
     # are a citation marker and markup, not facts.
     numbers = [m for m in re.finditer(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.]\w)", sentence)
-               if not re.match(r"\[\d+\]", sentence[m.start() - 1:m.end() + 1])
+               if not MARKER.match(sentence[m.start() - 1:m.end() + 1])
                and not (m.start() == 0 and re.match(r"\d+[.)]\s", sentence))]
     if numbers:
         m = rng.choice(numbers)
@@ -72,10 +73,10 @@ def _variants(sentence: str, passage: str, other: str, names: list[str], rng: ra
     if negated:
         out.append(Example(negated, passage, "contradicted", "negation"))
     # Whole words only: "apply" inside remote_apply is not a word to flip.
-    flips = [w for w in re.findall(r"\b[a-z]+\b", sentence) if w in _OPPOSITE]
+    flips = [w for w in re.findall(r"\b[a-z]+\b", sentence) if w in OPPOSITE]
     if flips:
         word = rng.choice(flips)
-        out.append(Example(re.sub(rf"\b{word}\b", _OPPOSITE[word], sentence, count=1), passage, "contradicted", "antonym"))
+        out.append(Example(re.sub(rf"\b{word}\b", OPPOSITE[word], sentence, count=1), passage, "contradicted", "antonym"))
     own = [f.text for f in facts(sentence) if f.kind in ("name", "identifier")]
     strangers = [n for n in names if n.lower() not in passage.lower()]
     if own and strangers:
