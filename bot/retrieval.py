@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from docent.settings import RetrievalSettings, Settings
+from docent.timing import elapsed_ms as _ms
 from docent.words import KEYWORD_STOP
 
 if TYPE_CHECKING:
@@ -140,8 +141,6 @@ class Retriever:
         """`vectors`: an ingest.store.VectorBackend (None: FAISS), as the Ingestor writes them."""
         self.settings = settings
         self.config: RetrievalSettings = settings.retrieval
-        if self.config.mode not in MODES:
-            raise RetrievalError(f"unknown retrieval.mode {self.config.mode!r}: use one of {', '.join(MODES)}")
         self.home = settings.home_dir(home)
         self._embedder = embedder
         self._reranker = reranker
@@ -399,7 +398,3 @@ def _after(chunk: "StoredChunk", previous: "StoredChunk") -> str:
     if 0 < overlap < len(chunk.text):
         return chunk.text[overlap:].lstrip()
     return chunk.text
-
-
-def _ms(since: float) -> float:
-    return (time.perf_counter() - since) * 1000

@@ -149,8 +149,8 @@ class GenerationSettings:
 @_validated
 class AnswerSettings:
     prompts: str = ""
-    style: Literal["grammar", "plain"] = "plain"                           # bot/answer.py STYLES
-    fallback: Literal["auto", "extractive", "abstain", "none"] = "auto"   # bot/answer.py FALLBACKS
+    style: Literal["grammar", "plain"] = "plain"                           # bot/steps/prompt.py (grammar)
+    fallback: Literal["auto", "extractive", "abstain", "none"] = "auto"   # bot/steps/finish.py
     repoint_citations: bool = True
     min_coverage: Share = 0.0
     judge_answerable: Share = 0.62

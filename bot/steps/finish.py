@@ -1,0 +1,140 @@
+"""Step 6: what the model wrote -> the answer shown. Markers checked, citations pointed at
+the passage that holds the sentence, abstention recognised, and when no sentence is
+backed by its passage: the passages' own best sentences (extractive), or an abstention."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from bot.citations import clean, cited_numbers, strip_markers
+from bot.guard.lexical import support
+from bot.guard.sentences import split_claims
+from bot.retrieval import Passage
+from bot.steps.abstain import Abstainer
+from bot.steps.gate import question_coverage
+from bot.steps.result import ABSTAIN_PATTERN, Answer
+from docent.settings import AnswerSettings
+
+
+def split_sentences(text: str, kinds: tuple[str, ...] = ("prose", "item", "heading", "code")) -> list[str]:
+    """The text's sentences (and list items, headings, code blocks), as the guard splits it."""
+    return [claim.text for claim in split_claims(text) if claim.kind in kinds]
+
+
+def supported_by(sentence: str, passage: str, threshold: float = 0.6) -> bool:
+    """Cheap lexical check: most of the sentence's content words are in the passage.
+    (Decides the fallback; the groundedness guard in bot/guard does the real check.)"""
+    return support(sentence, passage) >= threshold
+
+
+def backed(text: str, passages: Sequence[Passage]) -> bool:
+    """At least one sentence cites a passage that holds most of its words."""
+    for sentence in split_sentences(text):
+        numbers = cited_numbers(sentence)
+        if any(0 < n <= len(passages) and supported_by(sentence, passages[n - 1].text) for n in numbers):
+            return True
+    return False
+
+
+def repoint(text: str, passages: Sequence[Passage], margin: float = 0.25) -> tuple[str, list[dict]]:
+    """Point each sentence's citation at the passage that holds its words when the cited
+    one clearly does not (small models often cite the wrong number). Reported as
+    `wrong_citation` findings. (Giving an uncited sentence the passage that holds its
+    words was measured and not kept: docs_qa abstention recall 0.80 -> 0.67.)"""
+    out, findings, pos = [], [], 0
+    for sentence in split_sentences(text):
+        start = text.find(sentence, pos)
+        if start < 0:
+            return text, []
+        out.append(text[pos:start])
+        pos = start + len(sentence)
+        numbers = [n for n in cited_numbers(sentence) if 0 < n <= len(passages)]
+        if not numbers:
+            out.append(sentence)
+            continue
+        scores = [support(sentence, p.text) for p in passages]
+        best = max(range(len(passages)), key=lambda i: scores[i]) + 1
+        cited_best = max(scores[n - 1] for n in numbers)
+        if best not in numbers and scores[best - 1] >= cited_best + margin:
+            fixed = strip_markers(sentence).rstrip()
+            end = "." if fixed.endswith(".") else ""
+            fixed = fixed.rstrip(".").rstrip() + f" [{best}]" + end
+            findings.append({"kind": "wrong_citation", "severity": "low", "span": [start, start + len(sentence)],
+                             "message": f"cited [{', '.join(map(str, numbers))}], but the words are in passage "
+                                        f"[{best}]; the citation was corrected",
+                             "evidence": best, "action": "flagged", "score": round(scores[best - 1] - cited_best, 3),
+                             "confidence": "high"})
+            out.append(fixed)
+        else:
+            out.append(sentence)
+    out.append(text[pos:])
+    return "".join(out), findings
+
+
+class Extractor:
+    """The passages' own sentences that best match the question, with their citations."""
+
+    def __init__(self, embedder):
+        self.embedder = embedder
+
+    def run(self, question: str, passages: Sequence[Passage], limit: int = 2,
+            margin: float = 0.05) -> tuple[str, list[int]]:
+        # Prose and list items only: a heading or a code block is not an answer sentence.
+        candidates = [(n + 1, s) for n, p in enumerate(passages) for s in split_sentences(p.text, ("prose", "item"))
+                      if 20 <= len(s) <= 600]
+        if not candidates:
+            return "", []
+        vectors = self.embedder.embed([question] + [s for _, s in candidates])
+        scores = vectors[1:] @ vectors[0]
+        # Earlier (better-ranked) passages get a small edge on ties.
+        order = sorted(range(len(candidates)), key=lambda i: -(float(scores[i]) - 0.01 * candidates[i][0]))
+        # A further sentence only when it matches the question about as well as the best one:
+        # on docs_qa every runner-up 0.06 or more behind was off the point ("Imitate git
+        # clone but track only selected branches" under the answer about worktrees).
+        chosen = sorted([i for i in order[:limit] if scores[i] >= scores[order[0]] - margin],
+                        key=lambda i: (candidates[i][0], i))
+        text = " ".join(f"{_strip_end(candidates[i][1])} [{candidates[i][0]}]." for i in chosen)
+        return text, list(dict.fromkeys(candidates[i][0] for i in chosen))
+
+
+class Finisher:
+    def __init__(self, config: AnswerSettings, abstainer: Abstainer, extractor: Extractor):
+        self.config, self.abstainer, self.extractor = config, abstainer, extractor
+
+    def run(self, question: str, standalone: str, raw: str, passages: Sequence[Passage],
+            judged: dict | None = None) -> Answer:
+        valid = range(1, len(passages) + 1)
+        text, flags = clean(raw, valid)
+        if self.config.repoint_citations:
+            text, moved = repoint(text, passages)
+            flags += moved
+        answer = Answer(question, standalone, text, False, list(passages),
+                        [n for n in cited_numbers(text) if n in valid], flags=flags, model_text=raw,
+                        judged=dict(judged or {}))
+        off = answer.judged.get("off_question")
+        if not text or ABSTAIN_PATTERN.match(text):
+            answer.abstained, answer.abstain_reason, answer.cited = True, "model", []
+            self.abstainer.apply(answer, raw)
+        elif off is not None and self.config.judge_addresses and off >= self.config.judge_addresses:
+            # Backed or not, it answers another question than the one asked ("how to add"
+            # for "how to remove"): say so and list the closest passages.
+            answer.abstained, answer.abstain_reason, answer.cited = True, "off_question", []
+            self.abstainer.apply(answer)
+        elif self.config.fallback != "none" and not backed(text, passages):
+            # Not one sentence is backed by the passage it cites. If the passages do not
+            # even name everything the question asks about, the model was most likely
+            # answering from elsewhere: abstain. Otherwise it misread: quote the passages.
+            mode = self.config.fallback
+            if mode == "auto":
+                mode = "extractive" if question_coverage(standalone, passages) >= 1.0 else "abstain"
+            replacement, cited = self.extractor.run(standalone, passages) if mode == "extractive" else ("", [])
+            if replacement:
+                answer.text, answer.cited, answer.fallback = replacement, cited, "extractive"
+            else:
+                answer.abstained, answer.abstain_reason, answer.cited, answer.fallback = True, "unbacked", [], "abstain"
+                self.abstainer.apply(answer)
+        return answer
+
+
+def _strip_end(sentence: str) -> str:
+    return sentence.rstrip().rstrip(".").rstrip()
