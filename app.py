@@ -1,83 +1,30 @@
 """docent's chat window (Gradio): streamed answers with clickable sources, the guard's
 flags where they apply, uploads and the collection's files. UI only: every decision is
-made in bot/ (bot.service.Service) and ingest/.
+made in bot/ (bot.service.Service) and ingest/. This file wires the Gradio page;
+its HTML comes from docent/window_html.py, the script API from docent/window_api.py,
+and who may change files from docent/window_access.py.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--collection NAME] [--settings FILE]
 """
 
 # No `from __future__ import annotations`: Gradio finds the event data argument by its
 # annotation (gr.LikeData), which must stay an object, not a string.
-import functools
 import html
 import os
-import re
 import sys
 import threading
 import time
-import uuid
 
 import click
 
-# --- rendering: an AnswerView (bot/present.py) as HTML, from docent/templates -------------
+from docent.window_access import has_login, is_loopback, read_only_reason, window_can_write
+from docent.window_api import API_LOGIN, add_api
+from docent.window_html import (render_answer, render_error, render_streaming, render_upload, render_working,
+                                window_assets)
 
-@functools.cache
-def _templates():
-    """The window's Jinja2 templates, built on the first render (jinja2 comes with Gradio;
-    importing it here would slow `--help`). Autoescaped: document and model text is never HTML."""
-    import jinja2
-    env = jinja2.Environment(loader=jinja2.PackageLoader("docent", "templates"), autoescape=True)
-    env.filters.update(text=_text, cites=_cites)
-    return env
+__all__ = ["API_LOGIN", "build", "launch", "main", "render_answer", "render_error", "render_streaming",
+           "render_upload", "render_working", "window_can_write"]
 
-
-def _text(text: str):
-    """Escaped text; line breaks kept; `code` shown as code; [n] markers left for _cites."""
-    from markupsafe import Markup, escape
-    escaped = str(escape(text)).replace("\n", "<br>")
-    return Markup(re.sub(r"`([^`<]+)`", r"<code>\1</code>", escaped))
-
-
-def _cites(escaped, turn: str | int, numbers: set[int]):
-    """Citation markers that point at a listed source become links that open it."""
-    from markupsafe import Markup, escape
-
-    def link(match):
-        n = int(match.group(1))
-        if n not in numbers:
-            return match.group(0)
-        return f'<a class="docent-cite docent-to-{escape(turn)}-{n}" href="#">[{n}]</a>'
-    return Markup(re.sub(r"\[(\d{1,2})\]", link, str(escaped)))
-
-
-def render_answer(view, turn: str | int | None = None) -> str:
-    """One assistant message (docent/templates/answer.html)."""
-    # Names this answer's links and sources apart from every other answer's on the page.
-    turn = turn if turn is not None else uuid.uuid4().hex[:10]
-    return _templates().get_template("answer.html").render(view=view, turn=turn, numbers={s.n for s in view.sources})
-
-
-def _message(kind: str, text: str) -> str:
-    return str(getattr(_templates().get_template("messages.html").module, kind)(text))
-
-
-def render_streaming(text: str) -> str:
-    return _message("streaming", text)
-
-
-def render_working(what: str) -> str:
-    """What is being done before the first word of the answer (a prompt takes seconds to read)."""
-    return _message("working", what)
-
-
-def render_error(message: str) -> str:
-    return _message("error", message)
-
-
-def render_upload(results) -> str:
-    return _templates().get_template("upload.html").render(results=results)
-
-
-# --- the window ---------------------------------------------------------------------------
 
 def _gradio():
     # Nothing leaves the machine: no usage analytics (set before gradio is imported).
@@ -87,7 +34,8 @@ def _gradio():
 
 
 def build(service):
-    """The Gradio Blocks for `service` (a bot.service.Service)."""
+    """The Gradio Blocks for `service` (a bot.service.Service). Its upload and remove
+    controls work only where docent.window_access.window_can_write allows them."""
     gr = _gradio()
 
     from bot.answer import AnswerError
@@ -98,6 +46,11 @@ def build(service):
     from ingest.store import StoreError
     from ingest.upload import accepted_suffixes
     expected = (AnswerError, GeneratorError, RetrievalError, EmbedderError, StoreError)
+    # Decided once, from the settings the window will listen with (main() puts --host there).
+    writable = window_can_write(service.settings.ui)
+    read_only = None if writable else read_only_reason(service.settings.ui)
+    # The upload and remove controls: off when read-only, else as Gradio makes them.
+    enabled = {} if writable else {"interactive": False}
 
     def collection_choices():
         """(label, name) for each collection; one that cannot be read says so and the rest work."""
@@ -187,6 +140,8 @@ def build(service):
         gr.Info("Thanks: feedback saved" if rating == "up" else "Feedback saved: this answer will be looked at")
 
     def upload(files, collection, progress=gr.Progress()):
+        if read_only:           # the page's button is off, but the handler answers raw HTTP calls too
+            return render_error(read_only), gr.update(), gr.update(), gr.update(), None, gr.update()
         collection = (collection or service.default_collection).strip()
         if not files:
             return "Choose files first.", gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
@@ -203,6 +158,8 @@ def build(service):
                 gr.update(choices=collection_choices(), value=collection), None, status)
 
     def remove(path, collection):
+        if read_only:
+            return render_error(read_only), gr.update(), gr.update(), gr.update()
         if not path:
             return "Choose a file to remove.", gr.update(), gr.update(), gr.update()
         try:
@@ -249,10 +206,12 @@ def build(service):
                                          label="Collection (type a new name to start one)",
                                          allow_custom_value=True, elem_id="docent-collection")
                 with gr.Accordion("Add files", open=True):
+                    if read_only:
+                        gr.HTML(render_error(read_only), elem_id="docent-read-only")
                     files = gr.File(file_count="multiple", file_types=accepted_suffixes(), type="filepath",
                                     label=f"Documents or a zip of a folder (up to {service.settings.ui.max_upload_mb:g} MiB)",
-                                    elem_id="docent-files")
-                    add = gr.Button("Add to collection", elem_id="docent-add")
+                                    elem_id="docent-files", **enabled)
+                    add = gr.Button("Add to collection", elem_id="docent-add", **enabled)
                     upload_result = gr.HTML(elem_id="docent-upload-result")
                 with gr.Accordion("Files in the collection", open=False):
                     table = gr.Dataframe([],
@@ -260,9 +219,12 @@ def build(service):
                                          interactive=False, wrap=True, elem_id="docent-sources")
                     with gr.Row():
                         chosen = gr.Dropdown([], label="File",
-                                             scale=3, elem_id="docent-remove-file")
-                        drop = gr.Button("Remove from collection", size="sm", scale=1, elem_id="docent-remove")
+                                             scale=3, elem_id="docent-remove-file", **enabled)
+                        drop = gr.Button("Remove from collection", size="sm", scale=1, elem_id="docent-remove",
+                                         **enabled)
                     remove_result = gr.Markdown()
+                    if read_only:
+                        gr.HTML(render_error(read_only), elem_id="docent-read-only-remove")
 
         # The window's own handlers are private: unlisted, and the Gradio clients refuse to
         # call them (the page calls them by index). A script uses the API below.
@@ -279,84 +241,10 @@ def build(service):
         add.click(upload, [files, collection], [upload_result, table, chosen, collection, files, status], **private)
         drop.click(remove, [chosen, collection], [remove_result, table, chosen, status], **private)
         collection.change(switch, collection, [chat, history, answers, table, chosen, status], **private)
-        _api(gr, service, expected)
+        add_api(gr, service, expected)
+    # launch() checks it listens where this was decided for.
+    demo.docent_writes_without_login = writable and not has_login(service.settings.ui)
     return demo
-
-
-API_LOGIN = ("adding or removing files through the API needs a login: set ui.user and ui.password (env "
-             "DOCENT_UI__USER, DOCENT_UI__PASSWORD), then log in (gradio_client: Client(url, auth=(user, password)))")
-
-
-def _api(gr, service, expected):
-    """The endpoints a script calls (gradio_client), JSON in and out: ask, add_files,
-    list_files, remove_file. Each reads only a collection the window offers; adding and
-    removing files need the window's login."""
-    default = service.default_collection
-
-    def endpoint(fn):
-        @functools.wraps(fn)            # Gradio reads the parameters and types through the wrapper
-        def call(*args, **kwargs):
-            try:
-                return fn(*args, **kwargs)
-            except expected as exc:     # the caller's mistake or a known fault: a message, no trace
-                raise gr.Error(str(exc), print_exception=False) from None
-        return call
-
-    def writable(collection, request) -> str:
-        # Without a login every caller is anonymous; the person at the window has its buttons.
-        if request is None or not getattr(request, "username", None):
-            raise gr.Error(API_LOGIN, print_exception=False)
-        return service.offered(collection)
-
-    @endpoint
-    def ask(question: str, collection: str = default, history: list[list[str]] | None = None) -> dict:
-        """The answer to `question` from `collection`, as `docent ask --json` prints it. `history`:
-        the conversation so far, [standalone_question, answer] of each earlier answer that
-        did not abstain, for a follow-up."""
-        name = service.offered(collection)
-        history = history or []
-        if not (isinstance(history, list) and all(isinstance(turn, list) and len(turn) == 2
-                                                  and all(isinstance(t, str) for t in turn) for turn in history)):
-            raise gr.Error("history: a list of [question, answer] pairs", print_exception=False)
-        service.ready.wait()
-        return service.stream(str(question or ""), [tuple(turn) for turn in history], name).finish().to_dict()
-
-    @endpoint
-    def list_files(collection: str = default) -> list[dict]:
-        """The collection's files as `docent sources --json` lists them, the path as `source`
-        (as in an answer's citations), plus `name` (the window's)."""
-        # gradio_client downloads every dict with a "path" as a file: the key is renamed.
-        return [{"source": f.pop("path"), **f} for f in service.file_list(service.offered(collection))]
-
-    @endpoint
-    def remove_file(path: str, collection: str = default, request: gr.Request = None) -> dict:
-        """Drop one file (its source or name from list_files) from `collection`; needs the login."""
-        name = writable(collection, request)
-        if not (isinstance(path, str) and service.remove(path, name)):
-            # The asked collection only: nothing about any other, nor its own files.
-            raise gr.Error(f"collection '{name}' holds no such file (list_files gives its files)",
-                           print_exception=False)
-        return {"collection": name, "removed": path}
-
-    @endpoint
-    def add_files(files, collection, request: gr.Request) -> dict:
-        """Add documents (or zips of folders) to `collection`; needs the login. What went in
-        and what was refused, with the reasons."""
-        name = writable(collection, request)
-        rows = [r.__dict__ for r in service.add_files(files or [], name)]
-        return {"collection": name, "added": [r for r in rows if r["action"] != "failed"],
-                "refused": [{"name": r["name"], "reason": r["reason"]} for r in rows if r["action"] == "failed"]}
-
-    for fn in (ask, list_files, remove_file):
-        gr.api(fn, api_name=fn.__name__)
-    # Files go through a File component, which takes only files uploaded to this server
-    # (gr.api would pass on any path a caller names). Its parts are never shown.
-    with gr.Group(visible=False):
-        files = gr.File(file_count="multiple", type="filepath", label="files")
-        collection = gr.Textbox(default, label="collection")
-        result = gr.JSON(label="result")
-        trigger = gr.Button()
-    trigger.click(add_files, [files, collection], result, api_name="add_files")
 
 
 def launch(demo, service, host: str, port: int, block: bool = True, auth=None):
@@ -366,14 +254,18 @@ def launch(demo, service, host: str, port: int, block: bool = True, auth=None):
     if auth is None and config.user and config.password:
         from bot.login import LoginThrottle
         auth = LoginThrottle(config.user, config.password).check
-    if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
+    if not is_loopback(host) and auth is None:
+        if getattr(demo, "docent_writes_without_login", False):
+            # build() let the page change files because ui.host was a loopback address.
+            raise ValueError(f"the window was built to listen on {config.host} (its page may add and remove "
+                             f"files without a login), not on {host}: build it with ui.host = {host!r}")
         click.echo(f"warning: listening on {host} without a login: anyone who reaches this port can read "
                    "the collections (set ui.user and ui.password)", err=True)
     gr = _gradio()
     # System fonts: the default theme would fetch its font from Google.
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     # The window's CSS and script, as they are in docent/templates.
-    css, head = (_templates().loader.get_source(_templates(), name)[0] for name in ("window.css", "window_head.html"))
+    css, head = window_assets()
     return demo.launch(server_name=host, server_port=port, auth=auth, css=css, head=head, theme=theme,
                        max_file_size=f"{config.max_upload_mb:g}mb", prevent_thread_lock=not block,
                        show_error=True, quiet=not block, footer_links=[])
@@ -391,7 +283,8 @@ def main(host, port, collection, home, settings_file) -> None:
 
     The models load in the background as the window opens (the status line says when
     they are ready). Set ui.user and ui.password (env DOCENT_UI__USER, DOCENT_UI__PASSWORD)
-    before listening on anything but this machine."""
+    before listening on anything but this machine: without them, a window listening on
+    another address cannot add or remove files."""
     from docent.settings import SettingsError, load_settings
     try:
         settings = load_settings(settings_file)
@@ -400,12 +293,15 @@ def main(host, port, collection, home, settings_file) -> None:
         sys.exit(2)
     if collection:
         settings = settings.with_values("ingest", collection=collection)
+    if host:
+        # In the settings, so build() decides what the page may do for the address it listens on.
+        settings = settings.with_values("ui", host=host)
     from bot.service import Service
     service = Service(settings, home=home)
     click.echo("docent: loading the models in the background…", err=True)
     threading.Thread(target=service.warm_up, args=(settings.ingest.collection,), daemon=True).start()
     demo = build(service)
-    launch(demo, service, host or settings.ui.host, port or settings.ui.port)
+    launch(demo, service, settings.ui.host, port or settings.ui.port)
 
 
 if __name__ == "__main__":

@@ -110,7 +110,7 @@ class ChunkingSettings:
 @_validated
 class EmbeddingSettings:
     model: Name = "all-MiniLM-L6-v2"
-    backend: Literal["onnx-int8", "torch"] = "onnx-int8"        # ingest/embedder.py BACKENDS
+    backend: Literal["onnx-int8", "torch"] = "onnx-int8"        # ingest/embedder/ BACKENDS
     batch_size: Count = 8
     threads: Threads = 0
 

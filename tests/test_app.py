@@ -139,6 +139,39 @@ def test_app_help_is_fast_and_does_not_import_gradio():
     assert probe.stdout.strip() == "False"
 
 
+def test_the_window_changes_files_without_a_login_only_on_a_loopback_address():
+    from app import window_can_write
+    from docent.settings import UiSettings
+    for host in ("127.0.0.1", "::1", "localhost", "LOCALHOST", "[::1]", "127.0.0.2"):
+        assert window_can_write(UiSettings(host=host)), host
+    for host in ("0.0.0.0", "::", "192.168.1.20", "10.0.0.1", "docent.example.org", "localhost.example.org"):
+        assert not window_can_write(UiSettings(host=host)), host
+        assert window_can_write(UiSettings(host=host, user="ana", password="s3cret-pass")), host
+        assert not window_can_write(UiSettings(host=host, user="ana")), host       # half a login is none
+
+
+def test_the_host_option_is_the_host_the_window_is_built_for(monkeypatch):
+    """`python app.py --host ADDR`: build() reads ui.host, so the option goes there."""
+    from click.testing import CliRunner
+
+    import app
+    import bot.service
+    seen = {}
+
+    class NoModels:
+        def __init__(self, settings, home=None):
+            self.settings = settings
+
+        def warm_up(self, collection):
+            pass
+    monkeypatch.setattr(bot.service, "Service", NoModels)
+    monkeypatch.setattr(app, "build", lambda service: seen.setdefault("built", service.settings.ui.host))
+    monkeypatch.setattr(app, "launch", lambda demo, service, host, port: seen.setdefault("launched", (demo, host)))
+    done = CliRunner().invoke(app.main, ["--host", "0.0.0.0", "--port", "9999"])
+    assert done.exit_code == 0, done.output
+    assert seen == {"built": "0.0.0.0", "launched": ("0.0.0.0", "0.0.0.0")}
+
+
 # --- uploads ------------------------------------------------------------------------------
 
 def _zip(path: Path, members: dict[str, bytes | str]) -> Path:

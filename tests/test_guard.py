@@ -159,6 +159,11 @@ def test_drop_policy_cuts_unsupported_sentences_only():
     assert [(f.kind, f.action) for f in findings] == [("unsupported", "redacted")]
     assert apply_policy(answer, findings)[0] == "The server listens on port 5432 [1]."
 
+    # The policy is also an argument of its own, not only guard.unsupported from settings:
+    # a wrong one is still refused here.
+    with pytest.raises(ValueError, match="'flag' or 'drop'"):
+        GroundednessGuard(policy="dorp")
+
 
 def test_dropping_a_sentence_moves_the_spans_after_it():
     from bot.guard.spans import shift_span

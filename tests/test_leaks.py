@@ -55,6 +55,18 @@ def test_placeholders_and_hashes_are_not_secrets(text):
     assert find_secrets(text) == []
 
 
+def test_a_policy_outside_the_four_stops_when_the_settings_load():
+    """The scanner does not check its policies again: LeakSettings refuses any other."""
+    from typing import get_args
+
+    from bot.guard.leaks import KINDS, POLICIES
+    from docent.settings import LeakSettings, Policy, SettingsError
+    assert get_args(Policy) == POLICIES
+    for kind in KINDS:
+        with pytest.raises(SettingsError, match="allow, flag, redact, block"):
+            LeakSettings(**{kind: "hide"})
+
+
 def test_luhn_rejects_a_random_16_digit_number():
     rng = random.Random(4)
     numbers = ["".join(str(rng.randrange(10)) for _ in range(16)) for _ in range(200)]

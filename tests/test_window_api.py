@@ -1,11 +1,15 @@
 """The window's API as a script sees it: app.py launched on a free localhost port (fake
 embedder, scripted model) and called through the real gradio_client. Four named
 endpoints, JSON out; only the collections the window offers; adding and removing files
-need a login; a refusal names nothing of another collection."""
+need a login; a refusal names nothing of another collection. And the window's own
+handlers as a raw HTTP caller reaches them (by index, as the page calls them): without a
+login they change files only when ui.host is a loopback address."""
 
 from __future__ import annotations
 
+import json
 import socket
+import uuid
 from pathlib import Path
 
 import pytest
@@ -42,29 +46,40 @@ def two_collections(collection, fake_embedder, tmp_path) -> tuple:
 
 
 @pytest.fixture
-def window(fake_embedder):
-    """open(settings, login=False) -> a gradio_client.Client of a window launched for
-    `settings` (with ui.user/ui.password when `login`); every window is closed afterwards."""
-    from gradio_client import Client
-
+def served(fake_embedder):
+    """serve(settings) -> (demo, port): the window built for `settings` and launched on a
+    free 127.0.0.1 port whatever ui.host says (build() decides from ui.host alone); every
+    window is closed afterwards."""
     from app import build, launch
     from bot.service import Service
     opened = []
 
-    def open_window(settings, login: bool = False):
-        if login:
-            settings = settings.with_values("ui", user=USER, password=PASSWORD)
+    def serve(settings):
         service = Service(settings, embedder=fake_embedder, generator=FakeGenerator(_scripted))
         service.warm_up("default")
         demo = build(service)
         port = _free_port()
         launch(demo, service, "127.0.0.1", port, block=False)
         opened.append(demo)
-        return Client(f"http://127.0.0.1:{port}/", auth=(USER, PASSWORD) if login else None,
-                      verbose=False, httpx_kwargs={"timeout": CALL_SECONDS})
-    yield open_window
+        return demo, port
+    yield serve
     for demo in opened:
         demo.close()
+
+
+@pytest.fixture
+def window(served):
+    """open(settings, login=False) -> a gradio_client.Client of a window launched for
+    `settings` (with ui.user/ui.password when `login`)."""
+    from gradio_client import Client
+
+    def open_window(settings, login: bool = False):
+        if login:
+            settings = settings.with_values("ui", user=USER, password=PASSWORD)
+        _, port = served(settings)
+        return Client(f"http://127.0.0.1:{port}/", auth=(USER, PASSWORD) if login else None,
+                      verbose=False, httpx_kwargs={"timeout": CALL_SECONDS})
+    return open_window
 
 
 def call(client, api_name: str, *args):
@@ -170,3 +185,94 @@ def test_a_refused_remove_names_nothing_of_another_collection(window, two_collec
     # A folder is not a file: nothing under it goes.
     assert "no such file" in refusal(client, "/remove_file", str(Path(salaries).parent), "hr")
     assert len(call(client, "/list_files", "hr")) == 1
+
+
+# --- the window's own handlers, called over raw HTTP -----------------------------------------
+
+def _handler(demo, name: str) -> int:
+    """The index the page calls the window's handler `name` by (app.build's inner functions)."""
+    found = [index for index, fn in demo.fns.items() if getattr(fn.fn, "__name__", None) == name]
+    assert len(found) == 1, name
+    return found[0]
+
+
+class Page:
+    """One browser session's view of the server, without a browser: files sent to /upload,
+    handlers run by index through the queue, results read from its event stream."""
+
+    def __init__(self, port: int):
+        self.base = f"http://127.0.0.1:{port}/gradio_api"
+        self.session = uuid.uuid4().hex
+
+    def upload(self, path: Path) -> dict:
+        import httpx
+        sent = httpx.post(f"{self.base}/upload", files=[("files", (path.name, path.read_bytes()))],
+                          timeout=CALL_SECONDS)
+        sent.raise_for_status()
+        return {"path": sent.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+    def call(self, fn_index: int, *data) -> list:
+        import httpx
+        with httpx.Client(timeout=CALL_SECONDS) as http:
+            joined = http.post(f"{self.base}/queue/join", json={
+                "data": list(data), "fn_index": fn_index, "session_hash": self.session, "event_data": None})
+            joined.raise_for_status()
+            with http.stream("GET", f"{self.base}/queue/data", params={"session_hash": self.session}) as events:
+                for line in events.iter_lines():
+                    message = json.loads(line[5:]) if line.startswith("data:") else {}
+                    if message.get("msg") == "process_completed":
+                        assert message.get("success"), message
+                        return message["output"]["data"]
+        raise AssertionError("the event stream ended without a result")
+
+
+def _holidays(tmp_path: Path) -> Path:
+    upload = tmp_path / "holidays.md"
+    upload.write_text("# Holidays\n\nThe office is closed on 3 March.\n", encoding="utf-8")
+    return upload
+
+
+def _stored(settings) -> list[str]:
+    from ingest.pipeline import Ingestor
+    return sorted(Path(record.path).name for record in Ingestor(settings).sources("default"))
+
+
+def test_on_another_address_without_a_login_the_page_cannot_add_or_remove(served, two_collections, tmp_path):
+    settings, _ = two_collections
+    settings = settings.with_values("ui", host="0.0.0.0")
+    demo, port = served(settings)
+    before = _stored(settings)
+    page = Page(port)
+    # The session's removal choices, as the page has them once it opened.
+    _, _, chosen = page.call(_handler(demo, "open_page"), "default")
+    faq = next(path for _, path in chosen["choices"] if path.endswith("faq.txt"))
+    result = page.call(_handler(demo, "upload"), [page.upload(_holidays(tmp_path))], "default")
+    assert "Adding and removing files is off" in result[0] and "DOCENT_UI__USER" in result[0]
+    removed = page.call(_handler(demo, "remove"), faq, "default")
+    assert "Adding and removing files is off" in removed[0] and "DOCENT_UI__PASSWORD" in removed[0]
+    assert _stored(settings) == before == ["faq.txt", "guide.rst", "install.md"]
+
+    # And the page says why its controls are off.
+    config = demo.get_config_file()
+    props = {c["props"].get("elem_id"): c["props"] for c in config["components"] if c["props"].get("elem_id")}
+    assert not any(props[e]["interactive"] for e in ("docent-files", "docent-add", "docent-remove-file", "docent-remove"))
+    assert "DOCENT_UI__USER" in props["docent-read-only"]["value"]
+
+
+def test_on_a_loopback_address_the_page_adds_files_without_a_login(served, two_collections, tmp_path):
+    settings, _ = two_collections
+    demo, port = served(settings)                                # ui.host: the default, 127.0.0.1
+    page = Page(port)
+    result = page.call(_handler(demo, "upload"), [page.upload(_holidays(tmp_path))], "default")
+    assert "holidays.md" in result[0] and "Adding and removing files is off" not in result[0]
+    assert "holidays.md" in _stored(settings)
+
+
+def test_a_window_built_for_loopback_is_not_launched_on_another_address(fake_embedder, two_collections):
+    from app import build, launch
+    from bot.service import Service
+    settings, _ = two_collections
+    service = Service(settings, embedder=fake_embedder, generator=FakeGenerator(_scripted))
+    demo = build(service)
+    with pytest.raises(ValueError, match="built to listen on 127.0.0.1"):
+        launch(demo, service, "0.0.0.0", _free_port(), block=False)

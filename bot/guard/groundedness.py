@@ -1,6 +1,6 @@
 """Is each sentence of an answer backed by the passages it cites?
 
-    guard = GroundednessGuard(settings.guard)
+    guard = GroundednessGuard(threshold=None, policy=settings.guard.unsupported)   # None: the fitted cut
     verdict = guard.check(answer_text, [passage texts, numbered from 1])
     verdict.sentences[0].label        # supported / unsupported / contradicted / wrong_citation
     guard.scan(question, answer_text, passages)   # the same, as findings for `flags`
@@ -172,6 +172,8 @@ class GroundednessGuard:
         self.threshold = self.model.threshold if threshold is None else threshold
         # A warning never needs less evidence than a quiet note.
         self.flag_threshold = min(self.threshold, self.model.flag_threshold if flag_threshold is None else flag_threshold)
+        # Kept although guard.unsupported is checked when settings load: `policy` is also
+        # passed directly (tests, benchmarks, scripts), and a typo would silently flag.
         if policy not in ("flag", "drop"):
             raise ValueError(f"guard.unsupported must be 'flag' or 'drop', not {policy!r}")
         self.policy = policy
