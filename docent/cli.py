@@ -9,8 +9,9 @@ import time
 import click
 
 from docent import __version__
-from docent.terminal import fail, printable
+from docent.exits import EXIT_SOME_FAILED, EXIT_USAGE, guarded, store_errors
 from docent.settings import Settings, SettingsError, load_settings
+from docent.terminal import fail, printable
 
 EXIT_CODES_HELP = """\b
 Exit status:
@@ -79,7 +80,7 @@ def main(ctx: click.Context, home: str | None, settings_file: str | None) -> Non
     try:
         settings = load_settings(settings_file)
     except SettingsError as exc:
-        fail(str(exc), 2)
+        fail(str(exc), EXIT_USAGE)
     ctx.obj = Context(settings, home)
 
 
@@ -102,28 +103,16 @@ def ingest(obj: Context, paths, collection, reembed, exclude, as_json, quiet) ->
     """
     if not paths and not reembed:
         raise click.UsageError("give at least one file or folder to ingest (or --reembed)")
-    from ingest.embedder import EmbedderError
-    from ingest.pipeline import EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_MODEL_MISMATCH, EXIT_STORE
-    from ingest.store import CollectionLocked, EmbeddingMismatch, StoreError
-
     settings = obj.settings
     if exclude:
         settings = settings.with_values("ingest", exclude=settings.ingest.exclude + tuple(exclude))
     ingestor = obj.ingestor(settings)
     bar = _ProgressBar(disabled=quiet or as_json)
-    try:
-        report = ingestor.ingest(paths, collection=collection, reembed=reembed, progress=bar.update)
-    except CollectionLocked as exc:
-        fail(str(exc), EXIT_LOCKED)
-    except EmbeddingMismatch as exc:
-        fail(str(exc), EXIT_MODEL_MISMATCH)
-    except (StoreError, EmbedderError) as exc:
-        fail(str(exc), EXIT_STORE)
-    except KeyboardInterrupt:      # before the run started (opening the collection): nothing written
-        bar.close()
-        fail("interrupted; the index is unchanged", EXIT_INTERRUPTED)
-    finally:
-        bar.close()
+    # Ctrl-C during the run is the ingestor's to handle (finished files are kept); here
+    # it can only come while the collection is opened: nothing was written.
+    report = guarded(lambda: ingestor.ingest(paths, collection=collection, reembed=reembed, progress=bar.update),
+                     store_errors(), "interrupted; the index is unchanged", cleanup=bar.close)
+    bar.close()
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -165,14 +154,9 @@ class _ProgressBar:
 def sources(obj: Context, collection, as_json) -> None:
     """What the index holds: file, chunks, status, last ingested, and how many chunks
     carry each leak label (secret, pii, confidential, restricted, injection)."""
-    from ingest.pipeline import EXIT_STORE
-    from ingest.store import StoreError
     ingestor = obj.ingestor()
-    try:
-        records = ingestor.sources(collection)
-        labels = ingestor.label_counts(collection)
-    except StoreError as exc:
-        fail(str(exc), EXIT_STORE)
+    records, labels = guarded(lambda: (ingestor.sources(collection), ingestor.label_counts(collection)),
+                              store_errors())
     from bot.guard.labels import ChunkLabeller
     rules = ChunkLabeller(obj.settings.leaks_for(collection))
     if as_json:
@@ -217,14 +201,7 @@ def _labels(counts: dict[str, int]) -> str:
 @click.pass_obj
 def remove(obj: Context, paths, collection) -> None:
     """Drop files (or everything under folders) from the index. The files themselves are not touched."""
-    from ingest.pipeline import EXIT_LOCKED, EXIT_SOME_FAILED, EXIT_STORE
-    from ingest.store import CollectionLocked, StoreError
-    try:
-        removed = obj.ingestor().remove(paths, collection)
-    except CollectionLocked as exc:
-        fail(str(exc), EXIT_LOCKED)
-    except StoreError as exc:
-        fail(str(exc), EXIT_STORE)
+    removed = guarded(lambda: obj.ingestor().remove(paths, collection), store_errors())
     if not removed:
         fail("none of these paths is in the index (see `docent sources`)", EXIT_SOME_FAILED)
     for path in removed:

@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from docent.exits import EXIT_USAGE, answer_errors, guarded
 from docent.terminal import fail, printable
 
 ANSWER_EXIT_HELP = """\b
@@ -23,34 +24,9 @@ Exit status:
        connection broke, an error event, a reply that is no answer)
   130  interrupted
 """
-EXIT_USAGE, EXIT_STORE, EXIT_MODEL, EXIT_INTERRUPTED = 2, 5, 6, 130
-EXIT_MODEL_STALLED, EXIT_MODEL_REPLY = 7, 8
-
-
-def error_kinds():
-    """(exception class, exit code) pairs, imported lazily."""
-    from bot.answer import AnswerError, CollectionError
-    from bot.generators import GeneratorError, ModelReplyBroken, ModelStalled
-    from bot.prompts import PromptError
-    from bot.retrieval import RetrievalError
-    from ingest.embedder import EmbedderError
-    # First match wins: subclasses before their parent (CollectionError before
-    # AnswerError, a stalled or broken model server before GeneratorError).
-    return ((RetrievalError, EXIT_STORE), (CollectionError, EXIT_STORE), (ModelStalled, EXIT_MODEL_STALLED),
-            (ModelReplyBroken, EXIT_MODEL_REPLY), (GeneratorError, EXIT_MODEL),
-            (EmbedderError, EXIT_MODEL), (PromptError, EXIT_USAGE), (AnswerError, EXIT_USAGE))
-
-
 def _run_guarded(work):
     """Run `work`, turning docent's errors into one clear line and an exit status."""
-    pairs = error_kinds()
-    try:
-        return work()
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except tuple(cls for cls, _ in pairs) as exc:
-        fail(str(exc), next(code for cls, code in pairs if isinstance(exc, cls)))
+    return guarded(work, answer_errors())
 
 
 def _print_passages(passages) -> None:
@@ -111,6 +87,8 @@ def _stream_answer(answerer, question, collection, history, as_json: bool):
 @click.pass_obj
 def ask(obj, question, collection, as_json) -> None:
     """Answer QUESTION from the documents, citing passages as [1], [2] (streamed)."""
+    started = _process_age_ms()
+
     def work():
         answerer = obj.answerer()
         answerer.check_question(question)
@@ -118,7 +96,21 @@ def ask(obj, question, collection, as_json) -> None:
         return _stream_answer(answerer, question, collection, (), as_json)
     answer = _run_guarded(work)
     if as_json:
+        # Where a cold start goes: the process before this command (interpreter, imports,
+        # settings), then each warm-up stage (benchmarks/cold.py reads them).
+        answer.timings.update(process_ms=started, warm_up=getattr(obj.answerer(), "warm_up_ms", {}))
         click.echo(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+
+
+def _process_age_ms() -> float | None:
+    """Milliseconds since this process started (Linux's /proc; None elsewhere)."""
+    import os
+    import time
+    try:
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])     # field 22: starttime
+        return round((time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")) * 1000, 1)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 @click.command()
@@ -133,7 +125,7 @@ def chat(obj, collection) -> None:
     click.echo("loading the models...", err=True)
     _run_guarded(lambda: answerer.warm_up(collection))
     session = ChatSession(answerer, collection)
-    pairs = error_kinds()
+    pairs = answer_errors()
     while True:
         try:
             question = input("\nyou> ")

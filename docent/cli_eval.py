@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from docent.cli_answer import EXIT_INTERRUPTED, error_kinds
+from docent.exits import EXIT_STORE, EXIT_USAGE, answer_errors, guarded
 from docent.terminal import fail
 
 EVAL_EXIT_HELP = """\b
@@ -18,6 +18,8 @@ Exit status:
   2    bad input (unreadable or invalid test set, no questions could be made)
   5    the collection is missing, empty or cannot be read
   6    the language model cannot be loaded or reached
+  7    the model server stopped answering
+  8    the model server's reply broke off or carried an error
   130  stopped (Ctrl-C): run the same command again to resume
 """
 
@@ -57,14 +59,8 @@ def eval_command(obj, collection, dataset, n_questions, unanswerable, paraphrase
     out = Path(out_dir or Path("docent-eval") / name)
     if not 0 <= unanswerable <= 1:
         raise click.BadParameter("must be between 0 and 1", param_hint="--unanswerable")
-    pairs = error_kinds()
-    try:
-        _evaluate(obj.answerer(), name, dataset, n_questions, unanswerable, paraphrased, out, k)
-    except KeyboardInterrupt:
-        click.echo(f"\nstopped; run the same command again to resume (what was done is kept in {out})", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    except tuple(cls for cls, _ in pairs) as exc:
-        fail(str(exc), next(code for cls, code in pairs if isinstance(exc, cls)))
+    guarded(lambda: _evaluate(obj.answerer(), name, dataset, n_questions, unanswerable, paraphrased, out, k),
+            answer_errors(), f"stopped; run the same command again to resume (what was done is kept in {out})")
 
 
 def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, out: Path, k: int) -> None:
@@ -76,12 +72,12 @@ def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, o
     started = time.time()
     store = answerer.retriever.collection(name)           # a missing or empty collection fails here
     if not store.chunk_count():
-        fail(f"collection '{name}' is empty: run `docent ingest PATH --collection {name}` first", 5)
+        fail(f"collection '{name}' is empty: run `docent ingest PATH --collection {name}` first", EXIT_STORE)
     if dataset:
         try:
             items = read_dataset(dataset)
         except DatasetError as exc:
-            fail(str(exc), 2)
+            fail(str(exc), EXIT_USAGE)
         source = str(dataset)
     else:
         from evaluation.synth import QuestionWriter, build_test_set
@@ -101,7 +97,7 @@ def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, o
         if dropped:
             click.echo("drafts dropped: " + ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())), err=True)
         if not items:
-            fail("no test question could be made from the collection (see the drafts dropped above)", 2)
+            fail("no test question could be made from the collection (see the drafts dropped above)", EXIT_USAGE)
         source = "made from the collection"
     answerer.warm_up(name)
     total = sum(1 + len(i.paraphrases) for i in items)

@@ -30,14 +30,9 @@ from ingest.errors import os_reason, storage_faults
 from ingest.store import (Collection, CollectionWriter, FileRecord, NewChunk, StoreError, collection_dir,
                           list_collections)
 
-# Exit statuses of `docent ingest` (documented in --help and the README).
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-EXIT_USAGE = 2
-EXIT_LOCKED = 3
-EXIT_MODEL_MISMATCH = 4
-EXIT_STORE = 5
-EXIT_INTERRUPTED = 130
+# Exit statuses of `docent ingest` (documented in --help and the README): docent/exits.py.
+from docent.exits import (EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_MODEL_MISMATCH, EXIT_OK,  # noqa: E402
+                          EXIT_SOME_FAILED, EXIT_STORE, EXIT_USAGE)
 
 # Embed once this many chunk texts are waiting: large batches sort well by length.
 _EMBED_POOL = 256
