@@ -31,31 +31,29 @@ class FileRecord:
 
 
 @dataclass(frozen=True)
-class StoredChunk:
+class ChunkContent:
+    """What a chunk is: its text, where it sits in its file, and the hash of what was embedded."""
+    text: str
+    heading_path: tuple[str, ...]
+    page: int | None
+    page_end: int | None
+    start: int                    # character span in the file's extracted text
+    end: int
+    chunk_hash: str
+    n_tokens: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredChunk(ChunkContent):
+    """A chunk as the catalog holds it: its id (the vector index's), file and position."""
     id: int
     path: str
     ord: int
-    text: str
-    heading_path: tuple[str, ...]
-    page: int | None
-    page_end: int | None
-    start: int
-    end: int
-    chunk_hash: str
-    n_tokens: int
 
 
 @dataclass(frozen=True)
-class NewChunk:
+class NewChunk(ChunkContent):
     """A chunk to store: what the chunker made plus its hash."""
-    text: str
-    heading_path: tuple[str, ...]
-    page: int | None
-    page_end: int | None
-    start: int
-    end: int
-    chunk_hash: str
-    n_tokens: int
     labels: tuple[tuple[str, int], ...] = ()     # (label, count): see bot/guard/labels.py
 
 
