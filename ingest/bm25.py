@@ -7,7 +7,7 @@ per index generation, and a query costs one vectorised add per term.
 
 The formula is FTS5's bm25() (k1 = 1.2, b = 0.75, an idf that is never below 1e-6, a
 chunk's length = all its tokens), and the terms are FTS5's own tokens, written per chunk
-at ingest by ingest/store.py, so the ranking is the one FTS5 gives.
+at ingest by ingest/store/keywords.py, so the ranking is the one FTS5 gives.
 """
 
 from __future__ import annotations
