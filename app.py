@@ -297,7 +297,11 @@ def main(host, port, collection, home, settings_file) -> None:
         # In the settings, so build() decides what the page may do for the address it listens on.
         settings = settings.with_values("ui", host=host)
     from bot.service import Service
-    service = Service(settings, home=home)
+    try:
+        service = Service(settings, home=home)
+    except SettingsError as exc:
+        click.echo(f"docent: {exc}", err=True)
+        sys.exit(2)
     click.echo("docent: loading the models in the background…", err=True)
     threading.Thread(target=service.warm_up, args=(settings.ingest.collection,), daemon=True).start()
     demo = build(service)

@@ -25,7 +25,7 @@ class Components:
                  vectors=None, retriever=None, labeller=None):
         self.settings = settings
         self.home = settings.home_dir(home)
-        self.vectors = vectors                 # an ingest.store.VectorBackend; None: FAISS
+        self._vectors = vectors                # an ingest.store.VectorBackend; None: settings store.vectors
         self._made: dict[str, Any] = {"embedder": embedder, "generator": generator, "retriever": retriever,
                                       "labeller": labeller}
         self._lock = threading.RLock()
@@ -36,11 +36,28 @@ class Components:
                 self._made[name] = make()
             return self._made[name]
 
-    def check(self) -> None:
+    def check(self, generator: bool = True) -> None:
         """Registry-keyed settings that pydantic cannot check (plugins may add values):
-        an unknown backend stops the command at start, naming the known ones."""
-        from bot.generators import backend_class
-        backend_class(self.settings.generation.backend)        # GeneratorError naming the known ones
+        an unknown backend stops the command at start (SettingsError, exit 2), naming
+        the known ones, before any model loads."""
+        from docent.settings import SettingsError
+        from ingest.store import StoreError
+        try:
+            self.vectors
+        except StoreError as exc:
+            raise SettingsError(str(exc)) from None
+        if generator:
+            from bot.generators import GeneratorError, backend_class
+            try:
+                backend_class(self.settings.generation.backend)
+            except GeneratorError as exc:
+                raise SettingsError(str(exc)) from None
+
+    @property
+    def vectors(self):
+        """Where vectors live: the injected backend, else the one settings store.vectors names."""
+        from ingest.store import vector_backend
+        return self._once("vectors", lambda: self._vectors or vector_backend(self.settings.store.vectors))
 
     @property
     def embedder(self):

@@ -37,6 +37,7 @@ class Service:
         # The components come from the one builder: one embedder for questions and uploads
         # (the model is loaded once per process), one generator.
         self.parts = parts or Components(settings, home, embedder=embedder, generator=generator)
+        self.parts.check()            # an unknown backend: SettingsError at start, not a traceback later
         self.home = self.parts.home
         self.retriever = self.parts.retriever
         self.answerer = self.parts.answerer

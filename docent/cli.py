@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from docent import __version__
 from docent.exits import EXIT_SOME_FAILED, EXIT_USAGE, guarded, store_errors
-from docent.settings import Settings, SettingsError, load_settings
 from docent.terminal import fail, printable
+
+if TYPE_CHECKING:
+    from docent.settings import Settings
 
 EXIT_CODES_HELP = """\b
 Exit status:
@@ -41,14 +44,25 @@ class Context:
             self._parts = Components(self.settings, self.home)
         return self._parts
 
+    def _checked(self, generator: bool):
+        """The components, once the registry-keyed settings (backends) are known to exist:
+        a wrong one stops here with exit 2, before any model loads."""
+        from docent.settings import SettingsError
+        try:
+            self.parts.check(generator=generator)
+        except SettingsError as exc:
+            fail(str(exc), EXIT_USAGE)
+        return self.parts
+
     def answerer(self):
-        return self.parts.answerer
+        return self._checked(generator=True).answerer
 
     def retriever(self):
-        return self.parts.retriever
+        return self._checked(generator=False).retriever
 
     def ingestor(self, settings: Settings | None = None):
-        return self.parts.ingestor if settings is None or settings == self.settings else self.parts.ingestor_for(settings)
+        parts = self._checked(generator=False)
+        return parts.ingestor if settings is None or settings == self.settings else parts.ingestor_for(settings)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -77,6 +91,8 @@ def main(ctx: click.Context, home: str | None, settings_file: str | None) -> Non
     Settings: docent/settings.toml, overridden by --settings FILE and by env
     DOCENT_<SECTION>__<KEY> (e.g. DOCENT_EMBEDDING__BACKEND=torch).
     """
+    # Imported here: pydantic takes a few tenths of a second, which `--help` need not wait for.
+    from docent.settings import SettingsError, load_settings
     try:
         settings = load_settings(settings_file)
     except SettingsError as exc:

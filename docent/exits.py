@@ -31,17 +31,19 @@ def answer_errors() -> Table:
     from bot.generators import GeneratorError, ModelReplyBroken, ModelStalled
     from bot.prompts import PromptError
     from bot.retrieval import RetrievalError
+    from docent.settings import SettingsError
     from ingest.embedder import EmbedderError
-    return ((RetrievalError, EXIT_STORE), (CollectionError, EXIT_STORE), (ModelStalled, EXIT_MODEL_STALLED),
+    return ((SettingsError, EXIT_USAGE), (RetrievalError, EXIT_STORE), (CollectionError, EXIT_STORE), (ModelStalled, EXIT_MODEL_STALLED),
             (ModelReplyBroken, EXIT_MODEL_REPLY), (GeneratorError, EXIT_MODEL),
             (EmbedderError, EXIT_MODEL), (PromptError, EXIT_USAGE), (AnswerError, EXIT_USAGE))
 
 
 def store_errors() -> Table:
     """ingest, sources, remove: a writer's errors (the embedder counts as the store's)."""
+    from docent.settings import SettingsError
     from ingest.embedder import EmbedderError
     from ingest.store import CollectionLocked, EmbeddingMismatch, StoreError
-    return ((CollectionLocked, EXIT_LOCKED), (EmbeddingMismatch, EXIT_MODEL_MISMATCH), (StoreError, EXIT_STORE),
+    return ((SettingsError, EXIT_USAGE), (CollectionLocked, EXIT_LOCKED), (EmbeddingMismatch, EXIT_MODEL_MISMATCH), (StoreError, EXIT_STORE),
             (EmbedderError, EXIT_STORE))
 
 

@@ -179,6 +179,11 @@ class LeakSettings:
 
 
 @_validated
+class StoreSettings:
+    vectors: Name = "faiss"        # a key of ingest/store/vectors.py's registry (plugins may add one)
+
+
+@_validated
 class UiSettings:
     host: Name = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 7860
@@ -201,6 +206,7 @@ class Settings:
     answer: AnswerSettings = field(default_factory=AnswerSettings)
     guard: GuardSettings = field(default_factory=GuardSettings)
     leaks: LeakSettings = field(default_factory=LeakSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
     ui: UiSettings = field(default_factory=UiSettings)
     # [collections.NAME.leaks]: a collection's own leak policy, over [leaks] (e.g. hr
     # redacts personal data, the public handbook allows it).
@@ -234,7 +240,7 @@ class Settings:
 _SECTIONS = {"paths": PathSettings, "ingest": IngestSettings, "chunking": ChunkingSettings,
              "embedding": EmbeddingSettings, "retrieval": RetrievalSettings,
              "generation": GenerationSettings, "answer": AnswerSettings, "guard": GuardSettings,
-             "leaks": LeakSettings, "ui": UiSettings}
+             "leaks": LeakSettings, "store": StoreSettings, "ui": UiSettings}
 _LABELS = {cls: name for name, cls in _SECTIONS.items()}
 
 

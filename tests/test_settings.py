@@ -167,3 +167,23 @@ def test_a_bad_value_stops_the_cli_at_once_with_one_line(tmp_path, command):
     assert "docent.settings" in imported and not imported & {
         "torch", "faiss", "onnxruntime", "sentence_transformers", "llama_cpp", "gradio", "pypdf",
         "bot.retrieval", "bot.answer", "ingest.embedder"}
+
+
+@pytest.mark.parametrize("setting, value, command, known", [
+    ("DOCENT_GENERATION__BACKEND", "ollama-ish", ["ask", "How do I rotate the keys?"], "llama-cpp, openai"),
+    ("DOCENT_STORE__VECTORS", "annoy", ["retrieve", "api keys"], "faiss"),
+    ("DOCENT_STORE__VECTORS", "annoy", ["sources"], "faiss"),
+])
+def test_an_unknown_backend_stops_the_cli_at_start_naming_the_known_ones(tmp_path, setting, value, command, known):
+    """Backends are open to plugins, so pydantic cannot list them: the builder looks them
+    up before any model loads."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCENT_")}
+    env.update({setting: value, "DOCENT_HOME": str(tmp_path), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "docent.cli", *command],
+                          env=env, capture_output=True, text=True, timeout=120)
+    lines = done.stderr.splitlines()
+    said = [line for line in lines if not line.startswith("import time:")]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import time:")}
+    assert done.returncode == 2 and len(said) == 1, done.stderr
+    assert repr(value) in said[0] and known in said[0]
+    assert not imported & {"torch", "faiss", "onnxruntime", "llama_cpp", "sentence_transformers"}

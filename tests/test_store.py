@@ -227,3 +227,27 @@ def test_a_vector_backend_given_to_the_builder_serves_ingest_and_retrieval(setti
     assert "nightly" in passages[0].text and ArrayIndex.searches > before
     assert parts.retriever.embedder is parts.ingestor.embedder is fake_embedder      # made once, shared
     parts.close()
+
+
+def test_a_vector_backend_named_in_settings_comes_from_an_entry_point(settings, fake_embedder, docs, tmp_path,
+                                                                      monkeypatch):
+    """A package registers a backend under docent.vector_backends; `store.vectors` picks it."""
+    from bot.builder import Components
+    package = tmp_path / "plugin"
+    package.mkdir()
+    (package / "arrays_backend.py").write_text(
+        "import sys\nsys.path.insert(0, %r)\nfrom test_store import ArrayBackend\n" % str(Path(__file__).parent))
+    info = package / "arrays_backend-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: arrays-backend\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[docent.vector_backends]\narrays = arrays_backend:ArrayBackend\n")
+    monkeypatch.syspath_prepend(str(package))
+    parts = Components(settings.with_values("store", vectors="arrays").with_values("retrieval", min_score=0.0),
+                       embedder=fake_embedder)
+    parts.check(generator=False)
+    parts.ingestor.ingest([docs])
+    assert type(parts.vectors).__name__ == "ArrayBackend"
+    assert "nightly" in parts.retriever.retrieve("backups run nightly", k=1, mode="dense").passages[0].text
+    with Collection(settings.home_dir(), settings.ingest.collection, vectors=parts.vectors) as store:
+        assert type(store.vector_index()).__name__ == "ArrayIndex"
+    parts.close()

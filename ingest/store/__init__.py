@@ -21,10 +21,10 @@ from ingest.store.reader import Collection
 from ingest.store.records import (FileRecord, NewChunk, StoredChunk, collection_dir, list_collections,
                                   validate_name)
 from ingest.store.schema import DB_NAME, LOCK_NAME, SCHEMA_VERSION
-from ingest.store.vectors import VECTOR_BACKENDS, VectorBackend, VectorIndex
+from ingest.store.vectors import VECTOR_BACKENDS, VectorBackend, VectorIndex, vector_backend
 from ingest.store.writer import CollectionWriter
 
 __all__ = ["ChunkFilter", "Collection", "CollectionLocked", "CollectionNotFound", "CollectionWriter", "DB_NAME",
            "EmbeddingMismatch", "FileRecord", "LOCK_NAME", "NO_FILTER", "NewChunk", "SCHEMA_VERSION", "StoreError",
            "StoredChunk", "VECTOR_BACKENDS", "VectorBackend", "VectorIndex", "collection_dir", "list_collections",
-           "storage_faults", "validate_name"]
+           "storage_faults", "validate_name", "vector_backend"]

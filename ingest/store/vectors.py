@@ -4,8 +4,9 @@ FAISS implementation.
 The catalog (SQLite) is the source of truth: it holds every vector by chunk hash, so an
 index can always be rebuilt from it (`rebuild`). A backend only has to add, remove,
 search and persist; the reader and the writer publish its file per generation (see
-ingest/store/writer.py). Another backend plugs in through `VECTOR_BACKENDS` (or a
-reader's `vectors=` argument), without touching retrieval or answering.
+ingest/store/writer.py). Another backend is chosen by settings `store.vectors` (a
+package registers it under the entry point group docent.vector_backends) or passed to
+bot.builder.Components(vectors=...), without touching retrieval or answering.
 """
 
 from __future__ import annotations
@@ -127,6 +128,27 @@ class FaissBackend:
 
 
 VECTOR_BACKENDS: dict[str, VectorBackend] = {"faiss": FaissBackend()}
+ENTRY_POINT_GROUP = "docent.vector_backends"
+
+
+def vector_backend(name: str) -> VectorBackend:
+    """The backend settings `store.vectors` names: built in, or registered by another
+    package under the entry point group docent.vector_backends (the object: a
+    VectorBackend, or a class making one)."""
+    if name in VECTOR_BACKENDS:
+        return VECTOR_BACKENDS[name]
+    from importlib.metadata import entry_points
+    points = {p.name: p for p in entry_points(group=ENTRY_POINT_GROUP)}
+    if name not in points:
+        from ingest.errors import StoreError
+        known = ", ".join(sorted(set(VECTOR_BACKENDS) | set(points)))
+        raise StoreError(f"unknown store.vectors {name!r}: use one of {known}")
+    try:
+        found = points[name].load()
+    except Exception as exc:          # a broken third-party package: say which, not a traceback
+        from ingest.errors import StoreError
+        raise StoreError(f"the vector backend {name!r} ({points[name].value}) cannot be loaded: {exc}") from None
+    return found() if isinstance(found, type) else found
 
 
 def vectors_file(directory: Path, generation: int) -> Path:
