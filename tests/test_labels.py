@@ -92,7 +92,7 @@ def test_sources_shows_label_counts(settings, restricted_docs, monkeypatch):
     from docent import cli
     from docent.cli import main
     _ingest(settings, restricted_docs, FakeEmbedder(), restricted_paths=("hr/**",))
-    monkeypatch.setattr(cli, "load_settings",
+    monkeypatch.setattr("docent.settings.load_settings",
                         lambda file=None: settings.with_values("leaks", restricted_paths=("hr/**",)))
     shown = CliRunner().invoke(main, ["sources"])
     assert shown.exit_code == 0, shown.output
@@ -115,7 +115,7 @@ def test_sources_prints_control_characters_in_file_names_as_escapes(settings, do
     from docent.cli import main
     (docs / "odd\nname\x1b[31m.md").write_text("# Odd\n\nA file with a strange name.\n")
     _ingest(settings, docs, FakeEmbedder())
-    monkeypatch.setattr(cli, "load_settings", lambda file=None: settings)
+    monkeypatch.setattr("docent.settings.load_settings", lambda file=None: settings)
     shown = CliRunner().invoke(main, ["sources"]).output
     assert "\x1b" not in shown and "odd\\nname\\x1b[31m.md" in shown
     assert len(shown.splitlines()) == len([p for p in docs.rglob("*") if p.is_file()]) + 2   # header + total
