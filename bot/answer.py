@@ -24,8 +24,8 @@ from bot.prompts import Prompts
 from bot.retrieval import Passage, RetrievalResult, Retriever
 from bot.steps.abstain import Abstainer
 from bot.steps.condense import Condenser
-from bot.steps.finish import Extractor, Finisher, backed, repoint, split_sentences, supported_by  # noqa: F401
-from bot.steps.gate import Gate, question_coverage  # noqa: F401
+from bot.steps.finish import Extractor, Finisher
+from bot.steps.gate import Gate
 from bot.steps.generate import generate
 from bot.steps.guard import GroundednessStep
 from bot.steps.policy import LeakPolicy
@@ -34,7 +34,6 @@ from bot.steps.result import (ABSTAIN_PATTERN, BEFORE_MODEL, CHECK_SKIPPED, Answ
                               AnswerRun, CollectionError, Event)
 from docent.settings import Settings
 from docent.timing import elapsed_ms
-from docent.words import QUESTION_STOP  # noqa: F401
 
 
 def _ms(since: float) -> float:

@@ -85,9 +85,6 @@ class RetrievalResult:
     timings: dict[str, float] = field(default_factory=dict)   # ms per stage
 
 
-# Words that carry no topic: dropped from the keyword query so BM25 ranks on the rest
-# (FTS5's porter tokenizer has no stop list of its own).
-STOPWORDS = KEYWORD_STOP
 
 
 # NUL, other control characters (tab and newline aside) and zero-width or direction marks:
@@ -102,7 +99,9 @@ def clean_query(text: str | None) -> str:
 
 def keyword_query(question: str) -> str:
     words = re.findall(r"\w+", question.lower())
-    kept = [w for w in words if w not in STOPWORDS]
+    # Words that carry no topic go, so BM25 ranks on the rest (FTS5's porter tokenizer
+    # has no stop list of its own).
+    kept = [w for w in words if w not in KEYWORD_STOP]
     return " ".join(kept or words)
 
 
