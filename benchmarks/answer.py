@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/answer.py --part retrieval          # ~10 min the first time
     .venv/bin/python benchmarks/answer.py --part answer --questions 30
     .venv/bin/python benchmarks/answer.py --part latency            # 100k-chunk synthetic index
+    .venv/bin/python benchmarks/answer.py --part cold --questions 5 # a new `docent ask` process vs warm (cold.py)
 
 Data: ../shared/eval/docs_qa.jsonl over ../shared/eval/docs/, and ../shared/eval/squad2/
 (its 20 articles ingested as Markdown, questions matched to their paragraph).
@@ -381,14 +382,17 @@ def part_replay(work: Path, settings) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay"],
-                        help="which part to run (repeatable; default: all)")
+    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold"],
+                        help="which part to run (repeatable; default: all but cold)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work", help="where indexes are kept")
     parser.add_argument("--squad", type=int, default=400, help="SQuAD questions sampled (answerable ones are used for retrieval)")
-    parser.add_argument("--questions", type=int, default=0, help="limit the answer part to N questions per set (0: all)")
+    parser.add_argument("--questions", type=int, default=0, help="answer part: N questions per set (0: all); cold part: N questions (0: 5)")
     parser.add_argument("--configs", default="langchain-tutorial,docent,docent-grammar",
                         help="answer part: which pipelines to run (figures of others are kept from the last run)")
     parser.add_argument("--sets", default="docs_qa,squad2", help="answer part: which question sets")
+    parser.add_argument("--verbose", action="store_true", help="cold part: each cold answer's stages")
+    parser.add_argument("--fresh-state", action="store_true",
+                        help="cold part: delete the saved prompt states first (the first answer saves them)")
     parser.add_argument("--rerank", default=None, help="second-stage model for the hybrid+rerank row (e.g. all-mpnet-base-v2)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -398,6 +402,14 @@ def main() -> None:
         settings = settings.with_values("retrieval", rerank=args.rerank)
     parts = args.part or ["retrieval", "calibrate", "latency", "answer", "ttft", "replay"]
     args.work.mkdir(parents=True, exist_ok=True)
+    if "cold" in parts:         # its own results file (benchmarks/cold.py)
+        from cold import part_cold
+        part_cold(args.work, settings, args.questions, args.verbose, args.fresh_state)
+        parts = [p for p in parts if p != "cold"]
+        if not parts:
+            from report import refresh
+            refresh()
+            return
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     results["date"] = time.strftime("%Y-%m-%d")

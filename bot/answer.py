@@ -60,16 +60,68 @@ class Answerer:
         return self._generator
 
     def warm_up(self, collection: str | None = None, prefill: bool = False) -> None:
-        """Load the models. `prefill` (a server starting): also evaluate the sentence judge's
-        fixed prompt, which the first answer would otherwise wait for."""
-        self.retriever.warm_up(collection)
-        self.generator.warm_up()
-        if self.guard is not None:
-            self.guard.warm_up()         # the cross-encoder, when the model uses one
-            if prefill and self.guard.judge is not None:
-                self.guard.judge.prefill()
-        if self.leak_scanner(collection) is not None:
-            self.leak_scanner(collection).warm_up()         # presidio + spaCy
+        """Load the models side by side (llama.cpp and ONNX Runtime leave the GIL free while
+        they load): the embedder and the collection here, the answering model in a thread.
+        The fixed starts of the answer prompt and of the sentence judge's are restored from
+        docent's cache (LlamaCppGenerator.keep_prefix), else saved by the first prompt that
+        reads them. The judge's context and the personal-data scanner are needed only once
+        an answer is written: a command that answers at once (`prefill` False) starts the
+        answer while they load; a server (`prefill` True) waits for them and also evaluates
+        the fixed prompts that no saved state covers."""
+        import threading
+
+        from bot.generators.llama import keep_prefix
+        # Each stage timed (ms): `ask --json` and benchmarks/cold.py report where a cold start goes.
+        self.warm_up_ms: dict[str, float] = {}
+        errors: dict[threading.Thread, BaseException] = {}
+        started = time.perf_counter()
+
+        def timed(name: str, work) -> None:
+            mark = time.perf_counter()
+            work()
+            self.warm_up_ms[name + "_ms"] = _ms(mark)
+
+        def start(*stages, daemon: bool = False) -> threading.Thread:
+            """A thread running the (name, work) stages in order; an error is kept for wait()
+            (a stage not waited for fails again when it is used)."""
+            def run():
+                try:
+                    for name, work in stages:
+                        timed(name, work)
+                except BaseException as exc:
+                    errors[threading.current_thread()] = exc
+            worker = threading.Thread(target=run, name="docent-warm-up", daemon=daemon)
+            worker.start()
+            return worker
+
+        def wait(*workers: threading.Thread) -> None:
+            for worker in workers:
+                worker.join()
+                if worker in errors:
+                    raise errors[worker]
+
+        generator, guard, scanner = self.generator, self.guard, self.leak_scanner(collection)   # made here, once
+        # llama.cpp's loads are not daemons: its C code must be done before the process ends.
+        model = start(("model", generator.warm_up),
+                      ("answer_prefix", lambda: keep_prefix(generator, self.prompts.answer_prefix(), "answer",
+                                                            build=prefill)))
+        # The scanner (~10 s of imports and spaCy on 2 cores) starts at once: beside the loads
+        # it costs the answer less than beside llama.cpp's prompt reading, whose two threads
+        # wait for each other (benchmarks/README.md, cold start). A daemon: its Python imports
+        # need not hold up a Ctrl-C.
+        pii = [start(("pii", scanner.warm_up), daemon=True)] if scanner is not None else []
+        timed("embedder", self.retriever.embedder.warm_up)
+        timed("collection", lambda: self.retriever.warm_up(collection))
+        wait(model)
+        judge = []
+        if guard is not None:        # the judge's own context, once the answering model is loaded
+            stages = [("guard", guard.warm_up)]          # the judge's context and prefix; the cross-encoder when used
+            if prefill and guard.judge is not None:
+                stages.append(("judge_prefill", guard.judge.prefill))
+            judge.append(start(*stages))
+        if prefill:                  # a server: ready means all of it
+            wait(*judge, *pii)
+        self.warm_up_ms["ready_ms"] = _ms(started)
         # Read the templates now: a broken one fails at start, not on the first question.
         for name in ("answer.system.txt", "answer.user.txt", "passage.txt", "abstain.txt", "abstain.closest.txt",
                      "condense.system.txt", "condense.user.txt", "blocked.txt"):

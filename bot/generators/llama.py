@@ -2,10 +2,13 @@
 
 The prompt is rendered with the model's own chat template; llama.cpp keeps the evaluated
 prompt and reuses its longest common prefix, so the fixed system prompt and examples cost
-nothing after the first question."""
+nothing after the first question. Across processes, `keep_prefix` keeps llama.cpp's state
+after that fixed start in docent's cache (KeptPrefix), so a new `docent ask` does not
+read it again either."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -15,6 +18,9 @@ from bot.generators.base import (GRAMMAR, SIDE_CONTEXT, TOKEN_PROBABILITIES, Gen
                                  Messages)
 from bot.generators.bundled import resolve_model
 from docent.settings import GenerationSettings
+
+log = logging.getLogger(__name__)
+N_BATCH = 512
 
 
 class LlamaCppGenerator(Generator):
@@ -28,6 +34,8 @@ class LlamaCppGenerator(Generator):
         self._template = None
         self._lock = threading.Lock()
         self.load_seconds = 0.0
+        self._path = None
+        self._kept = None             # KeptPrefix: the fixed prompt start, when one is kept
 
     def warm_up(self) -> None:
         if self._llm is not None:
@@ -43,10 +51,11 @@ class LlamaCppGenerator(Generator):
                 threads = self.settings.threads or os.cpu_count() or 1
                 try:
                     llm = Llama(model_path=str(path), n_ctx=self.context_window, n_threads=threads,
-                                n_threads_batch=threads, seed=self.settings.seed, n_batch=512, verbose=False)
+                                n_threads_batch=threads, seed=self.settings.seed, n_batch=N_BATCH, verbose=False)
                 except (ValueError, RuntimeError) as exc:
                     raise GeneratorError(f"cannot load the model {path}: {exc}") from None
                 self._template = _chat_template(llm)
+                self._path = path
                 self._llm = llm
                 self.load_seconds = time.perf_counter() - started
 
@@ -61,6 +70,48 @@ class LlamaCppGenerator(Generator):
         prompt in this context's cache, and keeps its own fixed prefix in its own."""
         from dataclasses import replace
         return LlamaCppGenerator(replace(self.settings, context_window=context_window))
+
+    def keep_prefix(self, messages: Messages, label: str, build: bool = False) -> str:
+        """Keep llama.cpp's state after `messages` (this context's fixed prompt start: the
+        system prompt and worked examples) across processes: restored now from docent's
+        cache when a file saved for the same model file, context settings, llama-cpp
+        version and prefix tokens is there; otherwise saved by the first prompt that starts
+        with it (at once with `build`). Returns the state: loaded, pending, saved, unsaved, none."""
+        self.warm_up()
+        # The tokens before the next user turn's text, whatever that text is.
+        tokens = _common_prefix(*(self.tokenize(self.render(list(messages) + [{"role": "user", "content": text}]))
+                                  for text in ("A", "1")))
+        if not tokens or len(tokens) > self.context_window // 2:
+            return "none"                     # nothing fixed, or no room left for what follows it
+        with self._lock:
+            if self._kept is not None and self._kept.tokens == tokens and self._kept.status != "pending":
+                return self._kept.status          # kept already (a second warm-up): nothing to read again
+            self._kept = KeptPrefix(label, tokens, self._state_key(tokens), self.settings.seed)
+            self._kept.restore(self._llm)
+            if build:
+                self._kept.prime(self._llm, tokens)
+        return self._kept.status
+
+    @property
+    def prefix_report(self) -> dict:
+        """What the kept prefix did in this process: {label, status, tokens, ms} ({}: none kept)."""
+        return self._kept.report() if self._kept is not None else {}
+
+    def _state_key(self, tokens: Sequence[int]) -> dict:
+        """What a saved state must have been made with to be valid here."""
+        import hashlib
+
+        import llama_cpp
+        stat = self._path.stat()
+        return {"model": str(self._path), "model_bytes": stat.st_size, "model_mtime_ns": stat.st_mtime_ns,
+                "llama_cpp": llama_cpp.__version__, "n_ctx": self.context_window, "n_batch": N_BATCH,
+                "prefix_sha256": hashlib.sha256(",".join(map(str, tokens)).encode()).hexdigest()}
+
+    def _prime(self, tokens: Sequence[int]) -> None:
+        """(Lock held.) The first prompt that starts with the kept prefix evaluates it alone
+        and saves its state; a restored state is reused by llama.cpp's prefix match."""
+        if self._kept is not None:
+            self._kept.prime(self._llm, tokens)
 
     def render(self, messages: Messages) -> str:
         """The prompt text the model sees: the model's own chat template, ready for the
@@ -88,6 +139,7 @@ class LlamaCppGenerator(Generator):
             compiled = LlamaGrammar.from_string(grammar, verbose=False)
         temperature = self.settings.temperature if temperature is None else temperature
         with self._lock:   # one llama context: one generation at a time
+            self._prime(tokens)
             for chunk in self.llm.create_completion(
                     tokens, max_tokens=min(max_tokens, room), temperature=temperature, top_k=40 if temperature else 1,
                     seed=self.settings.seed, stop=list(stop) or None, stream=True, grammar=compiled):
@@ -107,6 +159,7 @@ class LlamaCppGenerator(Generator):
         first = [self.tokenize(option)[0] for option in options]
         with self._lock:
             llm = self.llm
+            self._prime(tokens)
             same = 0
             for cached, new in zip(llm.input_ids[:llm.n_tokens], tokens):
                 if cached != new:
@@ -135,6 +188,121 @@ class LlamaCppGenerator(Generator):
         """Drop the cached prompt prefix (benchmarks: timings from a cold cache)."""
         with self._lock:
             self.llm.reset()
+
+
+def keep_prefix(generator, messages: Messages, label: str, build: bool = False) -> str | None:
+    """LlamaCppGenerator.keep_prefix for a generator that keeps llama.cpp's state; None
+    (nothing kept) for any other (a model server, a test's fake)."""
+    if isinstance(generator, LlamaCppGenerator):
+        return generator.keep_prefix(messages, label, build)
+    return None
+
+
+class KeptPrefix:
+    """A fixed prompt start whose llama.cpp state is kept in docent's cache, one file per
+    model file, window and label (docent.cache.prompt_state_path): an .npz of plain arrays
+    (the key as JSON, the tokens, llama.cpp's state bytes) read with allow_pickle=False.
+    A file made with another model, settings, llama-cpp version or prefix, or one that
+    cannot be read, is ignored with one quiet line and replaced by the next save."""
+
+    def __init__(self, label: str, tokens: list[int], key: dict, seed: int):
+        from docent.cache import prompt_state_path
+        self.label, self.tokens, self.key, self.seed = label, tokens, {"format": 1, **key}, seed
+        self.path = prompt_state_path(label, key["model"], key["n_ctx"])
+        # loaded | pending (saved by the first prompt that starts with it) | saved | unsaved
+        self.status = "pending"
+        self.ms = 0.0
+
+    def report(self) -> dict:
+        return {"label": self.label, "status": self.status, "tokens": len(self.tokens), "ms": round(self.ms, 1)}
+
+    def restore(self, llm) -> None:
+        started = time.perf_counter()
+        try:
+            self._load(llm)
+            self.status = "loaded"
+        except FileNotFoundError:
+            pass                    # never saved: the first prompt saves it
+        except Exception as exc:    # noqa: BLE001 - a bad cache file must never stop an answer
+            llm.reset()
+            log.warning("docent: saved prompt state %s ignored (%s); it is rebuilt", self.path.name,
+                        str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__)
+        self.ms += (time.perf_counter() - started) * 1000
+
+    def _load(self, llm) -> None:
+        import json
+
+        import numpy as np
+        from llama_cpp import LlamaState
+        with np.load(self.path, allow_pickle=False) as data:
+            if json.loads(data["key"].tobytes().decode("utf-8")) != self.key:
+                raise ValueError("made with another model, settings or prompt")
+            if data["tokens"].tolist() != self.tokens:
+                raise ValueError("its tokens differ")
+            blob = data["state"].tobytes()
+        ids = np.zeros(llm.n_ctx(), dtype=np.intc)
+        ids[:len(self.tokens)] = self.tokens
+        # Logits are kept only with logits_all (off here): none are saved, and n_tokens is set
+        # after load_state so that it does not fill the score rows with zeros.
+        llm.load_state(LlamaState(input_ids=ids, scores=np.zeros((0, llm.n_vocab()), dtype=np.single), n_tokens=0,
+                                  llama_state=blob, llama_state_size=len(blob), seed=self.seed))
+        llm.n_tokens = len(self.tokens)
+
+    def prime(self, llm, prompt: Sequence[int]) -> None:
+        """Before `prompt` is evaluated: if it starts with the prefix and no state was
+        restored or saved yet, evaluate the prefix alone and save the state."""
+        n = len(self.tokens)
+        if self.status != "pending" or not n or list(prompt[:n]) != self.tokens:
+            return
+        started = time.perf_counter()
+        same = _common_prefix(llm.input_ids[:llm.n_tokens].tolist(), self.tokens)
+        llm.n_tokens = len(same)
+        if len(same) < n:
+            llm.eval(self.tokens[len(same):])          # drops the cells past n_tokens first
+        else:
+            llm._ctx.kv_cache_seq_rm(-1, n, -1)       # the state saved holds the prefix alone
+        try:
+            self._save(llm)
+            self.status = "saved"
+        except OSError as exc:
+            self.status = "unsaved"
+            log.warning("docent: prompt state not saved to %s (%s)", self.path.parent, exc.strerror or exc)
+        self.ms += (time.perf_counter() - started) * 1000
+
+    def _save(self, llm) -> None:
+        import json
+
+        import numpy as np
+        from docent.atomic import replacing
+        state = _state_bytes(llm)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with replacing(self.path) as scratch, open(scratch, "wb") as out:
+            np.savez(out, key=np.frombuffer(json.dumps(self.key).encode("utf-8"), dtype=np.uint8),
+                     tokens=np.array(self.tokens, dtype=np.int32), state=np.frombuffer(state, dtype=np.uint8))
+
+
+def _state_bytes(llm) -> bytes:
+    """llama.cpp's state (the cache cells in use, the last logits): what Llama.save_state()
+    keeps as `llama_state`, without its copy of the score rows (~300 MB for the answer
+    prefix, unused without logits_all)."""
+    import ctypes
+
+    import llama_cpp
+    size = llama_cpp.llama_state_get_size(llm.ctx)
+    buffer = (ctypes.c_uint8 * size)()
+    written = llama_cpp.llama_state_get_data(llm.ctx, buffer, size)
+    if not 0 < written <= size:
+        raise OSError(f"llama.cpp gave {written} bytes of state")
+    return memoryview(buffer)[:written].tobytes()
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> list[int]:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return list(a[:n])
 
 
 def _chat_template(llm):

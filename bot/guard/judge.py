@@ -9,7 +9,9 @@ this separates reworded correct claims from wrong ones far better than word over
 
 It runs in a context of its own (LlamaCppGenerator.side_context: the same weights, a
 small window), so its fixed prefix stays in llama.cpp's cache between answers, and so
-does the answer prompt's: a sentence costs only its excerpt and its own tokens.
+does the answer prompt's: a sentence costs only its excerpt and its own tokens. Across
+processes llama.cpp's state after that prefix is kept in docent's cache (keep_prefix), so
+a new `docent ask` does not read the ~850 tokens again.
 
     judge = judge_for(generator, prompts)   # None for a generator without token probabilities
     judge.backed("Backups are kept for two weeks.", [passage text, ...])   # -> P(yes)
@@ -22,6 +24,7 @@ from typing import Sequence
 
 from bot.citations import strip_markers
 from bot.generators.base import SIDE_CONTEXT, TOKEN_PROBABILITIES, has_ability
+from bot.generators.llama import keep_prefix
 from bot.guard.facts import passage_sentences
 from bot.guard.lexical import content_words, share_found
 
@@ -68,8 +71,9 @@ class ModelJudge:
         return has_ability(self.generator, TOKEN_PROBABILITIES)
 
     def warm_up(self) -> None:
-        self.generator.warm_up()
-        self.prefix()
+        with self._lock:        # a claim judged meanwhile (warm-up in a thread) waits for the prefix
+            self.generator.warm_up()
+            keep_prefix(self.generator, self.prefix(), "judge")      # restored when saved before
 
     def prefix(self) -> list[dict]:
         """The rules and the worked examples (the same for every claim: cached by llama.cpp)."""
