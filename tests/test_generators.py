@@ -69,6 +69,36 @@ def test_prompt_larger_than_the_window_is_refused(tiny):
         tiny.choice_probabilities(huge, ["yes", "no"])
 
 
+def test_loading_a_model_in_a_thread_loses_no_output_of_other_threads():
+    """llama-cpp-python quiets a load by pointing stdout and stderr at /dev/null for the
+    whole process. docent loads contexts in threads while an answer prints (the judge's
+    beside the answer): every line the main thread prints meanwhile, and after two loads
+    at once, must arrive; the loads themselves print nothing."""
+    import subprocess
+    code = (
+        "import sys, threading, time\n"
+        "from bot.generators import LlamaCppGenerator\n"
+        "from docent.settings import load_settings\n"
+        "settings = load_settings(profile='test', env={}).generation\n"
+        "def load():\n"
+        "    for window in (512, 640):\n"
+        "        LlamaCppGenerator(settings).side_context(window).warm_up()\n"
+        "loaders = [threading.Thread(target=load) for _ in range(2)]\n"
+        "[t.start() for t in loaders]\n"
+        "n = 0\n"
+        "while any(t.is_alive() for t in loaders) or n < 50:\n"
+        "    print('line', n, flush=True); print('err', n, file=sys.stderr, flush=True); n += 1\n"
+        "    time.sleep(0.002)\n"
+        "[t.join() for t in loaders]\n"
+        "print('total', n, flush=True); print('end', file=sys.stderr, flush=True)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out, err = done.stdout.splitlines(), done.stderr.splitlines()
+    total = int(out[-1].split()[1])
+    assert out == [f"line {n}" for n in range(total)] + [f"total {total}"]
+    assert err == [f"err {n}" for n in range(total)] + ["end"]        # nothing from llama.cpp either
+
+
 def test_unknown_model_names_what_to_use(settings):
     with pytest.raises(GeneratorError, match="qwen2.5-coder-1.5b"):
         generators.resolve_model("gpt-5")

@@ -45,13 +45,14 @@ class LlamaCppGenerator(Generator):
                 started = time.perf_counter()
                 path = resolve_model(self.settings.model)
                 try:
-                    from llama_cpp import Llama
+                    import llama_cpp  # noqa: F401 - said plainly when missing
                 except ImportError as exc:
                     raise GeneratorError(f"llama-cpp-python is not installed ({exc}): pip install llama-cpp-python==0.3.36") from None
+                from bot.generators.llama_quiet import load_llama
                 threads = self.settings.threads or os.cpu_count() or 1
                 try:
-                    llm = Llama(model_path=str(path), n_ctx=self.context_window, n_threads=threads,
-                                n_threads_batch=threads, seed=self.settings.seed, n_batch=N_BATCH, verbose=False)
+                    llm = load_llama(model_path=str(path), n_ctx=self.context_window, n_threads=threads,
+                                     n_threads_batch=threads, seed=self.settings.seed, n_batch=N_BATCH)
                 except (ValueError, RuntimeError) as exc:
                     raise GeneratorError(f"cannot load the model {path}: {exc}") from None
                 self._template = _chat_template(llm)
