@@ -105,17 +105,19 @@ class Answerer:
         model = start(("model", generator.warm_up),
                       ("answer_prefix", lambda: keep_prefix(generator, self.prompts.answer_prefix(), "answer",
                                                             build=prefill)))
-        # The scanner (~10 s of imports and spaCy on 2 cores) starts at once: beside the loads
-        # it costs the answer less than beside llama.cpp's prompt reading, whose two threads
-        # wait for each other (benchmarks/README.md, cold start). A daemon: its Python imports
-        # need not hold up a Ctrl-C.
-        pii = [start(("pii", scanner.warm_up), daemon=True)] if scanner is not None else []
+        # The scanner (presidio and spaCy, ~4 s of Python imports) and the judge's context
+        # start once the model is in: llama-cpp-python's load crosses between Python and C
+        # thousands of times, and beside a thread busy in Python each crossing waits for the
+        # GIL (1.5 s alone, 12.7 s beside a Python loop; benchmarks/README.md, cold start),
+        # while llama.cpp's prompt reading, which follows, runs in C without it. The scanner
+        # runs in a daemon: its Python imports need not hold up a Ctrl-C.
         timed("embedder", self.retriever.embedder.warm_up)
         timed("collection", lambda: self.retriever.warm_up(collection))
         wait(model)
+        pii = [start(("pii", scanner.warm_up), daemon=True)] if scanner is not None else []
         judge = []
-        if guard is not None:        # the judge's own context, once the answering model is loaded
-            stages = [("guard", guard.warm_up)]          # the judge's context and prefix; the cross-encoder when used
+        if guard is not None:        # the judge's own context and prefix; the cross-encoder when used
+            stages = [("guard", guard.warm_up)]
             if prefill and guard.judge is not None:
                 stages.append(("judge_prefill", guard.judge.prefill))
             judge.append(start(*stages))
