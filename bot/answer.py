@@ -28,7 +28,8 @@ from bot.steps.finish import Extractor, Finisher
 from bot.steps.gate import Gate
 from bot.steps.generate import generate
 from bot.steps.guard import GroundednessStep
-from bot.steps.policy import LeakPolicy
+from bot.guard.scanners import may_block
+from bot.steps.policy import PolicyStep
 from bot.steps.prompt import PromptBuilder, citation_grammar  # noqa: F401
 from bot.steps.result import (ABSTAIN_PATTERN, BEFORE_MODEL, CHECK_SKIPPED, Answer, AnswerError,  # noqa: F401
                               AnswerRun, CollectionError, Event)
@@ -42,7 +43,9 @@ def _ms(since: float) -> float:
 
 class Answerer:
     def __init__(self, settings: Settings, retriever: Retriever | None = None, generator=None,
-                 prompts: Prompts | None = None, home=None):
+                 prompts: Prompts | None = None, home=None, scanners: Sequence | None = None):
+        """`scanners`: the checks settings guard.scanners adds (made from the settings when
+        not given; bot/guard/scanners.py)."""
         self.settings = settings
         self.config = settings.answer
         self.retriever = retriever or Retriever(settings, home=home)
@@ -51,6 +54,7 @@ class Answerer:
         self.abstainer = Abstainer(self.prompts)
         self._guard = None
         self._leak_scanners: dict = {}
+        self._scanners = None if scanners is None else list(scanners)
 
     @property
     def generator(self):
@@ -179,6 +183,8 @@ class Answerer:
             GroundednessStep(self.guard, self.config, self.abstainer, extractor).run(answer, standalone)
         if self.leak_scanner(collection) is not None:
             self.check_leaks(answer, collection)
+        if self.scanners:
+            self.policy(collection).run_scanners(answer, self.scanners)
         return answer
 
     # --- the whole answer --------------------------------------------------------------
@@ -233,7 +239,8 @@ class Answerer:
         leak_policy = self.settings.leaks_for(collection)
         # Personal data cannot be recognised word by word, and a withheld answer must not
         # have been shown: then the answer is shown once checked instead of streamed.
-        hold = leak_policy.pii in ("redact", "block") or self.may_withhold(passages, collection)
+        hold = (leak_policy.pii in ("redact", "block") or self.may_withhold(passages, collection)
+                or may_block(self.scanners))
         if hold:
             yield Event("status", "Checking the answer before it is shown…")
         # Secrets are masked before they reach the screen, not after the answer is done.
@@ -309,8 +316,16 @@ class Answerer:
             self._leak_scanners[config] = LeakScanner(config)
         return self._leak_scanners[config]
 
-    def policy(self, collection: str | None = None) -> LeakPolicy:
-        return LeakPolicy(self.settings.leaks_for(collection), self.leak_scanner(collection), self.prompts,
+    @property
+    def scanners(self) -> list:
+        """The checks settings guard.scanners adds after docent's own, in order."""
+        if self._scanners is None:
+            from bot.guard.scanners import make_scanners
+            self._scanners = make_scanners(self.settings.guard.scanners, self.settings)
+        return self._scanners
+
+    def policy(self, collection: str | None = None) -> PolicyStep:
+        return PolicyStep(self.settings.leaks_for(collection), self.leak_scanner(collection), self.prompts,
                           lambda: self.retriever.restricted_text(collection))
 
     def check_leaks(self, answer: Answer, collection: str | None = None) -> None:

@@ -46,6 +46,11 @@ class Components:
             self.vectors
         except StoreError as exc:
             raise SettingsError(str(exc)) from None
+        from bot.guard.scanners import ScannerError
+        try:
+            self.scanners
+        except ScannerError as exc:
+            raise SettingsError(str(exc)) from None
         if generator:
             from bot.generators import GeneratorError, backend_class
             try:
@@ -101,7 +106,14 @@ class Components:
         # make_generator is cheap (weights load in warm_up): built here, a wrong
         # generation setting is reported before the first question.
         return self._once("answerer", lambda: Answerer(self.settings, retriever=self.retriever,
-                                                       generator=self.generator, home=self.home))
+                                                       generator=self.generator, home=self.home,
+                                                       scanners=self.scanners))
+
+    @property
+    def scanners(self) -> list:
+        """The guard checks settings guard.scanners adds (installed packages' scanners)."""
+        from bot.guard.scanners import make_scanners
+        return self._once("scanners", lambda: make_scanners(self.settings.guard.scanners, self.settings))
 
     def leak_scanner(self, collection: str | None = None):
         """The leak policy of one collection (its own [collections.NAME.leaks], else [leaks])."""

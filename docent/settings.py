@@ -165,6 +165,7 @@ class GuardSettings:
     unsupported: Literal["flag", "drop"] = "flag"               # bot/guard/groundedness.py
     threshold: Share = 0.0                                      # a probability; 0: the fitted one
     judge: bool = True
+    scanners: tuple[Name, ...] = ()     # bot/guard/scanners.py: names under the docent.scanners entry point
 
 
 @_validated

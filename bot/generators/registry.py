@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 
 from bot.generators.base import Generator, GeneratorError
+from docent.plugins import EntryPoints
 from docent.settings import GenerationSettings
 
 ENTRY_POINT_GROUP = "docent.generators"
@@ -20,22 +21,17 @@ BUILT_IN = {
     "llama-cpp": "bot.generators.llama:LlamaCppGenerator",
     "openai": "bot.generators.openai_compat:OpenAIGenerator",
 }
-_installed: dict | None = None      # name -> EntryPoint, read once
+PLUGINS = EntryPoints(ENTRY_POINT_GROUP, "generation backend")
 
 
 def installed_backends() -> dict:
     """Backends other packages register (name -> importlib.metadata.EntryPoint)."""
-    global _installed
-    if _installed is None:
-        from importlib.metadata import entry_points
-        _installed = {point.name: point for point in entry_points(group=ENTRY_POINT_GROUP)}
-    return _installed
+    return PLUGINS.installed()
 
 
 def forget_installed_backends() -> None:
     """Read the entry points again on the next lookup (after installing a package)."""
-    global _installed
-    _installed = None
+    PLUGINS.forget()
 
 
 def known_backends() -> list[str]:
@@ -47,16 +43,9 @@ def backend_class(name: str) -> type:
     if name in BUILT_IN:
         module, _, attribute = BUILT_IN[name].partition(":")
         return getattr(importlib.import_module(module), attribute)
-    point = installed_backends().get(name)
-    if point is None:
+    if name not in installed_backends():
         raise GeneratorError(f"unknown generation.backend {name!r}: use one of {', '.join(known_backends())}")
-    try:
-        found = point.load()
-    except Exception as exc:      # a broken third-party package: say which, not a traceback
-        raise GeneratorError(f"the generation backend {name!r} ({point.value}) cannot be loaded: {exc}") from None
-    if not callable(found):
-        raise GeneratorError(f"the generation backend {name!r} ({point.value}) is not a class")
-    return found
+    return PLUGINS.load(name, GeneratorError)
 
 
 def make_generator(settings: GenerationSettings) -> Generator:

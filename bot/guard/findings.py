@@ -28,14 +28,23 @@ class Finding:
     action: str                   # flagged / redacted / blocked
     score: float                  # the check's score, 0..1
     confidence: str = "high"      # high (a warning) / low (shown quietly)
+    # What a "redacted" finding's span becomes in the answer ("[EMAIL_ADDRESS redacted]");
+    # None: the span is left alone. Not part of the flag a user sees.
+    replacement: str | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)
+        del out["replacement"]
         out["span"] = list(self.span)
         out["score"] = round(float(self.score), 3)
         return out
 
 
 class Scanner(Protocol):
+    """A guard check. The policy step (bot/steps/policy.py) applies each finding's action:
+    flagged adds a flag, redacted replaces the span by `replacement`, blocked withholds the
+    answer. An optional attribute `may_block = False` says the scanner never blocks, so
+    answers can stream (bot/guard/scanners.py)."""
+
     def scan(self, question: str, answer: str, passages: Sequence[str]) -> list[Finding]:
         ...

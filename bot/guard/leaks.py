@@ -162,17 +162,28 @@ class LeakScanner:
                                         f"it was given to the model as quoted data only", n, "flagged", 0.8))
         return findings
 
+    def _answer_leaks(self, text: str) -> list[Leak]:
+        """Secrets and personal data of the kinds the policy does not allow. Personal data
+        inside a secret (an e-mail in a URL's password) is reported once, as the secret,
+        unless its own policy is the stricter one (then it is masked as personal data)."""
+        rank = POLICIES.index
+        secrets = self.find(text, ("secret",)) if self.config.secret != "allow" else []
+        people = self.find(text, ("pii",)) if self.config.pii != "allow" else []
+        if rank(self.config.secret) >= rank(self.config.pii):
+            people = [p for p in people if not any(overlaps(p, s) for s in secrets)]
+        return sorted(secrets + people, key=lambda l: l.start)
+
     def scan(self, question: str, answer: str, passages: Sequence[str]) -> list[Finding]:
         """Findings for an answer: what it reveals itself (secrets and personal data, also
         ones the model reconstructed), and each cited passage marked confidential."""
         findings = []
-        active = [k for k in ("secret", "pii") if getattr(self.config, k) != "allow"]
-        for leak in self.find(answer, active):
-            policy = getattr(self.config, leak.kind)
+        for leak in self._answer_leaks(answer):
+            action = _ACTION[getattr(self.config, leak.kind)]
             findings.append(Finding(leak.kind, _SEVERITY[leak.kind], (leak.start, leak.end),
                                     f"{'secret' if leak.kind == 'secret' else 'personal data'} in the answer: "
                                     f"{leak.type} ({mask(answer[leak.start:leak.end])})",
-                                    None, _ACTION[policy], leak.score))
+                                    None, action, leak.score,
+                                    replacement=f"[{leak.type} redacted]" if action == "redacted" else None))
         findings += self.steering(question, passages)
         if self.config.confidential != "allow":
             for n, passage in enumerate(passages, start=1):
