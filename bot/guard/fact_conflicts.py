@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 from bot.citations import strip_markers
 from bot.guard.fact_extract import Fact, facts, found_in, number_key, numbers_in
 from bot.guard.lexical import CONTENT_STOP, content_words, share_found, stem
-from bot.guard.sentences import ABBREVIATIONS, unwrap
+from bot.guard.sentences import passage_sentences
 
 NEGATORS = frozenset("not no never none nothing neither nor cannot without unable n't isn't aren't wasn't weren't "
                      "don't doesn't didn't won't can't couldn't shouldn't mustn't".split())
@@ -153,22 +153,6 @@ def best_sentence(claim: str, passages: list[str]) -> tuple[str | None, float]:
             if share > best_share:
                 best, best_share = sentence, share
     return best, best_share
-
-
-@lru_cache(maxsize=1024)
-def passage_sentences(passage: str) -> tuple[str, ...]:
-    """Lines and sentences of a passage; not cut at a hard wrap or after an abbreviation
-    ("e.g. in a bare repository"), which would leave half a sentence to compare with."""
-    out: list[str] = []
-    for piece in re.split(r"(?<=[.!?])\s+|\n+", unwrap(passage)):
-        if not piece.strip():
-            continue
-        last = re.search(r"(\w+(?:\.\w+)*)\.$", out[-1]) if out else None
-        if last and last.group(1).lower() in ABBREVIATIONS:
-            out[-1] += " " + piece
-        else:
-            out.append(piece)
-    return tuple(out)
 
 
 def conflicts(claim: str, sentence: str, claim_facts: list[Fact], missing: list[Fact],

@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bot.guard.fact_conflicts import (ANTONYMS, NEGATORS, OPPOSITE, Conflict, best_sentence, claim_conflicts,
-                                      conflicts, passage_sentences, quoted_in)
+                                      conflicts, quoted_in)
 from bot.guard.fact_extract import COMMON_CAPS, MONTHS, NUMBER_WORDS, Fact, facts, found_in, number_key, numbers_in
+from bot.guard.sentences import passage_sentences
 
 __all__ = ["ANTONYMS", "COMMON_CAPS", "MONTHS", "NEGATORS", "NUMBER_WORDS", "OPPOSITE", "Conflict", "ExactResult",
            "Fact", "best_sentence", "check", "conflicts", "facts", "found_in", "number_key", "numbers_in",

@@ -25,7 +25,7 @@ from typing import Sequence
 from bot.citations import strip_markers
 from bot.generators.base import SIDE_CONTEXT, TOKEN_PROBABILITIES, has_ability
 from bot.generators.llama import keep_prefix
-from bot.guard.facts import passage_sentences
+from bot.guard.sentences import passage_sentences
 from bot.guard.lexical import content_words, share_found
 
 # Passage sentences shown per claim (the ones it shares most words with), and at most this

@@ -1,4 +1,6 @@
-"""Answer text -> the claims to check, each with its span in the text.
+"""The one place text is cut into sentences: an answer into the claims to check, each
+with its span (`split_claims`), and a passage into its lines and sentences
+(`passage_sentences`, what a claim is compared with).
 
 Sentences end at . ! ? followed by a capital, digit or quote, but not after common
 abbreviations (e.g., i.e., etc.) and not inside versions, file names or numbers (v1.2,
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 ABBREVIATIONS = frozenset("e.g i.e etc vs cf approx fig no nr mr mrs ms dr st jr sr inc ltd co corp dept est "
                           "min max sec ver vol p pp ch art ex".split())
@@ -106,3 +109,19 @@ def _trimmed(text: str, start: int, end: int, kind: str) -> list[Sentence]:
     if not body:
         return []
     return [Sentence(body, start + lead, start + lead + len(body), kind)]
+
+
+@lru_cache(maxsize=1024)
+def passage_sentences(passage: str) -> tuple[str, ...]:
+    """Lines and sentences of a passage; not cut at a hard wrap or after an abbreviation
+    ("e.g. in a bare repository"), which would leave half a sentence to compare with."""
+    out: list[str] = []
+    for piece in re.split(r"(?<=[.!?])\s+|\n+", unwrap(passage)):
+        if not piece.strip():
+            continue
+        last = re.search(r"(\w+(?:\.\w+)*)\.$", out[-1]) if out else None
+        if last and last.group(1).lower() in ABBREVIATIONS:
+            out[-1] += " " + piece
+        else:
+            out.append(piece)
+    return tuple(out)
