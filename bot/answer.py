@@ -189,16 +189,19 @@ class Answerer:
 
     # --- the whole answer --------------------------------------------------------------
 
-    def ask(self, question: str, collection: str | None = None, history: Sequence[tuple[str, str]] = ()) -> Answer:
-        return self.stream(question, collection, history).finish()
+    def ask(self, question: str, collection: str | None = None, history: Sequence[tuple[str, str]] = (),
+            rights=None) -> Answer:
+        return self.stream(question, collection, history, rights).finish()
 
     def stream(self, question: str, collection: str | None = None,
-               history: Sequence[tuple[str, str]] = ()) -> AnswerRun:
+               history: Sequence[tuple[str, str]] = (), rights=None) -> AnswerRun:
+        """`rights` (bot/access/rights.py): what the asking user may read, enforced in
+        retrieval; None: everything (a single-user docent)."""
         question = self.check_question(question)    # raise before anything streams
-        return AnswerRun(lambda run: self._events(run, question, collection, history))
+        return AnswerRun(lambda run: self._events(run, question, collection, history, rights))
 
     def _events(self, run: AnswerRun, question: str, collection: str | None,
-                history: Sequence[tuple[str, str]]) -> Iterator[Event]:
+                history: Sequence[tuple[str, str]], rights=None) -> Iterator[Event]:
         from bot.retrieval import RetrievalError
         started = time.perf_counter()
         timings: dict = {}
@@ -209,7 +212,7 @@ class Answerer:
             timings["condense_ms"] = _ms(started)
         yield Event("status", "Searching the documents…")
         try:
-            found: RetrievalResult = self.retriever.retrieve(standalone, collection)
+            found: RetrievalResult = self.retriever.retrieve(standalone, collection, rights=rights)
         except RetrievalError as exc:
             raise CollectionError(str(exc)) from None
         timings["retrieve_ms"] = round(found.timings.get("retrieve_ms", 0.0), 1)

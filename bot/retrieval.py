@@ -217,17 +217,19 @@ class Retriever:
             self._collections.clear()
 
     def retrieve(self, question: str, collection: str | None = None, k: int | None = None,
-                 mode: str | None = None, rerank: bool | None = None, fill: bool = False) -> RetrievalResult:
+                 mode: str | None = None, rerank: bool | None = None, fill: bool = False,
+                 rights=None) -> RetrievalResult:
         """The k best passages for the question (fewer when the collection is small).
         Neighbouring chunks of one file become one passage, so k chunks can make fewer
         passages; `fill` takes further chunks until there are k passages (LangChain's
-        contract: k documents)."""
+        contract: k documents). `rights` (bot/access/rights.py): what the asking user may
+        read; None: everything (a single-user docent)."""
         name = collection or self.settings.ingest.collection
         with self._store_errors(name):
-            return self._retrieve(question, name, k, mode, rerank, fill)
+            return self._retrieve(question, name, k, mode, rerank, fill, rights)
 
     def _retrieve(self, question: str, collection: str, k: int | None, mode: str | None,
-                  rerank: bool | None, fill: bool = False) -> RetrievalResult:
+                  rerank: bool | None, fill: bool = False, rights=None) -> RetrievalResult:
         k = k or self.config.k
         mode = mode or self.config.mode
         if mode not in MODES:
@@ -244,7 +246,7 @@ class Retriever:
         # all release the GIL, so on a large collection retrieval costs the slower of the
         # two instead of their sum. Both searches honour one filter: chunks labelled with
         # anything in leaks.exclude (and files under a restricted path) are never retrieved.
-        rule = self.chunk_filter(store.name)
+        rule = self.chunk_filter(store.name, rights)
         pending = None
         if mode in ("hybrid", "keyword"):
             pending = self._worker().submit(_timed, store.keyword_search, keyword_query(question), want,
@@ -281,6 +283,8 @@ class Retriever:
             timings["rerank_ms"] = _ms(mark)
             mark = time.perf_counter()
 
+        from bot.merge import merge_neighbours
+
         def passages_of(kept: list[tuple["StoredChunk", float]]) -> list[Passage]:
             out = [Passage((c.id,), c.path, c.page, c.page_end, c.heading_path, c.text, score,
                            cosine.get(c.id), bm25.get(c.id)) for c, score in kept]
@@ -303,17 +307,23 @@ class Retriever:
         top = max(cosine.values(), default=0.0)
         return RetrievalResult(question, passages, top, timings)
 
-    def chunk_filter(self, collection: str) -> "ChunkFilter":
+    def chunk_filter(self, collection: str, rights=None) -> "ChunkFilter":
         """What searches of this collection leave out: chunks labelled at ingest with
         anything in leaks.exclude, and, when "restricted" is excluded, every chunk of a file
         the current leaks.restricted_paths match (in force before the next ingest
-        relabels). The collection's own leak policy applies."""
+        relabels); with `rights`, every chunk of a file the user may not read. The
+        collection's own leak policy applies."""
         from ingest.store import ChunkFilter
         leaks = self.settings.leaks_for(collection)
         labels = tuple(leaks.exclude)
-        if "restricted" in labels and leaks.restricted_paths:
-            return ChunkFilter(labels, self._path_rule(collection), _path_key(leaks))
-        return ChunkFilter(labels)
+        restricted = self._path_rule(collection) if "restricted" in labels and leaks.restricted_paths else None
+        unreadable = rights.hidden_rule(collection) if rights is not None else None
+        if restricted is None and unreadable is None:
+            return ChunkFilter(labels)
+        rules = [rule for rule in (restricted, unreadable) if rule is not None]
+        key = (_path_key(leaks) if restricted is not None else None,
+               rights.key(collection) if unreadable is not None else None)
+        return ChunkFilter(labels, rules[0] if len(rules) == 1 else (lambda path: any(r(path) for r in rules)), key)
 
     def hidden(self, store) -> frozenset[int]:
         """Ids of the chunks that must not be retrieved (chunk_filter's), cached per index generation."""
@@ -357,43 +367,3 @@ def _path_key(leaks) -> tuple:
 def _timed(function, *args):
     started = time.perf_counter()
     return function(*args), _ms(started)
-
-
-def merge_neighbours(passages: list[Passage], chunks: dict[int, "StoredChunk"]) -> list[Passage]:
-    """Join passages that are consecutive chunks of the same file (in file order), keeping
-    the rank of the better one. The merged text has the heading of the first part."""
-    out: list[Passage] = []
-    for passage in passages:
-        first = chunks[passage.chunk_ids[0]]
-        target = None
-        for index, other in enumerate(out):
-            ords = [chunks[i].ord for i in other.chunk_ids]
-            if other.source == passage.source and (first.ord == max(ords) + 1 or first.ord == min(ords) - 1):
-                target = index
-                break
-        if target is None:
-            out.append(passage)
-            continue
-        other = out[target]
-        parts = sorted(other.chunk_ids + passage.chunk_ids, key=lambda i: chunks[i].ord)
-        pages = [chunks[i].page for i in parts if chunks[i].page is not None]
-        ends = [chunks[i].page_end or chunks[i].page for i in parts if chunks[i].page is not None]
-        text = chunks[parts[0]].text
-        for previous, current in zip(parts, parts[1:]):
-            text += "\n" + _after(chunks[current], chunks[previous])
-        dense = [d for d in (other.dense, passage.dense) if d is not None]
-        words = [w for w in (other.keyword, passage.keyword) if w is not None]
-        out[target] = Passage(tuple(parts), other.source, min(pages) if pages else None, max(ends) if ends else None,
-                              chunks[parts[0]].heading_path, text, max(other.score, passage.score),
-                              max(dense) if dense else None, max(words) if words else None)
-    return out
-
-
-def _after(chunk: "StoredChunk", previous: "StoredChunk") -> str:
-    """A chunk's text without what it repeats of the previous chunk (long paragraphs are
-    split with a few sentences of overlap). Chunk texts are exact slices of the document,
-    so the overlap is a prefix of known length."""
-    overlap = previous.end - chunk.start
-    if 0 < overlap < len(chunk.text):
-        return chunk.text[overlap:].lstrip()
-    return chunk.text

@@ -86,6 +86,7 @@ def main(ctx: click.Context, home: str | None, settings_file: str | None) -> Non
       docent verify --context a.md --answer "..."   is an answer backed by its passages?
       docent scan ~/company-docs          personal data, secrets, confidential text?
       docent eval                         how well does it answer? questions, report
+      docent serve                        a team server: OpenAI-compatible API, users, rights
 
     Indexes are kept per collection (default: "default") under --home.
     Settings: docent/settings.toml, overridden by --settings FILE and by env
@@ -248,6 +249,13 @@ from docent.cli_eval import eval_command  # noqa: E402
 main.add_command(verify)
 main.add_command(scan)
 main.add_command(eval_command, name="eval")
+from docent.cli_serve import serve  # noqa: E402
+from docent.cli_access import access, users  # noqa: E402
+from docent.cli_audit import audit  # noqa: E402
+main.add_command(serve)
+main.add_command(users)
+main.add_command(access)
+main.add_command(audit)
 
 if __name__ == "__main__":
     main()

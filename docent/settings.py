@@ -196,6 +196,15 @@ class UiSettings:
     starter_docs: str = "docs/guide"
 
 
+@_validated
+class ServerSettings:
+    host: Name = "127.0.0.1"                # docent serve: another address needs users (docent users add)
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    max_waiting: Annotated[int, Field(ge=0, le=10000)] = 8     # questions queued for the model; more: 429
+    max_body_kb: Annotated[int, Field(ge=1)] = 256
+    audit_retention_days: Annotated[int, Field(ge=0)] = 0      # 0: keep the audit log forever
+
+
 @dataclass(frozen=True)
 class Settings:
     paths: PathSettings = field(default_factory=PathSettings)
@@ -209,6 +218,7 @@ class Settings:
     leaks: LeakSettings = field(default_factory=LeakSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     ui: UiSettings = field(default_factory=UiSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
     # [collections.NAME.leaks]: a collection's own leak policy, over [leaks] (e.g. hr
     # redacts personal data, the public handbook allows it).
     collection_leaks: Mapping[str, LeakSettings] = field(default_factory=dict)
@@ -241,7 +251,7 @@ class Settings:
 _SECTIONS = {"paths": PathSettings, "ingest": IngestSettings, "chunking": ChunkingSettings,
              "embedding": EmbeddingSettings, "retrieval": RetrievalSettings,
              "generation": GenerationSettings, "answer": AnswerSettings, "guard": GuardSettings,
-             "leaks": LeakSettings, "store": StoreSettings, "ui": UiSettings}
+             "leaks": LeakSettings, "store": StoreSettings, "ui": UiSettings, "server": ServerSettings}
 _LABELS = {cls: name for name, cls in _SECTIONS.items()}
 
 

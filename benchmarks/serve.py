@@ -1,0 +1,200 @@
+"""`docent serve` under load, on loopback: N = 1, 4, 16 concurrent clients, each request a
+real HTTP call with a user's token (rights filtering every search), against a stand-in
+model that takes a fixed time per answer; then the server's overhead against the same
+answer asked in-process, with the bundled model.
+
+    .venv/bin/python benchmarks/serve.py [--requests 200] [--model-seconds 0.2] [--no-model]
+
+Corpus: docs/guide (the bundled user guide), ingested into a fresh home with the real
+embedder; users u00..u15 in group staff, which may read everything but 07-*.md (a grant by
+path), so every search carries a rights filter. Figures: p50/p95 of the time a request
+waited in line (its latency less the answer's own total_ms), answers per minute, errors
+other than 429, the server process's RSS before and after the requests. Written to
+benchmarks/results/serve.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = ROOT / "benchmarks" / "results" / "serve.json"
+QUESTIONS = ["How do I add documents?", "What does the guard check?", "How do I remove a file from the index?",
+             "Which settings change retrieval?", "What does docent eval measure?", "How are secrets handled?"]
+
+
+class StandInModel:
+    """Answers with the first sentence of passage [1] after `seconds` (a model's time)."""
+    abilities = frozenset()
+    name = "stand-in"
+    context_window = 8192
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def warm_up(self):
+        pass
+
+    def count_tokens(self, messages):
+        return sum(len(m["content"].split()) for m in messages)
+
+    def stream(self, messages, *, max_tokens, temperature=None, stop=(), grammar=None):
+        time.sleep(self.seconds)
+        block = re.search(r"^\[1\] \(.*?\)\n(.+)", messages[-1]["content"], re.M)
+        sentence = re.split(r"(?<=[.!?])\s", block.group(1))[0] if block else "I don't know."
+        for word in f"{sentence.rstrip('.')} [1].".split(" "):
+            yield word + " "
+
+
+def rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def serve(app):
+    import socket
+
+    import uvicorn
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def load(url: str, tokens: list[str], clients: int, requests: int) -> dict:
+    import httpx
+    waits, totals, errors, refused = [], [], [], 0
+    lock = threading.Lock()
+
+    def one(i: int):
+        nonlocal refused
+        token = tokens[i % len(tokens)]
+        started = time.perf_counter()
+        reply = httpx.post(url + "/v1/ask", json={"question": QUESTIONS[i % len(QUESTIONS)], "collection": "guide"},
+                           headers={"Authorization": f"Bearer {token}"}, timeout=600)
+        wall = (time.perf_counter() - started) * 1000
+        with lock:
+            if reply.status_code == 429:
+                refused += 1
+            elif reply.status_code != 200:
+                errors.append(f"{reply.status_code}: {reply.text[:120]}")
+            else:
+                totals.append(wall)
+                waits.append(max(0.0, wall - reply.json()["timings"]["total_ms"]))
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one, range(requests)))
+    minutes = (time.perf_counter() - started) / 60
+    q = statistics.quantiles(waits, n=20) if len(waits) >= 2 else [0.0] * 19
+    return {"clients": clients, "requests": requests, "answers": len(totals), "errors": len(errors),
+            "error_examples": errors[:3], "refused_429": refused,
+            "answers_per_minute": round(len(totals) / minutes, 1),
+            "queue_wait_ms": {"p50": round(statistics.median(waits), 1) if waits else None, "p95": round(q[18], 1)},
+            "latency_ms": {"p50": round(statistics.median(totals), 1) if totals else None}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=200, help="requests per client count")
+    parser.add_argument("--model-seconds", type=float, default=0.2, help="the stand-in model's time per answer")
+    parser.add_argument("--no-model", action="store_true", help="skip the bundled-model overhead part")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from bot.access.users import AccessStore
+    from bot.builder import Components
+    from docent.server import make_app
+    from docent.settings import load_settings
+    home = Path(tempfile.mkdtemp(prefix="docent-serve-bench-"))
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": {"cpus": os.cpu_count(),
+                     "platform": platform.platform()}, "model_seconds": args.model_seconds}
+    try:
+        settings = load_settings(env={}).with_values("server", max_waiting=64)
+        parts = Components(settings, home, generator=StandInModel(args.model_seconds))
+        print("ingesting docs/guide...", flush=True)
+        parts.ingestor.ingest([ROOT / "docs" / "guide"], collection="guide")
+        store = AccessStore(parts.home)
+        tokens = [store.add_user(f"u{i:02d}", ["staff"]) for i in range(16)]
+        guide_files = sorted(p.name for p in (ROOT / "docs" / "guide").glob("*.md"))
+        for name in guide_files:
+            if not name.startswith("07-"):
+                store.grant("staff", "guide", name)
+        server, thread, url = serve(make_app(settings, parts=parts))
+        load(url, tokens, 1, 5)                   # warm: the embedder, the scanner
+        results["rss_mb_before"] = round(rss_mb(), 1)
+        results["runs"] = []
+        for clients in (1, 4, 16):
+            run = load(url, tokens, clients, args.requests)
+            results["runs"].append(run)
+            print(f"{clients:3} clients: {run['answers']} answers, {run['errors']} errors, {run['refused_429']} 429, "
+                  f"{run['answers_per_minute']}/min, queue wait p50 {run['queue_wait_ms']['p50']} ms "
+                  f"p95 {run['queue_wait_ms']['p95']} ms, RSS {rss_mb():.0f} MB", flush=True)
+        results["rss_mb_after"] = round(rss_mb(), 1)
+        server.should_exit = True
+        thread.join(10)
+        if not args.no_model:
+            results["overhead"] = overhead(settings, home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"written to {RESULTS}")
+
+
+def overhead(settings, home: Path, reps: int = 3) -> dict:
+    """The same question through the server and in-process, with the bundled model, warm,
+    alternating: the server's share of an answer's time."""
+    import httpx
+
+    from bot.builder import Components
+    from docent.server import make_app
+    parts = Components(settings, home)
+    answerer = parts.answerer
+    print("loading the bundled model...", flush=True)
+    answerer.warm_up("guide", prefill=True)
+    server, thread, url = serve(make_app(settings, parts=parts))
+    token = None
+    from bot.access.users import AccessStore
+    store = AccessStore(parts.home)
+    token = store.rotate_token("u00")
+    question = "How do I remove a file from the index?"
+    answerer.ask(question, "guide")               # the prompt cache in its steady state
+    direct, served = [], []
+    from bot.access.rights import Rights
+    rights = Rights.of(store.user("u00"), store.grants())
+    for _ in range(reps):
+        started = time.perf_counter()
+        answerer.ask(question, "guide", rights=rights)
+        direct.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        reply = httpx.post(url + "/v1/ask", json={"question": question, "collection": "guide"},
+                           headers={"Authorization": f"Bearer {token}"}, timeout=600)
+        served.append((time.perf_counter() - started) * 1000)
+        assert reply.status_code == 200, reply.text
+        print(f"  in-process {direct[-1] / 1000:.1f} s, through the server {served[-1] / 1000:.1f} s", flush=True)
+    server.should_exit = True
+    thread.join(10)
+    d, s = statistics.median(direct), statistics.median(served)
+    return {"question": question, "reps": reps, "in_process_ms": [round(x) for x in direct],
+            "served_ms": [round(x) for x in served], "median_overhead": round(s / d - 1, 4)}
+
+
+if __name__ == "__main__":
+    main()
