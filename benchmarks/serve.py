@@ -121,11 +121,13 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from bot.access.users import AccessStore
     from bot.builder import Components
-    from docent.server import make_app
+    from docent.server import limit_malloc_arenas, make_app
     from docent.settings import load_settings
+    results_arenas = limit_malloc_arenas()         # as `docent serve` does
     home = Path(tempfile.mkdtemp(prefix="docent-serve-bench-"))
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": {"cpus": os.cpu_count(),
-                     "platform": platform.platform()}, "model_seconds": args.model_seconds}
+                     "platform": platform.platform()}, "model_seconds": args.model_seconds,
+                     "malloc_arenas_limited": results_arenas}
     try:
         settings = load_settings(env={}).with_values("server", max_waiting=64)
         parts = Components(settings, home, generator=StandInModel(args.model_seconds))
@@ -141,8 +143,9 @@ def main() -> None:
         load(url, tokens, 1, 5)                   # warm: the embedder, the scanner
         results["rss_mb_before"] = round(rss_mb(), 1)
         results["runs"] = []
-        for clients in (1, 4, 16):
+        for clients in (1, 4, 16, 16):           # 16 twice: does memory keep growing?
             run = load(url, tokens, clients, args.requests)
+            run["rss_mb_after"] = round(rss_mb(), 1)
             results["runs"].append(run)
             print(f"{clients:3} clients: {run['answers']} answers, {run['errors']} errors, {run['refused_429']} 429, "
                   f"{run['answers_per_minute']}/min, queue wait p50 {run['queue_wait_ms']['p50']} ms "
@@ -152,6 +155,8 @@ def main() -> None:
         thread.join(10)
         if not args.no_model:
             results["overhead"] = overhead(settings, home)
+        elif RESULTS.is_file():             # keep the last run's model figures
+            results["overhead"] = json.loads(RESULTS.read_text()).get("overhead")
     finally:
         shutil.rmtree(home, ignore_errors=True)
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")

@@ -60,7 +60,8 @@ def serve(obj, host, port) -> None:
     import uvicorn
 
     from docent.exits import answer_errors, guarded
-    from docent.server import make_app
+    from docent.server import limit_malloc_arenas, make_app
+    limit_malloc_arenas()
     click.echo(f"docent: loading the models for http://{host}:{port} ...", err=True)
     guarded(lambda: answerer.warm_up(prefill=True), answer_errors())
     app = make_app(settings, parts=parts)
