@@ -20,6 +20,7 @@ import time
 from typing import Iterator, Sequence
 
 from bot.generators.base import GRAMMAR, TOKEN_PROBABILITIES, has_ability
+from bot.guard.scanners import may_block
 from bot.prompts import Prompts
 from bot.retrieval import Passage, RetrievalResult, Retriever
 from bot.steps.abstain import Abstainer
@@ -28,7 +29,6 @@ from bot.steps.finish import Extractor, Finisher
 from bot.steps.gate import Gate
 from bot.steps.generate import generate
 from bot.steps.guard import GroundednessStep
-from bot.guard.scanners import may_block
 from bot.steps.policy import PolicyStep
 from bot.steps.prompt import PromptBuilder, citation_grammar  # noqa: F401
 from bot.steps.result import (ABSTAIN_PATTERN, BEFORE_MODEL, CHECK_SKIPPED, Answer, AnswerError,  # noqa: F401

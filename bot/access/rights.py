@@ -12,20 +12,11 @@ and nothing is filtered (`Rights` is then None everywhere).
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
-from pathlib import PurePath
 from typing import Callable, Sequence
 
 from bot.access.users import ADMIN_GROUP, Grant, User
-
-
-def path_matches(glob: str, path: str) -> bool:
-    """The glob matches the whole path or its tail from any folder (case folded)."""
-    parts = PurePath(path).parts
-    candidates = [path] + ["/".join(parts[i:]) for i in range(len(parts))]
-    rule = glob.casefold()
-    return any(fnmatch.fnmatchcase(c.casefold(), rule) for c in candidates)
+from bot.guard.labels import matching_rule
 
 
 @dataclass(frozen=True)
@@ -58,7 +49,8 @@ class Rights:
     def can_read(self, collection: str, path: str) -> bool:
         if self.admin or self.open_to_all(collection):
             return True
-        return any(g.path is None or path_matches(g.path, path) for g in self._mine(collection))
+        mine = self._mine(collection)
+        return any(g.path is None for g in mine) or matching_rule([g.path for g in mine], path) is not None
 
     def can_write(self, collection: str) -> bool:
         """Uploads and removals: the admin group, or a grant with write rights."""
@@ -73,7 +65,7 @@ class Rights:
         if any(g.path is None for g in mine):
             return None
         globs = tuple(sorted({g.path for g in mine}))
-        return lambda path: not any(path_matches(glob, path) for glob in globs)
+        return lambda path: matching_rule(globs, path) is None
 
     def key(self, collection: str) -> tuple:
         """Names what hidden_rule hides, for caches: two users with the same covering

@@ -54,6 +54,16 @@ def _personal(text: str) -> int:
     return found
 
 
+def matching_rule(rules: Sequence[str], path: str, case_sensitive: bool = False) -> str | None:
+    """The first glob of `rules` that matches the whole path or its tail from any folder
+    ("eng/**" matches /srv/docs/eng/setup.md), regardless of case unless `case_sensitive`;
+    None when none does. leaks.restricted_paths and the team server's grants both match so."""
+    fold = (lambda text: text) if case_sensitive else str.casefold
+    parts = PurePath(path).parts
+    candidates = [fold(path)] + [fold("/".join(parts[i:])) for i in range(len(parts))]
+    return next((rule for rule in rules if any(fnmatch.fnmatchcase(c, fold(rule)) for c in candidates)), None)
+
+
 class ChunkLabeller:
     def __init__(self, config=None, per_collection=None):
         """`config`: the leak settings; `per_collection`: {collection: leak settings} for
@@ -78,13 +88,8 @@ class ChunkLabeller:
         return self.restricting_rule(path) is not None
 
     def restricting_rule(self, path: str) -> str | None:
-        """The first path rule that matches the whole path or its tail from any folder
-        (regardless of case unless leaks.paths_case_sensitive), or None."""
-        fold = (lambda text: text) if self.config.paths_case_sensitive else str.casefold
-        parts = PurePath(path).parts
-        candidates = [fold(path)] + [fold("/".join(parts[i:])) for i in range(len(parts))]
-        return next((rule for rule in self.config.restricted_paths
-                     if any(fnmatch.fnmatchcase(c, fold(rule)) for c in candidates)), None)
+        """The first path rule that matches (matching_rule), or None."""
+        return matching_rule(self.config.restricted_paths, path, self.config.paths_case_sensitive)
 
     def label(self, path: str, chunks: Sequence[str],
               spans: Sequence[tuple[int, int]] | None = None) -> list[dict[str, int]]:
