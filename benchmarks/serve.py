@@ -121,7 +121,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from bot.access.users import AccessStore
     from bot.builder import Components
-    from docent.server import limit_malloc_arenas, make_app
+    from docent.server import make_app
+    from docent.server_limits import limit_malloc_arenas
     from docent.settings import load_settings
     results_arenas = limit_malloc_arenas()         # as `docent serve` does
     home = Path(tempfile.mkdtemp(prefix="docent-serve-bench-"))

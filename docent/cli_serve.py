@@ -33,10 +33,20 @@ def serve(obj, host, port) -> None:
       GET  /v1/models             the collections you may read (OpenAI's model list)
       POST /v1/chat/completions   OpenAI-compatible; model = collection; stream true or false;
                                   citations, flags and abstained in an extra "docent" object
-      POST /v1/ask                {"question", "collection", "history"}: docent ask --json's object
+      POST /v1/ask                {"question", "collection", "history"}: docent ask --json's object;
+                                  with Accept: text/event-stream, the window's events as SSE
       POST /v1/retrieve           {"query", "collection", "k"}: the passages
       GET  /v1/sources            ?collection=NAME: the files you may see, with their labels
+      POST /v1/collections/NAME/files   upload (multipart "files", optional "folder"); needs
+                                  write rights there (docent access grant G --collection NAME --write)
+      GET  /metrics               Prometheus text (admin group)
       GET  /healthz
+
+    \b
+    The local model answers one question at a time; the others wait in line, users
+    taking turns (server.max_waiting, then 429 with Retry-After). A request whose client
+    hangs up leaves the line unanswered. With generation.backend = "openai", up to
+    server.parallel are answered at once.
 
     \b
     From Python, with the official client:
@@ -60,7 +70,8 @@ def serve(obj, host, port) -> None:
     import uvicorn
 
     from docent.exits import answer_errors, guarded
-    from docent.server import limit_malloc_arenas, make_app
+    from docent.server import make_app
+    from docent.server_limits import limit_malloc_arenas
     limit_malloc_arenas()
     click.echo(f"docent: loading the models for http://{host}:{port} ...", err=True)
     guarded(lambda: answerer.warm_up(prefill=True), answer_errors())

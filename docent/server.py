@@ -10,8 +10,9 @@ the closest passages an abstention quotes; a collection the user cannot read ans
 whether it exists or not. With no users defined, docent is the single-user tool it always
 was (no token asked for), and `docent serve` then refuses any address but loopback.
 
-The local model answers one question at a time: requests queue in arrival order, at most
-settings server.max_waiting of them (then 429 with Retry-After). A chat completion's
+The local model answers one question at a time: requests wait in line, users taking turns,
+at most settings server.max_waiting of them (then 429 with Retry-After), and one whose
+client hangs up leaves it unanswered (docent/server_line.py, server_stream.py). A chat completion's
 content is the checked answer: it streams once the guards are done, so an answer they
 rewrite or withhold is never half-shown. Each request is appended to the hash-chained
 audit log (bot/access/audit.py; `docent audit --verify`).
@@ -22,63 +23,22 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
-from collections import deque
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
-from docent.server_models import (AskRequest, ChatRequest, ModelCard, ModelList, RetrieveRequest, error_body,
-                                  history_of)
+from fastapi import Depends, FastAPI, File, Form, Header, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
+from docent.server_limits import BodyLimit
+from docent.server_line import Cancelled, Line
+from docent.server_metrics import Metrics
+from docent.server_models import (AskRequest, ChatRequest, ModelCard, ModelList, Refused, RetrieveRequest,
+                                  UploadResponse, error_body, history_of)
+from docent.server_stream import completion, completion_chunks, offload, relay, sse
 
-class Refused(Exception):
-    """An HTTP error with OpenAI's error body."""
-
-    def __init__(self, status: int, message: str, kind: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
-
-
-class Line:
-    """Requests waiting for the model, served in arrival order; at most `max_waiting`
-    wait while one is answered (then Refused 429)."""
-
-    def __init__(self, max_waiting: int):
-        self.max_waiting = max_waiting
-        self._changed = threading.Condition()
-        self._queue: deque = deque()
-        self._busy = False
-
-    def check(self) -> None:
-        """Refused(429) now if a request would not find room in line."""
-        with self._changed:
-            self._refuse_if_full()
-
-    def _refuse_if_full(self) -> None:
-        if self._busy and len(self._queue) >= self.max_waiting:
-            raise Refused(429, f"{len(self._queue)} questions are waiting for the model; try again shortly",
-                          "rate_limit_exceeded", {"Retry-After": "30"})
-
-    @contextmanager
-    def turn(self) -> Iterator[None]:
-        me = object()
-        with self._changed:
-            self._refuse_if_full()
-            self._queue.append(me)
-            while self._busy or self._queue[0] is not me:
-                self._changed.wait()
-            self._queue.popleft()
-            self._busy = True
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._busy = False
-                self._changed.notify_all()
-
-    def waiting(self) -> int:
-        with self._changed:
-            return len(self._queue)
+CLIENT_GONE = 499        # nginx's status for "the client closed the request", in the audit log
 
 
 class Server:
@@ -86,12 +46,18 @@ class Server:
         from bot.access.audit import AuditLog
         from bot.access.users import AccessStore
         from bot.builder import Components
+        from bot.generators import CONCURRENT
         self.settings = settings
         self.parts = parts or Components(settings, home)
         self.home = self.parts.home
         self.access = AccessStore(self.home)
         self.audit = AuditLog(self.home / "audit.jsonl", settings.server.audit_retention_days)
-        self.line = Line(settings.server.max_waiting)
+        # The local model answers one at a time; a backend that serves several at once
+        # (an OpenAI-compatible server) gets up to server.parallel.
+        concurrent = CONCURRENT in getattr(self.parts.generator, "abilities", ())
+        self.line = Line(settings.server.max_waiting, settings.server.parallel if concurrent else 1)
+        self.metrics = Metrics()
+        self._ingesting = threading.Lock()
 
     # --- who asks, and what they may read --------------------------------------------------
 
@@ -120,16 +86,33 @@ class Server:
 
     # --- the work ------------------------------------------------------------------------
 
-    def answer(self, rights, question: str, collection: str, history, events=None):
-        """The checked answer, in the caller's turn; `events(event)` sees each status."""
+    def answer(self, rights, question: str, collection: str, history, events=None,
+               cancel: threading.Event | None = None, moved=None):
+        """The checked answer, in the caller's turn; `events(event)` sees each event as the
+        window would, `moved(position)` each change of place in line. Cancelled when
+        `cancel` is set while it waits or is answered."""
         answerer = self.parts.answerer
-        question = answerer.check_question(question)
-        with self.line.turn():
-            run = answerer.stream(question, collection, history, rights=rights)
-            for event in run:
-                if events is not None and event.kind == "status":
-                    events(event)
-            return run.answer
+        with http_errors():
+            question = answerer.check_question(question)
+        entered = time.perf_counter()
+        try:
+            with self.line.turn(rights.user if rights is not None else "", cancel, moved):
+                self.metrics.waited(time.perf_counter() - entered)
+                with http_errors():
+                    run = answerer.stream(question, collection, history, rights=rights)
+                    try:
+                        for event in run:
+                            if cancel is not None and cancel.is_set():
+                                raise Cancelled()
+                            if events is not None:
+                                events(event)
+                    finally:
+                        run.close()         # stops the model when the client went away
+        except Cancelled:
+            self.metrics.answered(None)
+            raise
+        self.metrics.answered(run.answer)
+        return run.answer
 
     def retrieve(self, rights, query: str, collection: str, k: int) -> list[dict]:
         from bot.retrieval import clean_query
@@ -147,10 +130,40 @@ class Server:
                 for f in self.parts.ingestor.sources(collection)
                 if rights is None or rights.can_read(collection, f.path)]
 
+    def upload(self, rights, collection: str, files: list[Path], folder: str) -> list[dict]:
+        """Files (zips unpacked) into the collection's uploads folder, under `folder`, and
+        ingested; for a user with write rights there (403 the same whether the collection
+        exists or not, when they cannot read it either)."""
+        from ingest.upload import UploadError, stage_uploads, upload_folder, uploads_dir
+        try:
+            folder = upload_folder(folder)
+        except UploadError as exc:
+            raise Refused(400, str(exc), "invalid_request_error") from None
+        target = "/".join(filter(None, [folder, "x"]))     # a file in that folder, for the globs
+        if rights is not None and not rights.can_write(collection, target):
+            if collection not in self.readable(rights):
+                raise Refused(403, f"collection '{collection}' is not one you can read", "permission_denied")
+            raise Refused(403, f"you may not add files to collection '{collection}'"
+                               f"{' in ' + repr(folder) if folder else ''} (docent access grant GROUP "
+                               f"--collection {collection} --write)", "permission_denied")
+        config = self.settings.ui
+        root = uploads_dir(self.home, collection)
+        with self._ingesting:
+            staged, refused = stage_uploads(files, root / folder if folder else root,
+                                            int(config.max_upload_mb * 2**20), config.max_upload_files)
+            out = [{"name": r.name, "action": "failed", "reason": r.reason} for r in refused]
+            if staged:
+                report = self.parts.ingestor.ingest(staged, collection)
+                out += [{"name": _shown(r.path, root), "action": r.action, "chunks": r.chunks,
+                         "reason": r.reason or ""} for r in report.results]
+        return out
+
     def record(self, rights, endpoint: str, collection: str | None, status: int, started: float,
                question: str = "", answer=None) -> None:
+        seconds = time.perf_counter() - started
+        self.metrics.request(endpoint, status, seconds)
         entry = {"user": rights.user if rights is not None else "", "endpoint": endpoint, "collection": collection,
-                 "question": question, "status": status, "latency_ms": round((time.perf_counter() - started) * 1000)}
+                 "question": question, "status": status, "latency_ms": round(seconds * 1000)}
         if answer is not None:
             entry.update(retrieved=[i for p in answer.passages for i in p.chunk_ids],
                          cited=[i for n in answer.cited for i in answer.passages[n - 1].chunk_ids],
@@ -159,115 +172,126 @@ class Server:
         self.audit.append(entry)
 
 
-def completion_chunks(answer, model: str, words_per_chunk: int = 4) -> Iterator[dict]:
-    """A finished answer as OpenAI chat.completion.chunk objects: its text in pieces, then
-    the last chunk with finish_reason and docent's own object."""
-    ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-
-    def chunk(delta: dict, finish=None, **extra) -> dict:
-        return {"id": ident, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
-    yield chunk({"role": "assistant", "content": ""})
-    words = answer.text.split(" ")
-    for start in range(0, len(words), words_per_chunk):
-        piece = " ".join(words[start:start + words_per_chunk])
-        yield chunk({"content": piece if start == 0 else " " + piece})
-    yield chunk({}, "stop", docent=docent_part(answer))
-
-
-def completion(answer, model: str) -> dict:
-    return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": answer.timings.get("prompt_tokens", 0),
-                      "completion_tokens": answer.timings.get("tokens", 0),
-                      "total_tokens": answer.timings.get("prompt_tokens", 0) + answer.timings.get("tokens", 0)},
-            "docent": docent_part(answer)}
-
-
-def docent_part(answer) -> dict:
-    """What OpenAI's shape has no place for: citations, flags, abstained, blocked..."""
-    out = answer.to_dict()
-    out.pop("answer")
-    return out
+def _shown(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).name
 
 
 def make_app(settings, home=None, parts=None):
     """The FastAPI app of `docent serve` (parts: injected components, for tests)."""
-    from fastapi import FastAPI, Header, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
     server = Server(settings, home, parts)
     app = FastAPI(title="docent", version=_version(), description=__doc__.split("\n\n")[2])
     app.state.server = server
-    limit = settings.server.max_body_kb * 1024
+    app.add_middleware(BodyLimit, limit=settings.server.max_body_kb * 1024,
+                       upload_limit=int(settings.ui.max_upload_mb * 2**20) + 2**20)
+    if settings.server.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.server.cors_origins),
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
+
+    def caller(authorization: str | None = Header(default=None)):
+        """The request's Rights (a dependency: FastAPI runs it in a worker thread, so the
+        token's scrypt check does not hold the event loop)."""
+        return server.rights(authorization)
 
     @app.exception_handler(Refused)
     def refused(request: Request, exc: Refused):
+        route = request.scope.get("route")
+        server.metrics.request(getattr(route, "path", "other"), exc.status, 0.0)
         server.audit.append({"user": "", "endpoint": request.url.path, "status": exc.status, "refused": exc.message})
         return JSONResponse(error_body(exc.message, exc.kind), exc.status, headers=exc.headers)
 
-    @app.middleware("http")
-    async def bounded(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > limit):
-            return JSONResponse(error_body(f"the request body is over {settings.server.max_body_kb} KB "
-                                           f"(setting server.max_body_kb)", "invalid_request_error"), 413)
-        return await call_next(request)
-
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "waiting": server.line.waiting()}
+        return {"status": "ok", "waiting": server.line.waiting(), "running": server.line.running()}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics(rights=Depends(caller)) -> PlainTextResponse:
+        """Prometheus' text format; with users defined, for the admin group only."""
+        if rights is not None and not rights.admin:
+            raise Refused(403, "the metrics are for the admin group", "permission_denied")
+        return PlainTextResponse(server.metrics.render(server.line.waiting(), server.line.running()),
+                                 media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models", response_model=ModelList)
-    def models(authorization: str | None = Header(default=None)) -> ModelList:
-        rights = server.rights(authorization)
+    def models(rights=Depends(caller)) -> ModelList:
         return ModelList(data=[ModelCard(id=name) for name in server.readable(rights)])
 
     @app.post("/v1/chat/completions")
-    def chat(body: ChatRequest, authorization: str | None = Header(default=None)):
+    async def chat(body: ChatRequest, request: Request, rights=Depends(caller)):
         started = time.perf_counter()
-        rights = server.rights(authorization)
-        collection = server.collection(rights, body.model)
+        endpoint = "/v1/chat/completions"
+        collection = await run_in_threadpool(server.collection, rights, body.model)
         try:
             question, history = history_of(body.messages)
         except ValueError as exc:
             raise Refused(400, str(exc), "invalid_request_error") from None
         if not body.stream:
-            answer = _answered(server, rights, question, collection, history)
-            server.record(rights, "/v1/chat/completions", collection, 200, started, question, answer)
+            answer = await _answered(server, request, rights, endpoint, collection, question, history, started)
             return completion(answer, collection)
         server.line.check()             # a full line is a 429 before the stream starts
 
-        def events() -> Iterator[str]:
-            statuses: list[str] = []
+        def work(emit, cancel) -> None:
+            # The content is the checked answer, sent once the guards are done (OpenAI's
+            # clients cannot take back text); meanwhile SSE comments, which they skip, say
+            # where the question is.
+            def moved(position):
+                emit(f": waiting for the model, {position} in line\n\n")
             try:
-                answer = _answered(server, rights, question, collection, history,
-                                   lambda event: statuses.append(event.text))
-            except Refused as exc:      # the stream has started: an error event (the openai client raises it)
-                server.record(rights, "/v1/chat/completions", collection, exc.status, started, question)
-                yield f"data: {json.dumps(error_body(exc.message, exc.kind))}\n\n"
+                answer = server.answer(rights, question, collection, history,
+                                       lambda event: event.kind == "status" and emit(f": {event.text}\n\n"),
+                                       cancel, moved)
+            except Cancelled:
+                server.record(rights, endpoint, collection, CLIENT_GONE, started, question)
                 return
-            for status in statuses:         # what was done, as SSE comments (clients skip them)
-                yield f": {status}\n\n"
+            except Refused as exc:      # the stream has started: an error event (the openai client raises it)
+                server.record(rights, endpoint, collection, exc.status, started, question)
+                emit(f"data: {json.dumps(error_body(exc.message, exc.kind))}\n\n")
+                return
             for piece in completion_chunks(answer, collection):
-                yield f"data: {json.dumps(piece, ensure_ascii=False)}\n\n"
-            yield "data: [DONE]\n\n"
-            server.record(rights, "/v1/chat/completions", collection, 200, started, question, answer)
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+                emit(f"data: {json.dumps(piece, ensure_ascii=False)}\n\n")
+            emit("data: [DONE]\n\n")
+            server.record(rights, endpoint, collection, 200, started, question, answer)
+        return StreamingResponse(relay(request, work), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
 
     @app.post("/v1/ask")
-    def ask(body: AskRequest, authorization: str | None = Header(default=None)) -> dict:
+    async def ask(body: AskRequest, request: Request, rights=Depends(caller)):
+        """docent ask --json's object; with `Accept: text/event-stream`, the events the
+        window gets: queued {position}, status {text}, token {text}, replace {text,
+        reason}, then answer (the object) or error."""
         started = time.perf_counter()
-        rights = server.rights(authorization)
-        collection = server.collection(rights, body.collection)
-        answer = _answered(server, rights, body.question, collection, body.history)
-        server.record(rights, "/v1/ask", collection, 200, started, body.question, answer)
-        return answer.to_dict()
+        endpoint = "/v1/ask"
+        collection = await run_in_threadpool(server.collection, rights, body.collection)
+        if "text/event-stream" not in request.headers.get("accept", ""):
+            answer = await _answered(server, request, rights, endpoint, collection, body.question, body.history,
+                                     started)
+            return answer.to_dict()
+        server.line.check()
+
+        def work(emit, cancel) -> None:
+            def seen(event):
+                emit(sse({"text": event.text, **({"reason": event.reason} if event.reason else {})}, event.kind))
+            try:
+                answer = server.answer(rights, body.question, collection, body.history, seen, cancel,
+                                       lambda position: emit(sse({"position": position}, "queued")))
+            except Cancelled:
+                server.record(rights, endpoint, collection, CLIENT_GONE, started, body.question)
+                return
+            except Refused as exc:
+                server.record(rights, endpoint, collection, exc.status, started, body.question)
+                emit(sse(error_body(exc.message, exc.kind), "error"))
+                return
+            emit(sse(answer.to_dict(), "answer"))
+            server.record(rights, endpoint, collection, 200, started, body.question, answer)
+        return StreamingResponse(relay(request, work), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})
 
     @app.post("/v1/retrieve")
-    def retrieve(body: RetrieveRequest, authorization: str | None = Header(default=None)) -> dict:
+    def retrieve(body: RetrieveRequest, rights=Depends(caller)) -> dict:
         started = time.perf_counter()
-        rights = server.rights(authorization)
         collection = server.collection(rights, body.collection)
         with http_errors():
             passages = server.retrieve(rights, body.query, collection, body.k)
@@ -275,21 +299,55 @@ def make_app(settings, home=None, parts=None):
         return {"passages": passages}
 
     @app.get("/v1/sources")
-    def sources(collection: str | None = None, authorization: str | None = Header(default=None)) -> dict:
+    def sources(collection: str | None = None, rights=Depends(caller)) -> dict:
         started = time.perf_counter()
-        rights = server.rights(authorization)
         name = server.collection(rights, collection)
         with http_errors():
             files = server.sources(rights, name)
         server.record(rights, "/v1/sources", name, 200, started)
         return {"collection": name, "files": files}
 
+    @app.post("/v1/collections/{name}/files", response_model=UploadResponse)
+    def upload(name: str, files: list[UploadFile] = File(description="The files (zips are unpacked)."),
+               folder: str = Form("", description="A folder under the collection's uploads, e.g. eng/notes: "
+                                                  "grants by path cover what lands there."),
+               rights=Depends(caller)) -> UploadResponse:
+        """Add files to a collection (and ingest them), for the admin group and groups
+        granted write rights (docent access grant GROUP --collection NAME --write)."""
+        import tempfile
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="docent-upload-") as scratch:
+            given = []
+            for n, part in enumerate(files):
+                # Each in a folder of its own: two files of one name stay two files.
+                path = Path(scratch, str(n), Path((part.filename or "upload").replace("\\", "/")).name or "upload")
+                path.parent.mkdir()
+                with path.open("wb") as out:
+                    while block := part.file.read(1 << 20):
+                        out.write(block)
+                given.append(path)
+            with http_errors():
+                results = server.upload(rights, name, given, folder)
+        server.record(rights, "/v1/collections/{name}/files", name, 200, started)
+        return UploadResponse(collection=name, files=results)
+
     return app
 
 
-def _answered(server: Server, rights, question: str, collection: str, history, events=None):
-    with http_errors():
-        return server.answer(rights, question, collection, history, events)
+async def _answered(server: Server, request, rights, endpoint: str, collection: str, question: str, history,
+                    started: float):
+    """A whole answer, worked out in its own thread while the client is watched."""
+    try:
+        answer = await offload(request, lambda cancel: server.answer(rights, question, collection, history,
+                                                                     cancel=cancel))
+    except Cancelled:
+        server.record(rights, endpoint, collection, CLIENT_GONE, started, question)
+        raise Refused(CLIENT_GONE, "the client went away", "cancelled") from None
+    except Refused as exc:
+        server.record(rights, endpoint, collection, exc.status, started, question)
+        raise
+    server.record(rights, endpoint, collection, 200, started, question, answer)
+    return answer
 
 
 @contextmanager
@@ -306,21 +364,6 @@ def http_errors() -> Iterator[None]:
                         (503, "service_unavailable") if code in (EXIT_STORE, EXIT_LOCKED, EXIT_MODEL_MISMATCH)
                         else (502, "model_error"))
         raise Refused(status, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, kind) from None
-
-
-def limit_malloc_arenas(arenas: int = 2) -> bool:
-    """Ask glibc for at most `arenas` malloc arenas (as MALLOC_ARENA_MAX does), before the
-    server's threads start: with one arena per busy thread, memory grew by ~80 MB every
-    200 requests at 16 clients and did not come back; with 2 it stays flat
-    (benchmarks/serve.py). A no-op where the C library is not glibc or the variable is set."""
-    import ctypes
-    import os
-    if os.environ.get("MALLOC_ARENA_MAX"):
-        return False
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(-8, arenas))      # -8: M_ARENA_MAX
-    except (OSError, AttributeError):
-        return False
 
 
 def _version() -> str:

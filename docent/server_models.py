@@ -9,6 +9,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class Refused(Exception):
+    """An HTTP error, answered with OpenAI's error body."""
+
+    def __init__(self, status: int, message: str, kind: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.headers = status, message, kind, headers or {}
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="allow")       # name, tool fields...: accepted, unused
     role: Literal["system", "user", "assistant", "tool", "developer"]
@@ -39,6 +47,18 @@ class RetrieveRequest(BaseModel):
     query: str
     collection: str | None = None
     k: int = Field(default=5, ge=1, le=100)
+
+
+class UploadedFile(BaseModel):
+    name: str = Field(description="The file's path in the collection, under its uploads folder.")
+    action: str = Field(description="added, updated, unchanged, skipped or failed")
+    chunks: int = 0
+    reason: str = ""
+
+
+class UploadResponse(BaseModel):
+    collection: str
+    files: list[UploadedFile]
 
 
 class ModelCard(BaseModel):

@@ -203,6 +203,10 @@ class ServerSettings:
     max_waiting: Annotated[int, Field(ge=0, le=10000)] = 8     # questions queued for the model; more: 429
     max_body_kb: Annotated[int, Field(ge=1)] = 256
     audit_retention_days: Annotated[int, Field(ge=0)] = 0      # 0: keep the audit log forever
+    # Questions answered at once when the generator serves several (an OpenAI-compatible
+    # backend); the local model always answers one at a time.
+    parallel: Annotated[int, Field(ge=1, le=256)] = 4
+    cors_origins: tuple[str, ...] = ()        # browser origins allowed to call the API; none: CORS off
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,17 @@ class UploadError(Exception):
     pass
 
 
+def upload_folder(folder: str) -> str:
+    """A sub-folder of the uploads folder as given by a client ("eng/notes"), checked:
+    relative, no "..", no dot names. Raises UploadError with the reason."""
+    parts = [p for p in folder.replace("\\", "/").split("/") if p not in ("", ".")]
+    for part in parts:
+        if part == ".." or part.startswith(".") or part != part.strip() or len(part) > 128:
+            raise UploadError(f"the folder '{folder}' is not allowed: plain names separated by '/', no '..' "
+                              f"and none starting with '.'")
+    return "/".join(parts)
+
+
 def _safe_name(name: str) -> str:
     """A file name that cannot climb out of the uploads folder or hide as a dot file."""
     name = PurePosixPath(name.replace("\\", "/")).name.lstrip(".").strip()

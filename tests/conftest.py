@@ -6,9 +6,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -165,3 +168,79 @@ def quote_passage(messages, n: int = 1) -> str:
         return "I don't know."
     sentence = re.split(r"(?<=[.!?])\s", prose[0])[0]
     return f"{sentence.rstrip('.')} [{n}]."
+
+
+# --- the team server (docent serve) over real HTTP --------------------------------------
+
+SALARY = "The salary band for level 3 is 90,000 to 110,000 euros"
+DOCS = {
+    "eng/deploy.md": "# Deploys\n\nDeploys go out on Tuesdays from the release branch after the checks pass.\n",
+    "eng/oncall.md": "# On call\n\nThe on-call engineer rotates every Monday at nine in the morning.\n",
+    "hr/salaries.md": f"# Salaries\n\n{SALARY}. Bonuses for the level are paid in March.\n",
+    "handbook.md": "# Handbook\n\nOffice hours are nine to five; the salary is paid on the last day of the month.\n",
+}
+
+
+class LiveServer:
+    """The app under uvicorn on 127.0.0.1, a free port; stopped at the end of the test."""
+
+    def __init__(self, app):
+        import uvicorn
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+
+    def stop(self):
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@pytest.fixture
+def team(tmp_path, settings, fake_embedder):
+    """A 'corp' collection (eng/, hr/, a handbook) and an open 'default' one; users alice
+    (eng), bob (hr + eng), carol (no group), root (admin); eng may read corp's eng/**, hr
+    all of corp. Returns (make_server, tokens, settings)."""
+    from bot.access.users import AccessStore
+    from bot.builder import Components
+    from ingest.pipeline import Ingestor
+    corp = tmp_path / "corp"
+    for name, text in DOCS.items():
+        (corp / name).parent.mkdir(parents=True, exist_ok=True)
+        (corp / name).write_text(text, encoding="utf-8")
+    open_docs = tmp_path / "open"
+    open_docs.mkdir()
+    (open_docs / "faq.md").write_text("# FAQ\n\nThe canteen opens at noon every weekday.\n", encoding="utf-8")
+    settings = settings.with_values("retrieval", min_score=0.0)
+    ingestor = Ingestor(settings, embedder=fake_embedder)
+    ingestor.ingest([corp], collection="corp")
+    ingestor.ingest([open_docs], collection="default")
+    store = AccessStore(settings.home_dir())
+    tokens = {"alice": store.add_user("alice", ["eng"]), "bob": store.add_user("bob", ["hr", "eng"]),
+              "carol": store.add_user("carol"), "root": store.add_user("root", ["admin"])}
+    store.grant("eng", "corp", "eng/**")
+    store.grant("hr", "corp")
+    servers = []
+
+    def make(generator=None, **server_settings):
+        from docent.server import make_app
+        s = settings.with_values("server", **server_settings) if server_settings else settings
+        parts = Components(s, embedder=fake_embedder, generator=generator or FakeGenerator(quote_passage))
+        live = LiveServer(make_app(s, parts=parts))
+        servers.append(live)
+        return live
+    yield make, tokens, settings
+    for live in servers:
+        live.stop()
+
+
+def call(live, method, path, token=None, headers=None, **kwargs):
+    headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
+    return httpx.request(method, live.url + path, headers=headers, **{"timeout": 30, **kwargs})

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from bot import generators
-from bot.generators import (GRAMMAR, SIDE_CONTEXT, TOKEN_PROBABILITIES, GeneratorError, LlamaCppGenerator,
+from bot.generators import (CONCURRENT, GRAMMAR, SIDE_CONTEXT, TOKEN_PROBABILITIES, GeneratorError, LlamaCppGenerator,
                             OpenAIGenerator, make_generator)
 from docent.settings import GenerationSettings
 
@@ -199,7 +199,7 @@ def test_an_unknown_backend_names_the_known_ones():
 
 def test_each_backend_declares_its_abilities():
     assert LlamaCppGenerator.abilities == {TOKEN_PROBABILITIES, GRAMMAR, SIDE_CONTEXT}
-    assert OpenAIGenerator.abilities == frozenset()
+    assert OpenAIGenerator.abilities == {CONCURRENT}          # the server behind it takes several at once
     assert FakeGenerator().abilities == frozenset()
     assert FakeGenerator(judge=lambda m: 0.5).abilities == {TOKEN_PROBABILITIES}
 

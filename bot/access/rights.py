@@ -52,9 +52,15 @@ class Rights:
         mine = self._mine(collection)
         return any(g.path is None for g in mine) or matching_rule([g.path for g in mine], path) is not None
 
-    def can_write(self, collection: str) -> bool:
-        """Uploads and removals: the admin group, or a grant with write rights."""
-        return self.admin or any(g.write for g in self._mine(collection))
+    def can_write(self, collection: str, path: str | None = None) -> bool:
+        """Uploads and removals: the admin group, or a grant with write rights; with a
+        `path`, one whose glob covers it (a write grant on eng/** writes nothing in hr/)."""
+        if self.admin:
+            return True
+        writes = [g for g in self._mine(collection) if g.write]
+        if path is None or any(g.path is None for g in writes):
+            return bool(writes)
+        return matching_rule([g.path for g in writes], path) is not None
 
     def hidden_rule(self, collection: str) -> Callable[[str], bool] | None:
         """A predicate on file paths: True for a document this user may not read; None

@@ -21,7 +21,7 @@ Nothing heavy is imported here (`docent --help` stays fast): llama_cpp and opena
 when their backend is used.
 """
 
-from bot.generators.base import (ABILITIES, GRAMMAR, SIDE_CONTEXT, TOKEN_PROBABILITIES, Generator, GeneratorError,
+from bot.generators.base import (ABILITIES, CONCURRENT, GRAMMAR, SIDE_CONTEXT, TOKEN_PROBABILITIES, Generator, GeneratorError,
                                  Messages, ModelReplyBroken, ModelStalled, ModelUnreachable, has_ability)
 from bot.generators.bundled import BUNDLED, QWEN_FILE, QWEN_PARTS, resolve_model
 from bot.generators.llama import LlamaCppGenerator
@@ -31,7 +31,7 @@ from bot.generators.registry import (BUILT_IN, ENTRY_POINT_GROUP, backend_class,
 
 BACKENDS = tuple(BUILT_IN)
 
-__all__ = ["ABILITIES", "BACKENDS", "BUILT_IN", "BUNDLED", "ENTRY_POINT_GROUP", "GRAMMAR", "QWEN_FILE", "QWEN_PARTS",
+__all__ = ["ABILITIES", "BACKENDS", "BUILT_IN", "BUNDLED", "CONCURRENT", "ENTRY_POINT_GROUP", "GRAMMAR", "QWEN_FILE", "QWEN_PARTS",
            "SIDE_CONTEXT", "TOKEN_PROBABILITIES", "Generator", "GeneratorError", "LlamaCppGenerator", "Messages",
            "ModelReplyBroken", "ModelStalled", "ModelUnreachable", "OpenAIGenerator", "backend_class",
            "forget_installed_backends", "has_ability", "installed_backends", "known_backends", "make_generator",

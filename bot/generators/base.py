@@ -11,7 +11,8 @@ Messages = Sequence[dict]   # [{"role": "system"|"user"|"assistant", "content": 
 TOKEN_PROBABILITIES = "token_probabilities"   # choice_probabilities(messages, options) -> [p, ...]
 GRAMMAR = "grammar"                           # stream(..., grammar=GBNF) is obeyed
 SIDE_CONTEXT = "side_context"                 # side_context(window): same weights, a prompt cache of its own
-ABILITIES = (TOKEN_PROBABILITIES, GRAMMAR, SIDE_CONTEXT)
+CONCURRENT = "concurrent"                     # stream() from several threads runs them at once (a server's)
+ABILITIES = (TOKEN_PROBABILITIES, GRAMMAR, SIDE_CONTEXT, CONCURRENT)
 
 
 class GeneratorError(Exception):

@@ -21,7 +21,7 @@ import json
 import os
 from typing import Iterator, Sequence
 
-from bot.generators.base import Generator, GeneratorError, Messages, ModelReplyBroken, ModelStalled, ModelUnreachable
+from bot.generators.base import CONCURRENT, Generator, GeneratorError, Messages, ModelReplyBroken, ModelStalled, ModelUnreachable
 from docent.settings import GenerationSettings
 
 CONNECT_SECONDS = 10.0      # connecting never waits longer than this, whatever the read timeout
@@ -33,9 +33,10 @@ DETAIL_CHARS = 200
 class OpenAIGenerator(Generator):
     """Chat completions over HTTP with streaming. Token counts are estimated (the server's
     tokenizer is not at hand): 1 token per 3 characters, which over-counts for English so
-    the window is not overflowed. No token probabilities, grammar or side context."""
+    the window is not overflowed. No token probabilities, grammar or side context; calls
+    from several threads run at once (the server behind it queues or batches them)."""
 
-    abilities = frozenset()
+    abilities = frozenset({CONCURRENT})
 
     def __init__(self, settings: GenerationSettings):
         if not settings.base_url:

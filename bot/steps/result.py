@@ -98,6 +98,10 @@ class AnswerRun:
     def __iter__(self) -> Iterator[Event]:
         return self._events
 
+    def close(self) -> None:
+        """Stop early (the reader went away): the model stops and what it held is let go."""
+        self._events.close()
+
     def finish(self) -> Answer:
         for _ in self._events:
             pass
