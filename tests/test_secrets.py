@@ -151,3 +151,25 @@ def test_tokens_the_detector_used_to_miss(text, token):
 ])
 def test_names_and_values_that_only_look_like_credentials(text):
     assert found(text) == []
+
+
+def test_secrets_are_found_from_several_threads_at_once():
+    """A server answering in parallel checks answers in threads; detect-secrets' settings
+    are process-wide and broke under it ("dictionary changed size during iteration")."""
+    import threading
+    text = "config: api_key = 'AKIAIOSFODNN7EXAMPLX' and password = 'hunter2hunter2xyz9'\n" * 20
+    alone = find_secrets(text)
+    errors, results = [], []
+
+    def scan():
+        try:
+            for _ in range(20):
+                results.append(find_secrets(text))
+        except Exception as exc:  # noqa: BLE001 - the failure under test
+            errors.append(repr(exc))
+    threads = [threading.Thread(target=scan) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and all(found == alone for found in results) and alone

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -155,10 +156,16 @@ _WORTH_SCANNING = re.compile(r"(?<![\w+/=.~-])(?=[\w+/=.~-]{0,200}\d)[\w+/=.~-]{
 _KEY_END = re.compile(r"-----END (?:[A-Z]+ )*PRIVATE KEY")
 
 
+# detect-secrets keeps its settings in process-wide globals that `default_settings()`
+# rewrites: two threads scanning at once (a server answering in parallel) broke it with
+# "dictionary changed size during iteration" (benchmarks/serve.py). One scan at a time.
+_SCANNING = threading.Lock()
+
+
 def _from_detect_secrets(text: str) -> list[SecretMatch]:
     scan_line, default_settings = _detect_secrets()
     out, offset = [], 0
-    with default_settings():
+    with _SCANNING, default_settings():
         for line in text.splitlines(keepends=True):
             # Minified blobs (2,000+ characters) are skipped: they hang regexes.
             if len(line) < 2000 and _WORTH_SCANNING.search(line):
