@@ -27,9 +27,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from fastapi import Depends, FastAPI, File, Form, Header, Request, UploadFile
+from fastapi import Depends, File, Form, Header, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi_offline import FastAPIOffline
 
 from docent.server_limits import BodyLimit
 from docent.server_line import Cancelled, Line
@@ -182,7 +183,8 @@ def _shown(path: str, root: Path) -> str:
 def make_app(settings, home=None, parts=None):
     """The FastAPI app of `docent serve` (parts: injected components, for tests)."""
     server = Server(settings, home, parts)
-    app = FastAPI(title="docent", version=_version(), description=__doc__.split("\n\n")[2])
+    # The API page's scripts come from the fastapi-offline package, not a CDN.
+    app = FastAPIOffline(title="docent", version=_version(), description=__doc__.split("\n\n")[2])
     app.state.server = server
     app.add_middleware(BodyLimit, limit=settings.server.max_body_kb * 1024,
                        upload_limit=int(settings.ui.max_upload_mb * 2**20) + 2**20)

@@ -180,3 +180,17 @@ def test_a_concurrent_backend_answers_up_to_server_parallel_at_once(team):
     assert run(concurrent, parallel=3) == 3
     patience[0] = 0.3
     assert run(FakeGenerator(counting), parallel=3) == 1       # a local model: one at a time
+
+
+def test_the_api_page_documents_every_endpoint_without_a_cdn(team):
+    import re
+    make, _, _ = team
+    live = make()
+    schema = call(live, "GET", "/openapi.json").json()
+    assert {"/v1/models", "/v1/chat/completions", "/v1/ask", "/v1/retrieve", "/v1/sources",
+            "/v1/collections/{name}/files", "/metrics", "/healthz"} <= set(schema["paths"])
+    page = call(live, "GET", "/docs")
+    assert page.status_code == 200
+    scripts = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', page.text)
+    assert scripts and all(s.startswith("/") for s in scripts)          # served here: no CDN
+    assert all(call(live, "GET", s).status_code == 200 for s in scripts)
