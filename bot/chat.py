@@ -7,16 +7,18 @@ from bot.answer import Answerer, AnswerRun
 
 
 class ChatSession:
-    def __init__(self, answerer: Answerer, collection: str | None = None):
+    def __init__(self, answerer: Answerer, collection: str | None = None, rights=None):
         self.answerer = answerer
         self.collection = collection
+        self.rights = rights          # bot/access/rights.py: what the asking user may read (None: all)
         self.history: list[tuple[str, str]] = []    # (question, answer text)
 
     def clear(self) -> None:
         self.history.clear()
 
     def stream(self, question: str) -> AnswerRun:
-        return self.answerer.stream(question, self.collection, tuple(self.history)).then(self._record)
+        return self.answerer.stream(question, self.collection, tuple(self.history),
+                                    rights=self.rights).then(self._record)
 
     def _record(self, answer) -> None:
         self.history[:] = remember(self.history, answer)

@@ -5,6 +5,12 @@ uploaded files, list and remove sources, record feedback. app.py only draws it.
     service.warm_up("default")               # models load here, before the first question
     for event in service.stream(question, history, "default"): ...
     service.add_files(paths, "default", progress)  -> list of UploadResult
+
+With docent's users (bot/access/users.py) the window logs each person in, and every
+method that reads or changes a collection takes that user's `rights` (`rights_for`):
+what they may not read is never listed, counted, answered from or removed, and only a
+write grant lets them add or remove files. Without users `rights` is None everywhere
+and nothing is filtered.
 """
 
 from __future__ import annotations
@@ -48,6 +54,11 @@ class Service:
         self.ready = threading.Event()
         self.warm_up_error: str | None = None
         self.stage = "Loading the models"         # what warm_up is doing, for the status line
+        from bot.access.users import AccessStore
+        self.access = AccessStore(self.home)
+        # The window's mode, decided once: a window started without users has no per-user
+        # login, so it cannot tell people apart later (rights_for refuses it then).
+        self.with_users = self.access.has_users()
 
     @property
     def ingestor(self):
@@ -91,15 +102,20 @@ class Service:
     def check_question(self, question: str) -> str:
         return self.answerer.check_question(question)
 
-    def stream(self, question: str, history: Sequence[tuple[str, str]], collection: str | None) -> AnswerRun:
+    def stream(self, question: str, history: Sequence[tuple[str, str]], collection: str | None,
+               rights=None) -> AnswerRun:
         """An answer to `question` after the conversation `history` ((question, answer)
-        pairs; `remember` gives the next one), holding the model while it streams."""
+        pairs; `remember` gives the next one), holding the model while it streams; from
+        the documents `rights` may read (None: all)."""
         from bot.answer import CollectionError
         question = self.check_question(question)     # raise before anything streams
         name = collection or self.default_collection
+        if rights is not None and not (name in self.collections() and rights.can_read_collection(name)):
+            # The same words whether it does not exist or is not theirs.
+            raise CollectionError(f"collection '{name}' holds no documents you may read")
         if name not in self.collections():
             raise CollectionError(f"collection '{name}' holds no documents yet: add files to it first")
-        session = ChatSession(self.answerer, name)
+        session = ChatSession(self.answerer, name, rights=rights)
         session.history = list(history)
 
         def produce(outer: AnswerRun):
@@ -110,6 +126,32 @@ class Service:
                 yield from inner
                 outer.answer = inner.answer
         return AnswerRun(produce)
+
+    # --- who is asking ------------------------------------------------------------------
+
+    def rights_for(self, username: str | None):
+        """What the window's logged-in `username` may read and change (bot.access.rights.
+        Rights), read afresh on every call so that a grant revoked or a user removed counts
+        at the next click; None when the window runs without users. An AccessError for a
+        name that is no user (any more), or when users were added after the window started."""
+        from bot.access.rights import Rights
+        from bot.access.users import AccessError
+        if not self.with_users:
+            if self.access.has_users():
+                raise AccessError("docent has users now: restart the window, so that it asks them to log in")
+            return None
+        user = self.access.user(username) if username else None
+        if user is None:
+            raise AccessError("log in as one of docent's users (this name is not one, or no longer)")
+        return Rights.of(user, self.access.grants())
+
+    def write_refusal(self, collection: str | None, rights) -> str | None:
+        """Why `rights` may not add or remove files in the collection (one line), or None."""
+        name = collection or self.default_collection
+        if rights is None or rights.can_write(name):
+            return None
+        return (f"You may not add or remove files in collection '{name}': that needs a write grant "
+                f"(an admin: docent access grant GROUP --collection {name} --write).")
 
     @staticmethod
     def remember(history: Sequence[tuple[str, str]], answer) -> list[tuple[str, str]]:
@@ -136,12 +178,17 @@ class Service:
             return str(exc)
         return None
 
-    def sources(self, collection: str | None) -> list:
+    def sources(self, collection: str | None, rights=None) -> list:
+        """The collection's file records; only those `rights` may read."""
         from ingest.store import CollectionNotFound
+        name = collection or self.default_collection
+        if rights is not None and not rights.can_read_collection(name):
+            return []
         try:
-            return self.ingestor.sources(collection or self.default_collection)
+            records = self.ingestor.sources(name)
         except CollectionNotFound:
             return []
+        return records if rights is None else [r for r in records if rights.can_read(name, r.path)]
 
     def label_counts(self, collection: str | None) -> dict[str, dict[str, int]]:
         from ingest.store import CollectionNotFound
@@ -158,13 +205,14 @@ class Service:
         except ValueError:
             return path
 
-    def offered_collections(self) -> list[str]:
+    def offered_collections(self, rights=None) -> list[str]:
         """The collections the window offers: those under the home folder, and the default
-        one (first) even before it holds anything."""
+        one (first) even before it holds anything; of those, the ones `rights` may read."""
         names = self.collections()
-        return names if self.default_collection in names else [self.default_collection] + names
+        names = names if self.default_collection in names else [self.default_collection] + names
+        return names if rights is None else [n for n in names if rights.can_read_collection(n)]
 
-    def offered(self, collection: str | None) -> str:
+    def offered(self, collection: str | None, rights=None) -> str:
         """`collection` (the default when empty) if the window offers it; a CollectionError
         otherwise. The API reads only what the window's dropdown lists, never a folder
         name a caller makes up."""
@@ -175,12 +223,12 @@ class Service:
             validate_name(name)
         except StoreError as exc:
             raise CollectionError(str(exc)) from None
-        offered = self.offered_collections()
+        offered = self.offered_collections(rights)
         if name not in offered:
             raise CollectionError(f"no collection '{name}' in this window (it offers: {', '.join(offered)})")
         return name
 
-    def file_list(self, collection: str | None) -> list[dict]:
+    def file_list(self, collection: str | None, rights=None) -> list[dict]:
         """The collection's files as `docent sources --json` lists them, plus `name`: what
         the window shows (an upload by the name it was given)."""
         from bot.guard.labels import ChunkLabeller
@@ -188,26 +236,33 @@ class Service:
         labels = self.label_counts(name)
         rules = ChunkLabeller(self.settings.leaks_for(name))
         return [{**r.__dict__, "name": self.display_name(r.path, name), "labels": labels.get(r.path, {}),
-                 "restricted_by": rules.restricting_rule(r.path)} for r in self.sources(name)]
+                 "restricted_by": rules.restricting_rule(r.path)} for r in self.sources(name, rights)]
 
-    def stored_path(self, path: str, collection: str | None) -> str | None:
+    def stored_path(self, path: str, collection: str | None, rights=None) -> str | None:
         """The stored path of the collection's file given by its stored path or by the name
-        the window shows, or None. Only this collection is looked at: nothing about
-        another collection's files can come back."""
+        the window shows, or None. Only this collection is looked at, and only the files
+        `rights` may read: nothing about another collection's files, or a hidden one, can
+        come back."""
         name = collection or self.default_collection
-        for record in self.sources(name):
+        for record in self.sources(name, rights):
             if path in (record.path, self.display_name(record.path, name)):
                 return record.path
         return None
 
-    def remove(self, path: str, collection: str | None) -> bool:
+    def remove(self, path: str, collection: str | None, rights=None) -> bool:
         """Drop one file of the collection (by stored path or shown name) from the index; an
-        uploaded copy is deleted too. False when the collection holds no such file: never
-        a folder's worth, never an error that names the home folder or other files."""
+        uploaded copy is deleted too. False when the collection holds no such file (or none
+        `rights` may read): never a folder's worth, never an error that names the home
+        folder or other files. An AccessError when `rights` may not change that file."""
+        from bot.access.users import AccessError
         from ingest.upload import uploads_dir
         name = collection or self.default_collection
         with self._ingesting:
-            path = self.stored_path(path, name)
+            path = self.stored_path(path, name, rights)
+            if path and rights is not None and not rights.can_write(name, path):
+                raise AccessError(self.write_refusal(name, rights) or
+                                  f"You may not remove {self.display_name(path, name)}: your write grant "
+                                  f"on collection '{name}' does not cover it.")
             removed = self.ingestor.remove([path], name) if path else []
         uploads = uploads_dir(self.home, name)
         if removed and Path(path).is_relative_to(uploads) and Path(path).is_file():
@@ -215,11 +270,21 @@ class Service:
         return bool(removed)
 
     def add_files(self, files: Sequence[str | Path], collection: str | None,
-                  progress: Callable[[int, int, str], None] | None = None) -> list[UploadResult]:
-        """Uploaded files (zips unpacked) into the collection; a result per file."""
+                  progress: Callable[[int, int, str], None] | None = None, rights=None) -> list[UploadResult]:
+        """Uploaded files (zips unpacked) into the collection; a result per file. With
+        `rights`, an AccessError (nothing copied) unless a write grant covers where each
+        file goes (the collection's uploads folder)."""
+        from bot.access.users import AccessError
         from ingest.upload import stage_uploads, uploads_dir
         name = collection or self.default_collection
         config = self.settings.ui
+        if rights is not None:
+            refusal = self.write_refusal(name, rights)
+            outside = [Path(f).name for f in files if not rights.can_write(name, str(uploads_dir(self.home, name) /
+                                                                                     Path(f).name))]
+            if refusal or outside:
+                raise AccessError(refusal or f"You may not add {', '.join(outside)} to collection '{name}': "
+                                             "your write grant does not cover its uploads folder.")
         with self._ingesting:
             staged, refused = stage_uploads(files, uploads_dir(self.home, name),
                                             int(config.max_upload_mb * 2**20), config.max_upload_files)
@@ -243,13 +308,17 @@ class Service:
         configured = self.settings.ui.feedback_file
         return Path(configured).expanduser() if configured else self.home / "feedback.jsonl"
 
-    def record_feedback(self, rating: str, question: str, answer: dict, collection: str | None) -> Path:
+    def record_feedback(self, rating: str, question: str, answer: dict, collection: str | None,
+                        user: str | None = None) -> Path:
         """One JSON line per thumbs up/down, with what was asked and answered (the shape
-        of an evaluation record: question, answer, citations, flags)."""
+        of an evaluation record: question, answer, citations, flags), and by whom when the
+        window has users."""
         path = self.feedback_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         line = {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "rating": rating,
                 "collection": collection or self.default_collection, **answer, "question": question}
+        if user is not None:
+            line["user"] = user
         scanner = self.answerer.leak_scanner(collection)
         if scanner is not None:                       # the answer comes masked already; what was typed not
             for key in ("question", "standalone_question"):

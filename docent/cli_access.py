@@ -1,10 +1,12 @@
-"""`docent users` and `docent access`: the team server's users, their API tokens and
-groups, and which groups may read (or change) which collections and documents. Everything
-is kept in `<home>/access.db` (bot/access/users.py)."""
+"""`docent users` and `docent access`: the users of the team server and the chat window,
+their API tokens, passwords (the window's login) and groups, and which groups may read
+(or change) which collections and documents. Everything is kept in `<home>/access.db`
+(bot/access/users.py)."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -42,12 +44,18 @@ def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> None:
 
 @click.group()
 def users() -> None:
-    """Users of the team server (`docent serve`): each has one API token and belongs to
-    groups; `docent access` says which groups read which collections. Members of the
-    'admin' group read every collection.
+    """Users of the team server (`docent serve`) and of the chat window (`python app.py`):
+    each has one API token and belongs to groups; `docent access` says which groups read
+    which collections. Members of the 'admin' group read every collection.
+
+    Once the home has a user, the chat window asks everyone to log in with their user name
+    and either their password (`docent users password NAME`) or their API token, and shows
+    each only the collections, files and answers their groups may read; uploads and
+    removals need a write grant.
 
     \b
       docent users add alice --group eng
+      docent users password alice
       docent users list
       docent users token alice --rotate
     """
@@ -148,6 +156,41 @@ def users_token(obj, name, rotate) -> None:
     token = _run(lambda: _store(obj).rotate_token(name))
     click.echo(token)
     click.echo("the token is shown once: store it now (the old one no longer works)", err=True)
+
+
+@users.command("password")
+@click.argument("name")
+@click.option("--clear", is_flag=True, help="Remove the password (the API token still logs in).")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the password from the first line of stdin instead of prompting (for scripts).")
+@click.pass_obj
+def users_password(obj, name, clear, password_stdin) -> None:
+    """Set the password the user NAME logs in to the chat window with (asked twice,
+    not shown); --clear removes it. At least 12 characters; stored as a salted scrypt
+    hash, like the tokens. The window also takes the user's API token as the password.
+
+    \b
+      docent users password alice
+      printf '%s\\n' "$PASSWORD" | docent users password ci-bot --password-stdin
+      docent users password alice --clear
+    """
+    if clear and password_stdin:
+        fail("--clear takes no password: give one of --clear and --password-stdin", EXIT_USAGE)
+    store = _store(obj)
+    # Before the prompts: nobody types a password twice for a user that does not exist.
+    if _run(lambda: store.user(name)) is None:
+        fail(f"unknown user '{name}' (see docent users list)", EXIT_USAGE)
+    if clear:
+        _run(lambda: store.set_password(name, None))
+        click.echo(f"{printable(name)}: no password (the API token still logs in)")
+        return
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt(f"New password for {printable(name)}", hide_input=True, confirmation_prompt=True,
+                                err=True)
+    _run(lambda: store.set_password(name, password))
+    click.echo(f"{printable(name)}: password set (it logs in to the chat window)")
 
 
 # -- access --------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The chat window's API, the endpoints a script calls (gradio_client), JSON in and out:
 ask, add_files, list_files, remove_file. Each reads only a collection the window
-offers; adding and removing files need the window's login."""
+offers; adding and removing files need the window's login. With docent's users, the
+logged-in user's rights (Service.rights_for, fresh per call) decide what each endpoint
+lists, answers from and changes, as in the window."""
 
 # No `from __future__ import annotations`: Gradio reads the endpoints' annotations
 # (gr.Request) as objects to know what to pass in.
@@ -26,37 +28,50 @@ def add_api(gr, service, expected):
                 raise gr.Error(str(exc), print_exception=False) from None
         return call
 
-    def writable(collection, request) -> str:
+    def rights_of(request):
+        return service.rights_for(getattr(request, "username", None))
+
+    def writable(collection, request) -> tuple:
+        """(collection, rights) for a caller who may change the collection; gr.Error otherwise."""
+        rights = rights_of(request)
         # Without a login every caller is anonymous; the person at the window has its buttons.
-        if request is None or not getattr(request, "username", None):
+        if rights is None and (request is None or not getattr(request, "username", None)):
             raise gr.Error(API_LOGIN, print_exception=False)
-        return service.offered(collection)
+        name = service.offered(collection, rights)
+        refusal = service.write_refusal(name, rights)
+        if refusal:
+            raise gr.Error(refusal, print_exception=False)
+        return name, rights
 
     @endpoint
-    def ask(question: str, collection: str = default, history: list[list[str]] | None = None) -> dict:
+    def ask(question: str, collection: str = default, history: list[list[str]] | None = None,
+            request: gr.Request = None) -> dict:
         """The answer to `question` from `collection`, as `docent ask --json` prints it. `history`:
         the conversation so far, [standalone_question, answer] of each earlier answer that
         did not abstain, for a follow-up."""
-        name = service.offered(collection)
+        rights = rights_of(request)
+        name = service.offered(collection, rights)
         history = history or []
         if not (isinstance(history, list) and all(isinstance(turn, list) and len(turn) == 2
                                                   and all(isinstance(t, str) for t in turn) for turn in history)):
             raise gr.Error("history: a list of [question, answer] pairs", print_exception=False)
         service.ready.wait()
-        return service.stream(str(question or ""), [tuple(turn) for turn in history], name).finish().to_dict()
+        return service.stream(str(question or ""), [tuple(turn) for turn in history], name,
+                              rights=rights).finish().to_dict()
 
     @endpoint
-    def list_files(collection: str = default) -> list[dict]:
+    def list_files(collection: str = default, request: gr.Request = None) -> list[dict]:
         """The collection's files as `docent sources --json` lists them, the path as `source`
         (as in an answer's citations), plus `name` (the window's)."""
         # gradio_client downloads every dict with a "path" as a file: the key is renamed.
-        return [{"source": f.pop("path"), **f} for f in service.file_list(service.offered(collection))]
+        rights = rights_of(request)
+        return [{"source": f.pop("path"), **f} for f in service.file_list(service.offered(collection, rights), rights)]
 
     @endpoint
     def remove_file(path: str, collection: str = default, request: gr.Request = None) -> dict:
         """Drop one file (its source or name from list_files) from `collection`; needs the login."""
-        name = writable(collection, request)
-        if not (isinstance(path, str) and service.remove(path, name)):
+        name, rights = writable(collection, request)
+        if not (isinstance(path, str) and service.remove(path, name, rights)):
             # The asked collection only: nothing about any other, nor its own files.
             raise gr.Error(f"collection '{name}' holds no such file (list_files gives its files)",
                            print_exception=False)
@@ -66,8 +81,8 @@ def add_api(gr, service, expected):
     def add_files(files, collection, request: gr.Request) -> dict:
         """Add documents (or zips of folders) to `collection`; needs the login. What went in
         and what was refused, with the reasons."""
-        name = writable(collection, request)
-        rows = [r.__dict__ for r in service.add_files(files or [], name)]
+        name, rights = writable(collection, request)
+        rows = [r.__dict__ for r in service.add_files(files or [], name, rights=rights)]
         return {"collection": name, "added": [r for r in rows if r["action"] != "failed"],
                 "refused": [{"name": r["name"], "reason": r["reason"]} for r in rows if r["action"] == "failed"]}
 

@@ -4,8 +4,10 @@ A user belongs to groups; a grant gives a group read (or read and write) access 
 collection, or to the documents of a collection whose path matches a glob. Each user has
 one API token at a time, `dct_<id>_<secret>`: only the id, a random salt and the scrypt
 hash of the secret are stored, so a copy of the file does not give anyone a working token.
+A user may also have a password (for the chat window's login), kept the same way: a salt
+and its scrypt hash.
 
-The file is SQLite, brought up to date on open by numbered migrations (`PRAGMA
+The file is SQLite, brought up to date on open by numbered migrations (schema.py; `PRAGMA
 user_version` = the last one applied; a file from a newer docent is refused). Every call
 opens its own connection and every write runs inside `BEGIN IMMEDIATE`, so threads and
 processes may share one file. The file is created 0o600 on the first write; until then
@@ -20,11 +22,14 @@ import os
 import re
 import secrets
 import sqlite3
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
+
+from bot.access.schema import MIGRATIONS, SCHEMA_VERSION, statements
 
 DB_NAME = "access.db"
 ADMIN_GROUP = "admin"
@@ -38,6 +43,8 @@ _TOKEN = re.compile(r"dct_([0-9a-f]{12})_([A-Za-z0-9_-]{16,128})")
 _SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}
 _DUMMY_SALT = b"\x00" * 16          # the work done for an unknown or malformed token
 _DUMMY_SECRET = b"x" * 43
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024                  # longer is refused unhashed: scrypt's work grows with the input
 
 
 class AccessError(ValueError):
@@ -59,56 +66,17 @@ class Grant:
     write: bool
 
 
-# Append only: a migration, once released, is never edited (a file may have run it).
-# Index + 1 = the user_version the file has once the script has run.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE users (
-        name TEXT PRIMARY KEY,
-        created TEXT NOT NULL               -- ISO 8601 UTC
-    );
-    CREATE TABLE memberships (
-        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
-        grp TEXT NOT NULL,
-        PRIMARY KEY (user, grp)
-    ) WITHOUT ROWID;
-    CREATE INDEX memberships_grp ON memberships(grp, user);
-    CREATE TABLE tokens (
-        id TEXT PRIMARY KEY,                -- the public part of the token
-        user TEXT NOT NULL UNIQUE REFERENCES users(name) ON DELETE CASCADE,
-        salt BLOB NOT NULL,
-        hash BLOB NOT NULL,                 -- scrypt(secret, salt); the token is never stored
-        created TEXT NOT NULL
-    );
-    CREATE TABLE grants (
-        grp TEXT NOT NULL,
-        collection TEXT NOT NULL,
-        path TEXT NOT NULL DEFAULT '',      -- a glob; '' = the whole collection
-        write INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (grp, collection, path)
-    ) WITHOUT ROWID;
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def _statements(script: str) -> list[str]:
-    """A script cut into statements (executescript() would commit the open transaction)."""
-    out, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            out.append(current.strip())
-            current = ""
-    return out
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _scrypt(secret: bytes, salt: bytes) -> bytes:
     return hashlib.scrypt(secret, salt=salt, **_SCRYPT)
+
+
+def _password_bytes(password: str) -> bytes:
+    """NFKC first: the same password typed on another keyboard or system gives the same bytes."""
+    return unicodedata.normalize("NFKC", password).encode("utf-8")
 
 
 def _check_name(value: object, what: str) -> str:
@@ -178,7 +146,7 @@ class AccessStore:
                 # Another connection may have migrated while this one waited for the lock.
                 current = conn.execute("PRAGMA user_version").fetchone()[0]
                 if current < SCHEMA_VERSION:
-                    for statement in _statements(MIGRATIONS[current]):
+                    for statement in statements(MIGRATIONS[current]):
                         conn.execute(statement)
                     current += 1
                     conn.execute(f"PRAGMA user_version = {current}")
@@ -318,6 +286,42 @@ class AccessStore:
             if not hmac.compare_digest(_scrypt(found.group(2).encode("ascii"), bytes(salt)), bytes(digest)):
                 return None
             return self._load(conn, user)
+
+    # -- passwords -------------------------------------------------------------------------
+
+    def set_password(self, name: str, password: str | None) -> None:
+        """Give the user a password (the window's login), replacing the old one; None
+        removes it. At least MIN_PASSWORD characters; stored as a salted scrypt hash."""
+        _check_name(name, "user")
+        digest = None
+        if password is not None:
+            if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+                raise AccessError(f"a password is {MIN_PASSWORD} to {MAX_PASSWORD} characters long")
+            salt = secrets.token_bytes(16)
+            digest = _scrypt(_password_bytes(password), salt)     # before the lock, as for tokens
+        with self._connection(write=True) as conn:
+            if not conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise AccessError(f"unknown user '{name}'")
+            conn.execute("DELETE FROM passwords WHERE user = ?", (name,))
+            if digest is not None:
+                conn.execute("INSERT INTO passwords (user, salt, hash, created) VALUES (?, ?, ?, ?)",
+                             (name, salt, digest, _now()))
+
+    def check_password(self, name: str, password: str) -> User | None:
+        """The user, when `password` is theirs; None otherwise. One scrypt either way (an
+        unknown user, one without a password, a malformed name), as in authenticate."""
+        usable = isinstance(password, str) and 0 < len(password) <= MAX_PASSWORD
+        secret = _password_bytes(password) if usable else _DUMMY_SECRET
+        row = None
+        with self._connection(write=False) as conn:
+            if usable and conn is not None and isinstance(name, str) and _NAME.fullmatch(name):
+                row = conn.execute("SELECT salt, hash FROM passwords WHERE user = ?", (name,)).fetchone()
+            if row is None:
+                _scrypt(secret, _DUMMY_SALT)
+                return None
+            if not hmac.compare_digest(_scrypt(secret, bytes(row[0])), bytes(row[1])):
+                return None
+            return self._load(conn, name)
 
     # -- grants ----------------------------------------------------------------------------
 
