@@ -359,3 +359,24 @@ def test_cli_help_explains_the_rules(run):
                     ("users", "token"), ("access",), ("access", "revoke"), ("access", "list")):
         shown = run(*command, "--help")
         assert shown.exit_code == 0 and "docent " in shown.stdout, command
+
+
+def test_a_token_checked_again_skips_scrypt_yet_a_rotation_elsewhere_counts_at_once(tmp_path, monkeypatch):
+    """A server checks the same token on every request: scrypt (~100 ms) runs once per
+    token, while a rotation or removal by another process (the CLI) still counts at once."""
+    from bot.access import users as users_module
+    server_side, cli_side = AccessStore(tmp_path), AccessStore(tmp_path)
+    token = cli_side.add_user("alice", ["eng"])
+    calls = []
+    real = users_module._scrypt
+    monkeypatch.setattr(users_module, "_scrypt", lambda *a: calls.append(1) or real(*a))
+    assert server_side.authenticate(token).name == "alice"
+    assert server_side.authenticate(token).name == "alice"
+    assert len(calls) == 1
+    wrong = token[:-4] + ("aaaa" if not token.endswith("aaaa") else "bbbb")
+    assert server_side.authenticate(wrong) is None                 # same id, another secret: checked in full
+    new = cli_side.rotate_token("alice")
+    assert server_side.authenticate(token) is None
+    assert server_side.authenticate(new).name == "alice"
+    cli_side.remove_user("alice")
+    assert server_side.authenticate(new) is None

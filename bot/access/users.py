@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import sqlite3
+import threading
 import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ MAX_GLOB = 500
 TOKEN_PREFIX = "dct_"
 _TOKEN = re.compile(r"dct_([0-9a-f]{12})_([A-Za-z0-9_-]{16,128})")
 _SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}
+MAX_VERIFIED = 4096                 # tokens remembered as verified (then the memo starts over)
 _DUMMY_SALT = b"\x00" * 16          # the work done for an unknown or malformed token
 _DUMMY_SECRET = b"x" * 43
 MIN_PASSWORD = 12
@@ -115,6 +117,12 @@ class AccessStore:
     def __init__(self, home: Path):
         self.home = Path(home)
         self.path = self.home / DB_NAME
+        # Tokens this store has verified: sha256(token) -> the stored (salt, hash) it matched.
+        # A server checks the same token on every request, and scrypt costs ~100 ms of CPU
+        # each time; the row is still read every time, so a rotated or removed token fails
+        # at once (its stored hash changed or is gone).
+        self._verified: dict[bytes, tuple[bytes, bytes]] = {}
+        self._verified_lock = threading.Lock()
 
     # -- the file ------------------------------------------------------------------------
 
@@ -282,9 +290,17 @@ class AccessStore:
             if row is None:
                 _scrypt(found.group(2).encode("ascii") if found else _DUMMY_SECRET, _DUMMY_SALT)
                 return None
-            user, salt, digest = row
-            if not hmac.compare_digest(_scrypt(found.group(2).encode("ascii"), bytes(salt)), bytes(digest)):
-                return None
+            user, salt, digest = row[0], bytes(row[1]), bytes(row[2])
+            key = hashlib.sha256(token.encode("ascii")).digest()
+            with self._verified_lock:
+                known = self._verified.get(key)
+            if known is None or not hmac.compare_digest(known[1], digest) or known[0] != salt:
+                if not hmac.compare_digest(_scrypt(found.group(2).encode("ascii"), salt), digest):
+                    return None
+                with self._verified_lock:
+                    if len(self._verified) >= MAX_VERIFIED:
+                        self._verified.clear()
+                    self._verified[key] = (salt, digest)
             return self._load(conn, user)
 
     # -- passwords -------------------------------------------------------------------------
