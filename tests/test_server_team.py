@@ -194,3 +194,17 @@ def test_the_api_page_documents_every_endpoint_without_a_cdn(team):
     scripts = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', page.text)
     assert scripts and all(s.startswith("/") for s in scripts)          # served here: no CDN
     assert all(call(live, "GET", s).status_code == 200 for s in scripts)
+
+
+def test_cors_is_off_unless_an_origin_is_configured(team):
+    make, tokens, _ = team
+    preflight = {"Origin": "https://chat.example.com", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization,content-type"}
+    closed = call(make(), "OPTIONS", "/v1/chat/completions", headers=preflight)
+    assert "access-control-allow-origin" not in closed.headers
+    opened = call(make(cors_origins=("https://chat.example.com",)), "OPTIONS", "/v1/chat/completions",
+                  headers=preflight)
+    assert opened.headers["access-control-allow-origin"] == "https://chat.example.com"
+    other = call(make(cors_origins=("https://chat.example.com",)), "OPTIONS", "/v1/chat/completions",
+                 headers={**preflight, "Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
