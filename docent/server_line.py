@@ -7,10 +7,12 @@
 `slots` requests are answered at once (1 for the local model, which answers one question
 at a time; more for an OpenAI-compatible backend, settings server.parallel). The rest
 wait, at most `max_waiting` of them (then Refused 429 with Retry-After). Among those
-waiting, users take turns: the next turn goes to the waiting user served longest ago, so
-one user's ten questions do not put everyone else's behind them; a user's own questions
-keep their order. A waiter whose client went away (`cancel` set) leaves the line without
-being answered, and `moved(position)` hears each change of its place (1 = next).
+waiting, users take turns (start-time fair queuing): a question's place is one past the
+later of "now" (the place last served) and its user's previous question, so one user's ten
+questions interleave with everyone else's instead of standing before them, questions of
+different users keep their arrival order, and time spent idle earns no credit. A waiter
+whose client went away (`cancel` set) leaves the line without being answered, and
+`moved(position)` hears each change of its place (1 = next).
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ class Cancelled(Exception):
 @dataclass(eq=False)
 class _Ticket:
     user: str
-    seq: int
+    seq: int            # arrival order: breaks ties
+    tag: int            # its place among the turns (smaller: sooner)
+
+    def key(self) -> tuple[int, int]:
+        return self.tag, self.seq
 
 
 class Line:
@@ -42,9 +48,9 @@ class Line:
         self._changed = threading.Condition()
         self._waiting: list[_Ticket] = []
         self._running = 0
-        self._last_served: dict[str, int] = {}     # user -> when their last turn began (a count)
-        self._numbers = itertools.count()          # tickets, in arrival order
-        self._turns = itertools.count()            # turns given
+        self._last_tag: dict[str, int] = {}      # user -> the tag of their latest question
+        self._now = 0                            # the tag last served
+        self._numbers = itertools.count()        # tickets, in arrival order
 
     def check(self) -> None:
         """Refused(429) now if a request would not find room in line."""
@@ -57,22 +63,11 @@ class Line:
                           "rate_limit_exceeded", {"Retry-After": str(self.retry_after)})
 
     def _order(self) -> list[_Ticket]:
-        """The waiting tickets in the order they will be served (lock held): repeatedly,
-        the first ticket of the user whose last turn is oldest (never served: first)."""
-        last = dict(self._last_served)
-        left, order = list(self._waiting), []
-        for later in itertools.count(10 ** 18):     # turns to come: after every turn given
-            if not left:
-                return order
-            pick = min(left, key=lambda t: (last.get(t.user, -1), t.seq))
-            order.append(pick)
-            left.remove(pick)
-            last[pick.user] = later
+        """The waiting tickets in the order they will be served (lock held)."""
+        return sorted(self._waiting, key=_Ticket.key)
 
     def _next(self) -> _Ticket | None:
-        if not self._waiting:
-            return None
-        return min(self._waiting, key=lambda t: (self._last_served.get(t.user, -1), t.seq))
+        return min(self._waiting, key=_Ticket.key, default=None)
 
     @contextmanager
     def turn(self, user: str = "", cancel: threading.Event | None = None,
@@ -80,7 +75,8 @@ class Line:
         """Wait for a turn (Cancelled if `cancel` is set first), then hold it."""
         with self._changed:
             self._refuse_if_full()
-            me = _Ticket(user, next(self._numbers))
+            me = _Ticket(user, next(self._numbers), max(self._now, self._last_tag.get(user, 0)) + 1)
+            self._last_tag[user] = me.tag
             self._waiting.append(me)
             reported = None
             try:
@@ -99,7 +95,7 @@ class Line:
                 raise
             self._waiting.remove(me)
             self._running += 1
-            self._last_served[user] = next(self._turns)
+            self._now = max(self._now, me.tag)
             self._changed.notify_all()         # the others' places moved
         try:
             yield

@@ -145,3 +145,18 @@ def test_a_backend_with_several_slots_answers_that_many_at_once():
     for thread in threads:
         thread.join(10)
     assert most[0] == 3 and line.running() == 0 and line.waiting() == 0
+
+
+def test_questions_of_different_users_keep_their_arrival_order():
+    """Turns do not reorder single questions: y asked before x, so y goes first, even
+    though x's last turn is longer ago (idle time earns no credit)."""
+    line, served = Line(max_waiting=10), []
+    for user in ("x", "y"):
+        with line.turn(user):
+            pass
+    holder = Holder(line)
+    threads = queue_up(line, [("y", "y1"), ("x", "x1"), ("z", "z1")], served)
+    holder.release.set()
+    for thread in threads:
+        thread.join(10)
+    assert served == ["y1", "x1", "z1"]
