@@ -4,6 +4,7 @@ and the CLI tests; elsewhere a fake keeps tests fast and deterministic."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import socket
@@ -244,3 +245,52 @@ def team(tmp_path, settings, fake_embedder):
 def call(live, method, path, token=None, headers=None, **kwargs):
     headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
     return httpx.request(method, live.url + path, headers=headers, **{"timeout": 30, **kwargs})
+
+
+# --- the chat window's own handlers, over raw HTTP ---------------------------------------
+
+class WindowPage:
+    """One browser session of the chat window without a browser: files sent to /upload,
+    the window's handlers (app.build's inner functions) run by name through the queue as
+    the page runs them by index, results read from the event stream. `http`: an
+    httpx.Client on the window's address (holding the login cookie where there is one)."""
+
+    def __init__(self, demo, http: httpx.Client):
+        import uuid
+        self.demo, self.http, self.session = demo, http, uuid.uuid4().hex
+
+    def handler(self, name: str) -> int:
+        found = [index for index, fn in self.demo.fns.items() if getattr(fn.fn, "__name__", None) == name]
+        assert found, name
+        return found[0]         # one function may serve several events (send and Enter): the same work
+
+    def upload(self, path: Path) -> dict:
+        sent = self.http.post("/gradio_api/upload", files=[("files", (path.name, path.read_bytes()))])
+        sent.raise_for_status()
+        return {"path": sent.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+    def call(self, name: str, *data, event_data=None) -> list:
+        joined = self.http.post("/gradio_api/queue/join", json={
+            "data": list(data), "fn_index": self.handler(name), "session_hash": self.session,
+            "event_data": event_data})
+        joined.raise_for_status()
+        with self.http.stream("GET", "/gradio_api/queue/data", params={"session_hash": self.session}) as events:
+            for line in events.iter_lines():
+                message = json.loads(line[5:]) if line.startswith("data:") else {}
+                if message.get("msg") == "process_completed":
+                    assert message.get("success"), message
+                    return message["output"]["data"]
+        raise AssertionError("the event stream ended without a result")
+
+
+def api_call(client, api_name: str, *args, seconds: float = 60):
+    """A named endpoint of the window's API, through gradio_client, as a script calls it."""
+    return client.submit(*args, api_name=api_name).result(timeout=seconds)
+
+
+def api_refusal(client, api_name: str, *args) -> str:
+    """The error message a refused call of the window's API gives the script."""
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError) as caught:
+        api_call(client, api_name, *args)
+    return str(caught.value)

@@ -28,6 +28,12 @@ class Holder:
         self.thread.start()
         wait_until(lambda: line.running() == 1)
 
+    def let_go(self, threads: list[threading.Thread]) -> None:
+        """Release the slot and wait for the questions in line to be served."""
+        self.release.set()
+        for thread in threads:
+            thread.join(10)
+
     def _hold(self, line, user):
         with line.turn(user):
             self.release.wait(10)
@@ -54,9 +60,7 @@ def test_one_users_many_questions_do_not_put_another_user_behind_them():
     line, served = Line(max_waiting=10), []
     holder = Holder(line)
     threads = queue_up(line, [("alice", "a1"), ("alice", "a2"), ("alice", "a3"), ("bob", "b1")], served)
-    holder.release.set()
-    for thread in threads:
-        thread.join(10)
+    holder.let_go(threads)
     # bob came last but had no turn yet: he goes right after alice's first; hers keep their order.
     assert served == ["a1", "b1", "a2", "a3"]
 
@@ -65,9 +69,7 @@ def test_a_single_user_is_served_in_arrival_order():
     line, served = Line(max_waiting=10), []
     holder = Holder(line)
     threads = queue_up(line, [("alice", "1"), ("alice", "2"), ("alice", "3")], served)
-    holder.release.set()
-    for thread in threads:
-        thread.join(10)
+    holder.let_go(threads)
     assert served == ["1", "2", "3"]
 
 
@@ -104,9 +106,7 @@ def test_each_waiter_hears_its_place_as_it_moves_up():
         threads.append(thread)
         wait_until(lambda: line.waiting() == len(threads))
     wait_until(lambda: places["b"] == [2])
-    holder.release.set()
-    for thread in threads:
-        thread.join(10)
+    holder.let_go(threads)
     assert places["a"] == [1] and places["b"] == [2, 1] and served == ["a", "b"]
 
 
@@ -119,9 +119,7 @@ def test_a_full_line_refuses_with_429_and_a_free_slot_never_queues():
     with pytest.raises(Refused) as refused:
         line.check()
     assert refused.value.status == 429 and refused.value.headers["Retry-After"]
-    holder.release.set()
-    for thread in threads:
-        thread.join(10)
+    holder.let_go(threads)
     line.check()          # nobody waits, nobody answers: room
 
 
@@ -156,7 +154,5 @@ def test_questions_of_different_users_keep_their_arrival_order():
             pass
     holder = Holder(line)
     threads = queue_up(line, [("y", "y1"), ("x", "x1"), ("z", "z1")], served)
-    holder.release.set()
-    for thread in threads:
-        thread.join(10)
+    holder.let_go(threads)
     assert served == ["y1", "x1", "z1"]

@@ -7,14 +7,15 @@ login they change files only when ui.host is a loopback address."""
 
 from __future__ import annotations
 
-import json
 import socket
-import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.conftest import FakeGenerator, quote_passage
+from tests.conftest import FakeGenerator, WindowPage, quote_passage
+from tests.conftest import api_call as call
+from tests.conftest import api_refusal as refusal
 
 API = {"/ask", "/add_files", "/list_files", "/remove_file"}
 USER, PASSWORD = "ana", "s3cret-pass"
@@ -80,17 +81,6 @@ def window(served):
         return Client(f"http://127.0.0.1:{port}/", auth=(USER, PASSWORD) if login else None,
                       verbose=False, httpx_kwargs={"timeout": CALL_SECONDS})
     return open_window
-
-
-def call(client, api_name: str, *args):
-    return client.submit(*args, api_name=api_name).result(timeout=CALL_SECONDS)
-
-
-def refusal(client, api_name: str, *args) -> str:
-    from gradio_client.exceptions import AppError
-    with pytest.raises(AppError) as caught:
-        call(client, api_name, *args)
-    return str(caught.value)
 
 
 def test_the_api_is_the_four_named_endpoints_and_answers_in_json(window, two_collections):
@@ -189,43 +179,6 @@ def test_a_refused_remove_names_nothing_of_another_collection(window, two_collec
 
 # --- the window's own handlers, called over raw HTTP -----------------------------------------
 
-def _handler(demo, name: str) -> int:
-    """The index the page calls the window's handler `name` by (app.build's inner functions)."""
-    found = [index for index, fn in demo.fns.items() if getattr(fn.fn, "__name__", None) == name]
-    assert len(found) == 1, name
-    return found[0]
-
-
-class Page:
-    """One browser session's view of the server, without a browser: files sent to /upload,
-    handlers run by index through the queue, results read from its event stream."""
-
-    def __init__(self, port: int):
-        self.base = f"http://127.0.0.1:{port}/gradio_api"
-        self.session = uuid.uuid4().hex
-
-    def upload(self, path: Path) -> dict:
-        import httpx
-        sent = httpx.post(f"{self.base}/upload", files=[("files", (path.name, path.read_bytes()))],
-                          timeout=CALL_SECONDS)
-        sent.raise_for_status()
-        return {"path": sent.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
-
-    def call(self, fn_index: int, *data) -> list:
-        import httpx
-        with httpx.Client(timeout=CALL_SECONDS) as http:
-            joined = http.post(f"{self.base}/queue/join", json={
-                "data": list(data), "fn_index": fn_index, "session_hash": self.session, "event_data": None})
-            joined.raise_for_status()
-            with http.stream("GET", f"{self.base}/queue/data", params={"session_hash": self.session}) as events:
-                for line in events.iter_lines():
-                    message = json.loads(line[5:]) if line.startswith("data:") else {}
-                    if message.get("msg") == "process_completed":
-                        assert message.get("success"), message
-                        return message["output"]["data"]
-        raise AssertionError("the event stream ended without a result")
-
-
 def _holidays(tmp_path: Path) -> Path:
     upload = tmp_path / "holidays.md"
     upload.write_text("# Holidays\n\nThe office is closed on 3 March.\n", encoding="utf-8")
@@ -242,13 +195,13 @@ def test_on_another_address_without_a_login_the_page_cannot_add_or_remove(served
     settings = settings.with_values("ui", host="0.0.0.0")
     demo, port = served(settings)
     before = _stored(settings)
-    page = Page(port)
+    page = WindowPage(demo, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=CALL_SECONDS))
     # The session's removal choices, as the page has them once it opened.
-    _, _, chosen = page.call(_handler(demo, "open_page"), "default")
+    _, _, chosen = page.call("open_page", "default")
     faq = next(path for _, path in chosen["choices"] if path.endswith("faq.txt"))
-    result = page.call(_handler(demo, "upload"), [page.upload(_holidays(tmp_path))], "default")
+    result = page.call("upload", [page.upload(_holidays(tmp_path))], "default")
     assert "Adding and removing files is off" in result[0] and "DOCENT_UI__USER" in result[0]
-    removed = page.call(_handler(demo, "remove"), faq, "default")
+    removed = page.call("remove", faq, "default")
     assert "Adding and removing files is off" in removed[0] and "DOCENT_UI__PASSWORD" in removed[0]
     assert _stored(settings) == before == ["faq.txt", "guide.rst", "install.md"]
 
@@ -262,8 +215,8 @@ def test_on_another_address_without_a_login_the_page_cannot_add_or_remove(served
 def test_on_a_loopback_address_the_page_adds_files_without_a_login(served, two_collections, tmp_path):
     settings, _ = two_collections
     demo, port = served(settings)                                # ui.host: the default, 127.0.0.1
-    page = Page(port)
-    result = page.call(_handler(demo, "upload"), [page.upload(_holidays(tmp_path))], "default")
+    page = WindowPage(demo, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=CALL_SECONDS))
+    result = page.call("upload", [page.upload(_holidays(tmp_path))], "default")
     assert "holidays.md" in result[0] and "Adding and removing files is off" not in result[0]
     assert "holidays.md" in _stored(settings)
 

@@ -13,13 +13,14 @@ import asyncio
 import json
 import socket
 import time
-import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import FakeGenerator, quote_passage
+from tests.conftest import FakeGenerator, WindowPage, quote_passage
+from tests.conftest import api_call as call
+from tests.conftest import api_refusal as refusal
 
 ALICE_PASSWORD = "alice-long-password"
 SECRET_WORDS = ("quokkaberry", "91000", "salaries.md", "marzipanic", "bonus.md")
@@ -115,47 +116,11 @@ def client(window, name: str | None = None, secret: str | None = None):
                   httpx_kwargs={"timeout": CALL_SECONDS})
 
 
-def call(api, api_name: str, *args):
-    return api.submit(*args, api_name=api_name).result(timeout=CALL_SECONDS)
-
-
-def refusal(api, api_name: str, *args) -> str:
-    from gradio_client.exceptions import AppError
-    with pytest.raises(AppError) as caught:
-        call(api, api_name, *args)
-    return str(caught.value)
-
-
-class Page:
-    """One logged-in browser session without a browser: the window's own handlers run by
-    index through the queue, with the session's login cookie."""
-
-    def __init__(self, window, name: str, secret: str):
-        status, _, self.http = login(window, name, secret)
-        assert status == 200, (name, status)
-        self.demo = window.demo
-        self.session = uuid.uuid4().hex
-
-    def handler(self, name: str) -> int:
-        return next(index for index, fn in self.demo.fns.items() if getattr(fn.fn, "__name__", None) == name)
-
-    def upload(self, path: Path) -> dict:
-        sent = self.http.post("/gradio_api/upload", files=[("files", (path.name, path.read_bytes()))])
-        sent.raise_for_status()
-        return {"path": sent.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
-
-    def call(self, name: str, *data, event_data=None) -> list:
-        joined = self.http.post("/gradio_api/queue/join", json={
-            "data": list(data), "fn_index": self.handler(name), "session_hash": self.session,
-            "event_data": event_data})
-        joined.raise_for_status()
-        with self.http.stream("GET", "/gradio_api/queue/data", params={"session_hash": self.session}) as events:
-            for line in events.iter_lines():
-                message = json.loads(line[5:]) if line.startswith("data:") else {}
-                if message.get("msg") == "process_completed":
-                    assert message.get("success"), message
-                    return message["output"]["data"]
-        raise AssertionError("the event stream ended without a result")
+def Page(window, name: str, secret: str) -> WindowPage:
+    """One logged-in browser session without a browser, with the session's login cookie."""
+    status, _, http = login(window, name, secret)
+    assert status == 200, (name, status)
+    return WindowPage(window.demo, http)
 
 
 def _holidays(tmp_path: Path) -> Path:
