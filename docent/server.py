@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -57,6 +58,10 @@ class Server:
         # (an OpenAI-compatible server) gets up to server.parallel.
         concurrent = CONCURRENT in getattr(self.parts.generator, "abilities", ())
         self.line = Line(settings.server.max_waiting, settings.server.parallel if concurrent else 1)
+        # Questions wait and are answered here (docent/server_stream.py): one thread per
+        # place in line, reused from request to request.
+        self.workers = ThreadPoolExecutor(max_workers=self.line.max_waiting + self.line.slots + 2,
+                                          thread_name_prefix="docent-answer")
         self.metrics = Metrics()
         self._ingesting = threading.Lock()
 
@@ -256,7 +261,7 @@ def make_app(settings, home=None, parts=None):
                 emit(f"data: {json.dumps(piece, ensure_ascii=False)}\n\n")
             emit("data: [DONE]\n\n")
             server.record(rights, endpoint, collection, 200, started, question, answer)
-        return StreamingResponse(relay(request, work), media_type="text/event-stream",
+        return StreamingResponse(relay(request, work, server.workers), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
     @app.post("/v1/ask")
@@ -288,7 +293,7 @@ def make_app(settings, home=None, parts=None):
                 return
             emit(sse(answer.to_dict(), "answer"))
             server.record(rights, endpoint, collection, 200, started, body.question, answer)
-        return StreamingResponse(relay(request, work), media_type="text/event-stream",
+        return StreamingResponse(relay(request, work, server.workers), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
     @app.post("/v1/retrieve")
@@ -341,7 +346,7 @@ async def _answered(server: Server, request, rights, endpoint: str, collection: 
     """A whole answer, worked out in its own thread while the client is watched."""
     try:
         answer = await offload(request, lambda cancel: server.answer(rights, question, collection, history,
-                                                                     cancel=cancel))
+                                                                     cancel=cancel), server.workers)
     except Cancelled:
         server.record(rights, endpoint, collection, CLIENT_GONE, started, question)
         raise Refused(CLIENT_GONE, "the client went away", "cancelled") from None

@@ -3,9 +3,10 @@
     async for text in relay(request, lambda emit, cancel: ...):   # a streamed response
     result = await offload(request, lambda cancel: ...)           # a plain one
 
-A question may wait minutes for the model. The waiting and the answering run in a
-thread per request (bounded by the line: server.max_waiting + slots), not in the
-framework's shared pool, so a long line cannot starve the quick endpoints. Meanwhile the
+A question may wait minutes for the model. The waiting and the answering run in the
+server's own pool of threads (as many as the line holds: server.max_waiting + slots), not
+in the framework's shared one, so a long line cannot starve the quick endpoints; threads
+are reused, so what a thread keeps (its SQLite connection) is kept once. Meanwhile the
 loop asks every POLL_SECONDS whether the client is still there; when it is gone, the
 `cancel` event is set, and the line and the answer loop stop for it (docent/server_line.py):
 no model time is spent on an answer no one will read.
@@ -21,6 +22,7 @@ import json
 import threading
 import time
 import uuid
+from concurrent.futures import Executor
 from typing import AsyncIterator, Callable, Iterator
 
 POLL_SECONDS = 0.5
@@ -32,9 +34,11 @@ class _Failed:
         self.exc = exc
 
 
-async def relay(request, work: Callable[[Callable[[str], None], threading.Event], None]) -> AsyncIterator[str]:
-    """Yields what `work(emit, cancel)` emits, as it emits it; an exception it raises is
-    raised here. Sets `cancel` when the client disconnects or the response is closed."""
+async def relay(request, work: Callable[[Callable[[str], None], threading.Event], None],
+                workers: Executor) -> AsyncIterator[str]:
+    """Yields what `work(emit, cancel)` emits, as it emits it, run by one of `workers`; an
+    exception it raises is raised here. Sets `cancel` when the client disconnects or the
+    response is closed."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     cancel = threading.Event()
@@ -50,7 +54,7 @@ async def relay(request, work: Callable[[Callable[[str], None], threading.Event]
         finally:
             emit(_DONE)
 
-    threading.Thread(target=body, name="docent-request", daemon=True).start()
+    workers.submit(body)
     try:
         while True:
             try:
@@ -68,10 +72,10 @@ async def relay(request, work: Callable[[Callable[[str], None], threading.Event]
         cancel.set()        # the response was closed early: stop the work
 
 
-async def offload(request, work: Callable[[threading.Event], object]):
-    """`work(cancel)`'s result, computed in its own thread while the client is watched."""
+async def offload(request, work: Callable[[threading.Event], object], workers: Executor):
+    """`work(cancel)`'s result, computed by one of `workers` while the client is watched."""
     results = []
-    async for _ in relay(request, lambda emit, cancel: results.append(work(cancel))):
+    async for _ in relay(request, lambda emit, cancel: results.append(work(cancel)), workers):
         pass
     return results[0] if results else None
 

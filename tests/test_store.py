@@ -108,6 +108,30 @@ def test_readers_are_safe_across_threads(collection, fake_embedder):
     retriever.close()
 
 
+def test_threads_that_ended_leave_no_open_connections_behind(collection, fake_embedder):
+    """A server that answers each request in a thread of its own: every thread opens its
+    own connection, and one per finished thread stayed open (memory and file handles grew
+    with every request)."""
+    import os
+    import threading
+    retriever = Retriever(collection.with_values("retrieval", min_score=0.0), fake_embedder)
+
+    home = os.path.realpath(collection.home_dir())
+
+    def open_catalogs() -> int:            # of this collection: other tests' may still be open
+        fds = Path("/proc/self/fd")
+        return sum(1 for fd in fds.iterdir() if os.path.realpath(fd).startswith(home)
+                   and os.path.realpath(fd).endswith(DB_NAME)) if fds.is_dir() else 0
+    retriever.retrieve("rotate API keys", k=2)
+    for _ in range(30):
+        thread = threading.Thread(target=retriever.retrieve, args=("restore a backup",), kwargs={"k": 2})
+        thread.start()
+        thread.join(30)
+    retriever.retrieve("when do backups run", k=2)
+    assert open_catalogs() <= 4           # this thread's, the last one's, and the keyword pool's
+    retriever.close()
+
+
 def _restricted_setup(settings, fake_embedder, tmp_path):
     folder = tmp_path / "mixed"
     (folder / "hr").mkdir(parents=True)

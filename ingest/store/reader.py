@@ -40,7 +40,11 @@ class Collection(Catalog):
                 f"no collection '{name}' under {Path(home)} (run `docent ingest PATH --collection {name}` first)")
         self._backend = vectors or VECTOR_BACKENDS["faiss"]
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Every connection with the thread it belongs to: a thread that ended leaves its
+        # connection behind (a server that answers each request in a thread of its own
+        # left one per request: memory and file handles grew without end); those are
+        # closed when the next one opens.
+        self._connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._lock = threading.Lock()
         # What was built from one generation, by kind: (generation, value).
         self._built: dict[object, tuple[int, object]] = {}
@@ -56,13 +60,17 @@ class Collection(Catalog):
             with storage_faults(self.name, self.directory):
                 conn = schema.connect_for_reading(self._db)
             with self._lock:
-                self._connections.append(conn)
+                ended = [c for thread, c in self._connections if not thread.is_alive()]
+                self._connections = [(t, c) for t, c in self._connections if t.is_alive()]
+                self._connections.append((threading.current_thread(), conn))
+            for stale in ended:
+                stale.close()
             self._local.conn = conn
         return conn
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._connections:
+            for _, conn in self._connections:
                 conn.close()
             self._connections.clear()
             self._built.clear()
