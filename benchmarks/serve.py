@@ -3,7 +3,7 @@ real HTTP call with a user's token (rights filtering every search), against a st
 model that takes a fixed time per answer; then the server's overhead against the same
 answer asked in-process, with the bundled model.
 
-    .venv/bin/python benchmarks/serve.py [--requests 200] [--model-seconds 0.2] [--no-model]
+    .venv/bin/python benchmarks/serve.py [--requests 200] [--model-seconds 0.2] [--no-model | --only-model]
 
 Corpus: docs/guide (the bundled user guide), ingested into a fresh home with the real
 embedder; users u00..u15 in group staff, which may read everything but 07-*.md (a grant by
@@ -222,6 +222,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests per client count")
     parser.add_argument("--model-seconds", type=float, default=0.2, help="the stand-in model's time per answer")
     parser.add_argument("--no-model", action="store_true", help="skip the bundled-model overhead part")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds at 16 clients (is memory flat?)")
+    parser.add_argument("--only-model", action="store_true",
+                        help="only the bundled-model overhead part (the other figures kept from the last run)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from bot.access.users import AccessStore
@@ -247,30 +250,34 @@ def main() -> None:
         for name in guide_files:
             if not name.startswith("07-"):
                 store.grant("staff", "guide", name)
-        server, thread, url = serve(make_app(settings, parts=parts))
-        load(url, tokens[:16], 1, 5)              # warm: the embedder, the scanner
-        results["rss_mb_before"] = round(rss_mb(), 1)
-        results["runs"] = []
-        for clients in (1, 4, 16, 16):           # 16 twice: does memory keep growing?
-            run = load(url, tokens[:16], clients, args.requests)
-            run["rss_mb_after"] = round(rss_mb(), 1)
-            results["runs"].append(run)
-            print(f"{clients:3} clients: {run['answers']} answers, {run['errors']} errors, {run['refused_429']} 429, "
-                  f"{run['answers_per_minute']}/min, queue wait p50 {run['queue_wait_ms']['p50']} ms "
-                  f"p95 {run['queue_wait_ms']['p95']} ms, RSS {rss_mb():.0f} MB", flush=True)
-        results["rss_mb_after"] = round(rss_mb(), 1)
-        results["turns"] = turns(url, tokens, model)
-        print(f"turns: {results['turns']}", flush=True)
-        results["hangups"] = hangups(url, tokens, model)
-        print(f"hang-ups: {results['hangups']}", flush=True)
-        server.should_exit = True
-        thread.join(10)
-        # A remote model's time per answer, so that the local pipeline's CPU (2 cores) is not all that counts.
-        results["parallel"] = parallel(settings, home, tokens[:16], 1.0, 48)
-        if not args.no_model:
-            results["overhead"] = overhead(settings, home)
-        elif RESULTS.is_file():             # keep the last run's model figures
-            results["overhead"] = json.loads(RESULTS.read_text()).get("overhead")
+        if args.only_model:
+            results = {**json.loads(RESULTS.read_text()), "overhead": overhead(settings, home, reps=5),
+                       "overhead_date": time.strftime("%Y-%m-%d %H:%M")}
+        else:
+            server, thread, url = serve(make_app(settings, parts=parts))
+            load(url, tokens[:16], 1, 5)              # warm: the embedder, the scanner
+            results["rss_mb_before"] = round(rss_mb(), 1)
+            results["runs"] = []
+            for clients in (1, 4) + (16,) * args.rounds:     # 16 again: does memory keep growing?
+                run = load(url, tokens[:16], clients, args.requests)
+                run["rss_mb_after"] = round(rss_mb(), 1)
+                results["runs"].append(run)
+                print(f"{clients:3} clients: {run['answers']} answers, {run['errors']} errors, {run['refused_429']} 429, "
+                      f"{run['answers_per_minute']}/min, queue wait p50 {run['queue_wait_ms']['p50']} ms "
+                      f"p95 {run['queue_wait_ms']['p95']} ms, RSS {rss_mb():.0f} MB", flush=True)
+            results["rss_mb_after"] = round(rss_mb(), 1)
+            results["turns"] = turns(url, tokens, model)
+            print(f"turns: {results['turns']}", flush=True)
+            results["hangups"] = hangups(url, tokens, model)
+            print(f"hang-ups: {results['hangups']}", flush=True)
+            server.should_exit = True
+            thread.join(10)
+            # A remote model's time per answer, so that the local pipeline's CPU (2 cores) is not all that counts.
+            results["parallel"] = parallel(settings, home, tokens[:16], 1.0, 48)
+            if not args.no_model:
+                results["overhead"] = overhead(settings, home)
+            elif RESULTS.is_file():             # keep the last run's model figures
+                results["overhead"] = json.loads(RESULTS.read_text()).get("overhead")
     finally:
         shutil.rmtree(home, ignore_errors=True)
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
