@@ -325,9 +325,10 @@ class Retriever:
                rights.key(collection) if unreadable is not None else None)
         return ChunkFilter(labels, rules[0] if len(rules) == 1 else (lambda path: any(r(path) for r in rules)), key)
 
-    def hidden(self, store) -> frozenset[int]:
-        """Ids of the chunks that must not be retrieved (chunk_filter's), cached per index generation."""
-        return store.excluded_ids(self.chunk_filter(store.name))
+    def hidden(self, store, rights=None) -> frozenset[int]:
+        """Ids of the chunks that must not be retrieved (chunk_filter's, for `rights`),
+        cached per index generation."""
+        return store.excluded_ids(self.chunk_filter(store.name, rights))
 
     def restricted_text(self, collection: str | None = None):
         """A bot.guard.overlap.RestrictedIndex of the collection's restricted chunks

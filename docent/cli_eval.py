@@ -38,8 +38,11 @@ Exit status:
 @click.option("--out", "out_dir", metavar="DIR", type=click.Path(file_okay=False),
               help="Where the test set, the rows and the report go [default: ./docent-eval/NAME].")
 @click.option("-k", "k", default=10, show_default=True, help="Passages retrieved per question for hit@k.")
+@click.option("--user", metavar="NAME",
+              help="Measure what this user gets (docent users): questions are made only from the "
+                   "documents they may read, and answered with their rights.")
 @click.pass_obj
-def eval_command(obj, collection, dataset, n_questions, unanswerable, paraphrased, out_dir, k) -> None:
+def eval_command(obj, collection, dataset, n_questions, unanswerable, paraphrased, out_dir, k, user) -> None:
     """Measure how well docent answers COLLECTION and write a report (HTML, plots, JSON).
 
     \b
@@ -53,17 +56,39 @@ def eval_command(obj, collection, dataset, n_questions, unanswerable, paraphrase
     run again with --dataset. Then every question is asked as a user would ask it:
     retrieval hit@k, answer correctness, groundedness, abstention, leak flags, latency
     and agreement between rewordings go into OUT/report.html and OUT/report.json.
-    Stopped runs resume where they stopped (same command)."""
+    Stopped runs resume where they stopped (same command). With --user, the test set and
+    every answer are what that user may see: a document their groups were not granted is
+    neither asked about nor retrieved."""
     settings = obj.settings
     name = collection or settings.ingest.collection
     out = Path(out_dir or Path("docent-eval") / name)
     if not 0 <= unanswerable <= 1:
         raise click.BadParameter("must be between 0 and 1", param_hint="--unanswerable")
-    guarded(lambda: _evaluate(obj.answerer(), name, dataset, n_questions, unanswerable, paraphrased, out, k),
+    rights = _rights_of(obj.parts.home, user, name) if user else None
+    guarded(lambda: _evaluate(obj.answerer(), name, dataset, n_questions, unanswerable, paraphrased, out, k, rights),
             answer_errors(), f"stopped; run the same command again to resume (what was done is kept in {out})")
 
 
-def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, out: Path, k: int) -> None:
+def _rights_of(home: Path, user: str, collection: str):
+    """The user's Rights (exit 2 for an unknown user, or a collection they cannot read)."""
+    from bot.access.rights import Rights
+    from bot.access.users import AccessError, AccessStore
+    store = AccessStore(home)
+    try:
+        found = store.user(user)
+        grants = store.grants()
+    except AccessError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if found is None:
+        fail(f"no user '{user}' (docent users list)", EXIT_USAGE)
+    rights = Rights.of(found, grants)
+    if not rights.can_read_collection(collection):
+        fail(f"collection '{collection}' is not one {user} can read", EXIT_USAGE)
+    return rights
+
+
+def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, out: Path, k: int,
+              rights=None) -> None:
     from tqdm import tqdm
     from evaluation.dataset import DatasetError, read_dataset
     from evaluation.metrics import summarize
@@ -91,9 +116,9 @@ def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, o
                 bar.refresh()
             def search(question):
                 # The passages the model would read for it (retrieval.k): none may name all it asks about.
-                return [p.text for p in answerer.retriever.retrieve(question, name).passages]
+                return [p.text for p in answerer.retriever.retrieve(question, name, rights=rights).passages]
             items, dropped = build_test_set(writer, store, search, out / "dataset.jsonl", n_questions, unanswerable,
-                                            paraphrased, skip=answerer.retriever.hidden(store), progress=made)
+                                            paraphrased, skip=answerer.retriever.hidden(store, rights), progress=made)
         if dropped:
             click.echo("drafts dropped: " + ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())), err=True)
         if not items:
@@ -106,10 +131,11 @@ def _evaluate(answerer, name, dataset, n_questions, unanswerable, paraphrased, o
             bar.n = count
             bar.set_postfix_str(text[:50])
             bar.refresh()
-        rows = Evaluation(answerer, name, out, k=k).run(items, progress=asked)
+        rows = Evaluation(answerer, name, out, k=k, rights=rights).run(items, progress=asked)
     summary = summarize(rows, k_max=k)
     settings = answerer.settings
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "collection": name, "questions_from": source,
+            **({"user": rights.user} if rights is not None else {}),
             "model": settings.generation.model if settings.generation.backend != "openai" else settings.generation.server_model,
             "embedder": settings.embedding.model, "retrieval": settings.retrieval.mode,
             "seconds": round(time.time() - started, 1)}

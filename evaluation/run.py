@@ -42,11 +42,13 @@ def read_rows(out_dir: Path) -> list[dict]:
 
 
 class Evaluation:
-    def __init__(self, answerer, collection: str | None, out_dir: Path, k: int = 10):
+    def __init__(self, answerer, collection: str | None, out_dir: Path, k: int = 10, rights=None):
+        """`rights`: ask as that user (bot/access/rights.py): only what they may read is retrieved."""
         self.answerer = answerer
         self.collection = collection
         self.out_dir = Path(out_dir)
         self.k = k
+        self.rights = rights
 
     def run(self, items: list[EvalItem], progress: Callable[[int, int, str], None] | None = None) -> list[dict]:
         """Every question not asked yet; returns all rows (earlier ones included).
@@ -107,13 +109,13 @@ class Evaluation:
             # is masked like the passages docent shows.
             row["reference"] = scanner.masked(row["reference"])
         try:
-            found = self.answerer.retriever.retrieve(question, self.collection, k=self.k)
+            found = self.answerer.retriever.retrieve(question, self.collection, k=self.k, rights=self.rights)
             row["retrieved"] = [{"source": p.source, "chunk_id": p.chunk_ids[0], "score": round(float(p.score), 4)}
                                 for p in found.passages]
             if item.answerable:
                 row["hit_rank"] = next((rank for rank, p in enumerate(found.passages, start=1)
                                         if holds_answer(p.source, p.text, p.chunk_ids, item)), None)
-            answer = self.answerer.ask(question, self.collection)
+            answer = self.answerer.ask(question, self.collection, rights=self.rights)
         except (AnswerError, GeneratorError, RetrievalError) as exc:
             row["error"] = str(exc)
             return row

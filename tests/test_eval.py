@@ -222,6 +222,34 @@ def test_docent_eval_writes_a_report_from_a_collection(tmp_path, eval_docs, monk
     assert json.loads((tmp_path / "again" / "report.json").read_text())["summary"]["questions"] == 3
 
 
+def test_docent_eval_as_a_user_asks_and_retrieves_only_what_they_may_read(tmp_path, eval_docs, monkeypatch):
+    """--user: the test set is made from the documents the user may read, and every answer
+    is retrieved with their rights: the other documents show nowhere in what eval writes."""
+    from bot import generators
+    from bot.access.users import AccessStore
+    from docent.cli import main
+    monkeypatch.setattr(generators, "make_generator", lambda settings: FakeGenerator(script))
+    home, out = tmp_path / "home", tmp_path / "report"
+    env = {"DOCENT_PROFILE": "test", "DOCENT_SETTINGS": None, "DOCENT_RETRIEVAL__MIN_SCORE": "0"}
+
+    def run(*args):
+        return CliRunner().invoke(main, ["--home", str(home), *map(str, args)], env=env)
+    assert run("ingest", eval_docs, "-q").exit_code == 0
+    store = AccessStore(home)
+    store.add_user("guest", ["ops"])
+    store.grant("ops", "default", "backup.md")
+    result = run("eval", "--user", "guest", "--questions", "3", "--unanswerable", "0", "--paraphrased", "0",
+                 "--out", out)
+    assert result.exit_code == 0, result.output
+    written = "".join(p.read_text(errors="ignore") for p in out.rglob("*") if p.suffix in (".jsonl", ".json", ".html"))
+    assert "nightly backup" in written
+    for hidden in ("vpn.md", "WireGuard", "keys.md", "admin console"):
+        assert hidden not in written, hidden
+    assert json.loads((out / "report.json").read_text())["meta"]["user"] == "guest"
+    unknown = run("eval", "--user", "nobody", "--out", tmp_path / "r2")
+    assert unknown.exit_code == 2 and "no user 'nobody'" in unknown.output
+
+
 def test_docent_eval_says_what_is_wrong_with_its_input(tmp_path, eval_docs, monkeypatch):
     from bot import generators
     from docent.cli import main
