@@ -198,16 +198,20 @@ def make_app(settings, home=None, parts=None):
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.server.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
 
-    def caller(authorization: str | None = Header(default=None)):
+    def caller(request: Request, authorization: str | None = Header(default=None)):
         """The request's Rights (a dependency: FastAPI runs it in a worker thread, so the
-        token's scrypt check does not hold the event loop)."""
-        return server.rights(authorization)
+        token's scrypt check does not hold the event loop). The user's name is kept for the
+        audit record of a request refused later (403)."""
+        rights = server.rights(authorization)
+        request.state.user = rights.user if rights is not None else ""
+        return rights
 
     @app.exception_handler(Refused)
     def refused(request: Request, exc: Refused):
         route = request.scope.get("route")
         server.metrics.request(getattr(route, "path", "other"), exc.status, 0.0)
-        server.audit.append({"user": "", "endpoint": request.url.path, "status": exc.status, "refused": exc.message})
+        server.audit.append({"user": getattr(request.state, "user", ""), "endpoint": request.url.path,
+                             "status": exc.status, "refused": exc.message})
         return JSONResponse(error_body(exc.message, exc.kind), exc.status, headers=exc.headers)
 
     @app.get("/healthz")

@@ -150,8 +150,11 @@ def test_every_request_is_in_the_audit_log_and_the_chain_holds(team):
     live = make()
     call(live, "POST", "/v1/ask", tokens["alice"], json={"question": "When do deploys go out?", "collection": "corp"})
     call(live, "GET", "/v1/models")                     # refused: logged too
+    call(live, "GET", "/v1/sources?collection=corp", tokens["carol"])     # 403: logged with who was refused
     log = AuditLog(settings.home_dir() / "audit.jsonl")
     records = list(log.records())
+    assert any(r.get("status") == 403 and r.get("user") == "carol" and r["endpoint"] == "/v1/sources"
+               for r in records)
     asked = next(r for r in records if r.get("endpoint") == "/v1/ask")
     assert asked["user"] == "alice" and asked["question"] == "When do deploys go out?" and asked["cited"]
     assert any(r.get("status") == 401 for r in records)
