@@ -158,9 +158,21 @@ def test_the_users_login_goes_through_the_one_throttle(team):
     assert attempt("bob", team.tokens["bob"])
     assert not attempt("bob", ALICE_PASSWORD)                     # her password is not his
     assert not attempt("carol", ALICE_PASSWORD)                   # no such user
-    assert not attempt("alice", team.tokens["bob"])               # the third wrong try in a row: locked
-    assert not attempt("alice", ALICE_PASSWORD)                   # locked, right password or not
-    assert check.failures == 4
+    assert not attempt("alice", team.tokens["bob"])               # his token is not hers
+    assert check.failures == 3
+    for _ in range(2):
+        assert not attempt("alice", "guess-guess-guess")
+    assert not attempt("alice", ALICE_PASSWORD)                   # her third wrong try in a row: locked, right or not
+    assert attempt("bob", team.tokens["bob"])                     # ...and only her: bob still gets in
+
+
+def test_wrong_tries_across_many_names_lock_the_whole_login(team):
+    from bot.login import LoginThrottle, UsersLogin
+    check = LoginThrottle(verify=UsersLogin(team.store), first_delay=0, lock_after=3, lock_seconds=60)
+    attempt = lambda name, secret: asyncio.run(check.check(name, secret))
+    for n in range(15):                                           # one try per name: no name reaches 3
+        assert not attempt(f"user{n}", "guess-guess-guess")
+    assert not attempt("bob", team.tokens["bob"])                 # 5 x lock_after in a row: everyone waits
 
 
 def test_the_shared_login_works_as_before_and_is_ignored_once_there_are_users(team, serve, capsys):
