@@ -177,11 +177,11 @@ def test_a_stopped_run_resumes_where_it_stopped(answerer, tmp_path):
     asked = []
     real_ask = answerer.ask
 
-    def ask(question, collection=None):
+    def ask(question, collection=None, rights=None):
         asked.append(question)
         if len(asked) == 3:
             raise KeyboardInterrupt
-        return real_ask(question, collection)
+        return real_ask(question, collection, rights=rights)
     answerer.ask = ask
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
