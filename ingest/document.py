@@ -26,7 +26,7 @@ class PageStart:
 @dataclass
 class ExtractedDocument:
     text: str                                   # the whole extracted text
-    format: str                                 # markdown, text, rst, html, pdf, docx
+    format: str                                 # markdown, text, rst, html, pdf, docx, notebook, table
     headings: list[Heading] = field(default_factory=list)   # sorted by start
     pages: list[PageStart] = field(default_factory=list)    # sorted; empty unless paged
     title: str | None = None                    # document title (front matter, <title>, PDF metadata)

@@ -200,7 +200,7 @@ def test_corrupt_and_empty_docx(tmp_path):
         load_file(make_docx(tmp_path / "empty.docx", [("p", "   ")]))
 
 
-@pytest.mark.parametrize("suffix", [".pdf", ".docx", ".html", ".md", ".rst", ".txt"])
+@pytest.mark.parametrize("suffix", [".pdf", ".docx", ".html", ".md", ".rst", ".txt", ".ipynb", ".csv"])
 def test_random_bytes_give_load_error_only(tmp_path, suffix):
     rng = random.Random(7)
     for i in range(5):
@@ -330,3 +330,65 @@ def test_os_errors_become_one_line_reasons():
 def test_longest_suffix_wins_and_a_bare_suffix_is_a_hidden_file():
     assert format_for(Path("intro.rst.txt")) == "rst" and format_for(Path("notes.v2.txt")) == "text"
     assert format_for(Path(".txt")) is None and format_for(Path("a..md")) == "markdown"
+
+
+# -- Jupyter notebooks -----------------------------------------------------------
+
+def _notebook(path: Path, cells: list, metadata=None) -> Path:
+    import json
+    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": cells,
+                                "metadata": metadata if metadata is not None else
+                                {"kernelspec": {"name": "python3", "language": "python"}}}), encoding="utf-8")
+    return path
+
+
+def test_a_notebook_reads_as_its_markdown_and_code_without_outputs(tmp_path):
+    p = _notebook(tmp_path / "backfill.ipynb", [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Backfilling events\n", "\n", "Run this after an outage."]},
+        {"cell_type": "code", "metadata": {}, "execution_count": 1, "source": "events = load('2026-11')\nbackfill(events)",
+         "outputs": [{"output_type": "stream", "name": "stdout", "text": ["token=ghp_printedwhiledebugging123\n"]}]},
+        {"cell_type": "markdown", "metadata": {}, "source": "## Checking the result\n\nCount the rows per day."},
+        {"cell_type": "raw", "metadata": {}, "source": "\\LaTeX only"},
+    ])
+    doc = load_file(p)
+    assert doc.format == "notebook" and format_for(p) == "notebook"
+    assert "Run this after an outage." in doc.text and "```python\nevents = load('2026-11')" in doc.text
+    assert "ghp_printedwhiledebugging" not in doc.text and "LaTeX" not in doc.text
+    assert [h.title for h in doc.headings] == ["Backfilling events", "Checking the result"]
+
+
+@pytest.mark.parametrize("content, reason", [
+    ('{"cells": [', "not a notebook: invalid JSON"),
+    ('{"worksheets": []}', "not a notebook: no list of cells"),
+    ('{"cells": [{"cell_type": "code", "source": "  "}]}', "empty notebook"),
+])
+def test_a_broken_notebook_says_why_in_one_line(tmp_path, content, reason):
+    p = tmp_path / "bad.ipynb"
+    p.write_text(content, encoding="utf-8")
+    with pytest.raises(LoadError) as caught:
+        load_file(p)
+    assert str(caught.value).startswith(reason) and "\n" not in str(caught.value)
+
+
+# -- CSV tables --------------------------------------------------------------------
+
+def test_each_row_of_a_table_keeps_its_column_names(tmp_path):
+    p = tmp_path / "oncall.csv"
+    p.write_text("Team;Engineer;Phone shift\neng;Ada;Mondays 09:00-17:00\n\nhr;;Fridays\n", encoding="utf-8")
+    doc = load_file(p)
+    assert doc.format == "table" and format_for(p) == "table"
+    assert doc.text.splitlines() == ["Team: eng; Engineer: Ada; Phone shift: Mondays 09:00-17:00.",
+                                     "Team: hr; Phone shift: Fridays."]
+    tabs = tmp_path / "keys.tsv"
+    tabs.write_text("service\trotation\napi\t90 days\n", encoding="utf-8")
+    assert load_file(tabs).text == "service: api; rotation: 90 days."
+
+
+def test_a_table_with_only_a_header_or_nothing_says_so(tmp_path):
+    header = tmp_path / "header.csv"
+    header.write_text("name,team\n", encoding="utf-8")
+    assert load_file(header).text == "Columns: name, team."
+    empty = tmp_path / "empty.csv"
+    empty.write_text("\n,,\n", encoding="utf-8")
+    with pytest.raises(LoadError, match="empty file"):
+        load_file(empty)

@@ -27,11 +27,12 @@ from pathlib import Path
 
 from ingest.document import ExtractedDocument, LoadError
 from ingest.errors import os_reason
-from ingest.loaders import docx, html, markdown, pdf, rst, text
+from ingest.loaders import docx, html, markdown, notebook, pdf, rst, table, text
 from ingest.loaders.base import Loader, short
 
 ENTRY_POINT_GROUP = "docent.loaders"
-BUILTIN: tuple[Loader, ...] = (markdown.LOADER, text.LOADER, rst.LOADER, html.LOADER, pdf.LOADER, docx.LOADER)
+BUILTIN: tuple[Loader, ...] = (markdown.LOADER, text.LOADER, rst.LOADER, html.LOADER, pdf.LOADER, docx.LOADER,
+                                notebook.LOADER, table.LOADER)
 
 log = logging.getLogger(__name__)
 _lock = threading.RLock()    # helper threads ask too; re-entrant in case a plugin asks while loading
