@@ -199,11 +199,8 @@ class Service:
 
     def display_name(self, path: str, collection: str | None) -> str:
         """An uploaded file by the name the user gave it; other files by their path."""
-        from ingest.upload import uploads_dir
-        try:
-            return str(Path(path).relative_to(uploads_dir(self.home, collection or self.default_collection)))
-        except ValueError:
-            return path
+        from ingest.upload import shown_name, uploads_dir
+        return shown_name(path, uploads_dir(self.home, collection or self.default_collection))
 
     def offered_collections(self, rights=None) -> list[str]:
         """The collections the window offers: those under the home folder, and the default
@@ -275,7 +272,7 @@ class Service:
         `rights`, an AccessError (nothing copied) unless a write grant covers where each
         file goes (the collection's uploads folder)."""
         from bot.access.users import AccessError
-        from ingest.upload import stage_uploads, uploads_dir
+        from ingest.upload import add_uploads, uploads_dir
         name = collection or self.default_collection
         config = self.settings.ui
         if rights is not None:
@@ -286,15 +283,13 @@ class Service:
                 raise AccessError(refusal or f"You may not add {', '.join(outside)} to collection '{name}': "
                                              "your write grant does not cover its uploads folder.")
         with self._ingesting:
-            staged, refused = stage_uploads(files, uploads_dir(self.home, name),
-                                            int(config.max_upload_mb * 2**20), config.max_upload_files)
-            results = [UploadResult(r.name, "failed", reason=r.reason) for r in refused]
-            if staged:
-                report = self.ingestor.ingest(
-                    staged, name, progress=(lambda e: progress(e.done, e.total, self.display_name(e.path, name)))
-                    if progress else None)
-                results += [UploadResult(self.display_name(r.path, name), r.action, r.chunks, r.reason or "")
-                            for r in report.results]
+            refused, report = add_uploads(
+                self.ingestor, self.home, name, files, int(config.max_upload_mb * 2**20), config.max_upload_files,
+                progress=(lambda e: progress(e.done, e.total, self.display_name(e.path, name))) if progress else None)
+        results = [UploadResult(r.name, "failed", reason=r.reason) for r in refused]
+        if report is not None:
+            results += [UploadResult(self.display_name(r.path, name), r.action, r.chunks, r.reason or "")
+                        for r in report.results]
         return results
 
     def add_paths(self, paths: Sequence[str | Path], collection: str | None):

@@ -140,29 +140,25 @@ class Server:
         """Files (zips unpacked) into the collection's uploads folder, under `folder`, and
         ingested; for a user with write rights there (403 the same whether the collection
         exists or not, when they cannot read it either)."""
-        from ingest.upload import UploadError, stage_uploads, upload_folder, uploads_dir
+        from ingest.upload import UploadError, add_uploads, shown_name, upload_folder, uploads_dir
         try:
             folder = upload_folder(folder)
         except UploadError as exc:
             raise Refused(400, str(exc), "invalid_request_error") from None
         target = "/".join(filter(None, [folder, "x"]))     # a file in that folder, for the globs
         if rights is not None and not rights.can_write(collection, target):
-            if collection not in self.readable(rights):
-                raise Refused(403, f"collection '{collection}' is not one you can read", "permission_denied")
+            self.collection(rights, collection)            # who cannot read it: the 403 of an unknown collection
             raise Refused(403, f"you may not add files to collection '{collection}'"
                                f"{' in ' + repr(folder) if folder else ''} (docent access grant GROUP "
                                f"--collection {collection} --write)", "permission_denied")
         config = self.settings.ui
-        root = uploads_dir(self.home, collection)
         with self._ingesting:
-            staged, refused = stage_uploads(files, root / folder if folder else root,
-                                            int(config.max_upload_mb * 2**20), config.max_upload_files)
-            out = [{"name": r.name, "action": "failed", "reason": r.reason} for r in refused]
-            if staged:
-                report = self.parts.ingestor.ingest(staged, collection)
-                out += [{"name": _shown(r.path, root), "action": r.action, "chunks": r.chunks,
-                         "reason": r.reason or ""} for r in report.results]
-        return out
+            refused, report = add_uploads(self.parts.ingestor, self.home, collection, files,
+                                          int(config.max_upload_mb * 2**20), config.max_upload_files, folder)
+        root = uploads_dir(self.home, collection)
+        return [{"name": r.name, "action": "failed", "reason": r.reason} for r in refused] + [
+            {"name": shown_name(r.path, root), "action": r.action, "chunks": r.chunks, "reason": r.reason or ""}
+            for r in (report.results if report is not None else [])]
 
     def record(self, rights, endpoint: str, collection: str | None, status: int, started: float,
                question: str = "", answer=None) -> None:
@@ -176,13 +172,6 @@ class Server:
                          flags=sorted({f["kind"] for f in answer.flags}), abstained=answer.abstained,
                          blocked=answer.blocked)
         self.audit.append(entry)
-
-
-def _shown(path: str, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).name
 
 
 def make_app(settings, home=None, parts=None):

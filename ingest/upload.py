@@ -2,8 +2,8 @@
 uploads folder (the index refers to files by path, so they must outlive the browser's
 temporary copies), zips unpacked safely. Ingesting them is the pipeline's job.
 
-    staged, refused = stage_uploads(files, uploads_dir(home, "default"), max_bytes, max_files)
-    Ingestor(settings).ingest(staged, "default")
+    refused, report = add_uploads(ingestor, home, "default", files, max_bytes, max_files)
+    shown_name(record.path, uploads_dir(home, "default"))     # "eng/notes.md": the name it was given
 
 A zip becomes a folder named after it; uploading it again replaces that folder, so files
 left out of the new zip leave the index (the pipeline's rule for deleted files).
@@ -82,6 +82,25 @@ def stage_uploads(files: Sequence[str | os.PathLike], dest: Path, max_bytes: int
                 continue
             staged.append(target)
     return staged, refused
+
+
+def add_uploads(ingestor, home: Path, collection: str, files: Sequence[str | os.PathLike], max_bytes: int,
+                max_files: int, folder: str = "", progress=None):
+    """Stage `files` in the collection's uploads folder (under `folder`, checked by
+    upload_folder) and ingest them: (refused, the ingest report or None when nothing was
+    staged). The window and the team server both add files this way."""
+    root = uploads_dir(home, collection)
+    staged, refused = stage_uploads(files, root / folder if folder else root, max_bytes, max_files)
+    return refused, (ingestor.ingest(staged, collection, progress=progress) if staged else None)
+
+
+def shown_name(path: str, uploads: Path) -> str:
+    """An uploaded file by the name it was given (its path under `uploads`); another
+    file by its path."""
+    try:
+        return Path(path).relative_to(uploads).as_posix()
+    except ValueError:
+        return path
 
 
 class UploadError(Exception):
