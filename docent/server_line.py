@@ -62,10 +62,6 @@ class Line:
             raise Refused(429, f"{len(self._waiting)} questions are waiting for the model; try again shortly",
                           "rate_limit_exceeded", {"Retry-After": str(self.retry_after)})
 
-    def _order(self) -> list[_Ticket]:
-        """The waiting tickets in the order they will be served (lock held)."""
-        return sorted(self._waiting, key=_Ticket.key)
-
     def _next(self) -> _Ticket | None:
         return min(self._waiting, key=_Ticket.key, default=None)
 
@@ -84,7 +80,7 @@ class Line:
                     if cancel is not None and cancel.is_set():
                         raise Cancelled()
                     if moved is not None:
-                        position = self._order().index(me) + 1
+                        position = 1 + sum(t.key() < me.key() for t in self._waiting)   # served before me
                         if position != reported:
                             moved(position)
                             reported = position
