@@ -304,7 +304,7 @@ def overhead(settings, home: Path, reps: int = 3) -> dict:
     answerer.ask(question, "guide")               # the prompt cache in its steady state
     direct, served = [], []
     from bot.access.rights import Rights
-    rights = Rights.of(store.user("u00"), store.grants())
+    rights = Rights.of_name(store, "u00")
     for _ in range(reps):
         started = time.perf_counter()
         answerer.ask(question, "guide", rights=rights)

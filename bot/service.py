@@ -140,10 +140,10 @@ class Service:
             if self.access.has_users():
                 raise AccessError("docent has users now: restart the window, so that it asks them to log in")
             return None
-        user = self.access.user(username) if username else None
-        if user is None:
+        rights = Rights.of_name(self.access, username) if username else None
+        if rights is None:
             raise AccessError("log in as one of docent's users (this name is not one, or no longer)")
-        return Rights.of(user, self.access.grants())
+        return rights
 
     def write_refusal(self, collection: str | None, rights) -> str | None:
         """Why `rights` may not add or remove files in the collection (one line), or None."""

@@ -73,15 +73,12 @@ def _rights_of(home: Path, user: str, collection: str):
     """The user's Rights (exit 2 for an unknown user, or a collection they cannot read)."""
     from bot.access.rights import Rights
     from bot.access.users import AccessError, AccessStore
-    store = AccessStore(home)
     try:
-        found = store.user(user)
-        grants = store.grants()
+        rights = Rights.of_name(AccessStore(home), user)
     except AccessError as exc:
         fail(str(exc), EXIT_USAGE)
-    if found is None:
+    if rights is None:
         fail(f"no user '{user}' (docent users list)", EXIT_USAGE)
-    rights = Rights.of(found, grants)
     if not rights.can_read_collection(collection):
         fail(f"collection '{collection}' is not one {user} can read", EXIT_USAGE)
     return rights

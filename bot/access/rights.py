@@ -29,6 +29,13 @@ class Rights:
     def of(cls, user: User, grants: Sequence[Grant]) -> "Rights":
         return cls(user.name, frozenset(user.groups), tuple(grants))
 
+    @classmethod
+    def of_name(cls, store, name: str) -> "Rights | None":
+        """The rights of the user called `name` in `store` (an AccessStore), read now;
+        None when there is no such user."""
+        user = store.user(name)
+        return None if user is None else cls.of(user, store.grants())
+
     @property
     def admin(self) -> bool:
         return ADMIN_GROUP in self.groups
