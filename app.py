@@ -61,10 +61,8 @@ def build(service):
     # The upload and remove controls: off when read-only, else as Gradio makes them.
     enabled = {} if writable else {"interactive": False}
 
-    def rights_of(request):
-        """The logged-in user's Rights, fresh for this request (a revoked grant counts at the
-        next click); None without users."""
-        return service.rights_for(getattr(request, "username", None))
+    # The logged-in user's Rights, fresh for each request (a revoked grant counts at the next click).
+    rights_of = service.rights_of
 
     def writer(collection, request) -> tuple:
         """(rights, None), or (None, why this user may not add or remove files here: one line)."""

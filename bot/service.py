@@ -145,6 +145,10 @@ class Service:
             raise AccessError("log in as one of docent's users (this name is not one, or no longer)")
         return rights
 
+    def rights_of(self, request):
+        """rights_for the user a window request (gr.Request) was logged in as."""
+        return self.rights_for(getattr(request, "username", None))
+
     def write_refusal(self, collection: str | None, rights) -> str | None:
         """Why `rights` may not add or remove files in the collection (one line), or None."""
         name = collection or self.default_collection

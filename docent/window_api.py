@@ -28,8 +28,7 @@ def add_api(gr, service, expected):
                 raise gr.Error(str(exc), print_exception=False) from None
         return call
 
-    def rights_of(request):
-        return service.rights_for(getattr(request, "username", None))
+    rights_of = service.rights_of
 
     def writable(collection, request) -> tuple:
         """(collection, rights) for a caller who may change the collection; gr.Error otherwise."""
