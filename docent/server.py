@@ -120,6 +120,21 @@ class Server:
         self.metrics.answered(run.answer)
         return run.answer
 
+    def answered(self, rights, endpoint: str, collection: str, question: str, history, started: float,
+                 events=None, cancel: threading.Event | None = None, moved=None):
+        """answer(), with the request's audit record: 200 with the answer, the client's
+        499 when it went away, or the refusal's status (the exception goes on)."""
+        try:
+            answer = self.answer(rights, question, collection, history, events, cancel, moved)
+        except Cancelled:
+            self.record(rights, endpoint, collection, CLIENT_GONE, started, question)
+            raise
+        except Refused as exc:
+            self.record(rights, endpoint, collection, exc.status, started, question)
+            raise
+        self.record(rights, endpoint, collection, 200, started, question, answer)
+        return answer
+
     def retrieve(self, rights, query: str, collection: str, k: int) -> list[dict]:
         from bot.retrieval import clean_query
         query = clean_query(query)
@@ -236,26 +251,23 @@ def make_app(settings, home=None, parts=None):
         def work(emit, cancel) -> None:
             # The content is the checked answer, sent once the guards are done (OpenAI's
             # clients cannot take back text); meanwhile SSE comments, which they skip, say
-            # where the question is.
+            # where the question is. An error after the start is an error event (the
+            # openai client raises it).
             def moved(position):
                 emit(f": waiting for the model, {position} in line\n\n")
             try:
-                answer = server.answer(rights, question, collection, history,
-                                       lambda event: event.kind == "status" and emit(f": {event.text}\n\n"),
-                                       cancel, moved)
+                answer = server.answered(rights, endpoint, collection, question, history, started,
+                                         lambda event: event.kind == "status" and emit(f": {event.text}\n\n"),
+                                         cancel, moved)
             except Cancelled:
-                server.record(rights, endpoint, collection, CLIENT_GONE, started, question)
                 return
-            except Refused as exc:      # the stream has started: an error event (the openai client raises it)
-                server.record(rights, endpoint, collection, exc.status, started, question)
+            except Refused as exc:
                 emit(f"data: {json.dumps(error_body(exc.message, exc.kind))}\n\n")
                 return
             for piece in completion_chunks(answer, collection):
                 emit(f"data: {json.dumps(piece, ensure_ascii=False)}\n\n")
             emit("data: [DONE]\n\n")
-            server.record(rights, endpoint, collection, 200, started, question, answer)
-        return StreamingResponse(relay(request, work, server.workers), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return _event_stream(request, work, server)
 
     @app.post("/v1/ask")
     async def ask(body: AskRequest, request: Request, rights=Depends(caller)):
@@ -275,19 +287,15 @@ def make_app(settings, home=None, parts=None):
             def seen(event):
                 emit(sse({"text": event.text, **({"reason": event.reason} if event.reason else {})}, event.kind))
             try:
-                answer = server.answer(rights, body.question, collection, body.history, seen, cancel,
-                                       lambda position: emit(sse({"position": position}, "queued")))
+                answer = server.answered(rights, endpoint, collection, body.question, body.history, started, seen,
+                                         cancel, lambda position: emit(sse({"position": position}, "queued")))
             except Cancelled:
-                server.record(rights, endpoint, collection, CLIENT_GONE, started, body.question)
                 return
             except Refused as exc:
-                server.record(rights, endpoint, collection, exc.status, started, body.question)
                 emit(sse(error_body(exc.message, exc.kind), "error"))
                 return
             emit(sse(answer.to_dict(), "answer"))
-            server.record(rights, endpoint, collection, 200, started, body.question, answer)
-        return StreamingResponse(relay(request, work, server.workers), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return _event_stream(request, work, server)
 
     @app.post("/v1/retrieve")
     def retrieve(body: RetrieveRequest, rights=Depends(caller)) -> dict:
@@ -336,18 +344,18 @@ def make_app(settings, home=None, parts=None):
 
 async def _answered(server: Server, request, rights, endpoint: str, collection: str, question: str, history,
                     started: float):
-    """A whole answer, worked out in its own thread while the client is watched."""
+    """A whole answer, worked out by the server's workers while the client is watched."""
     try:
-        answer = await offload(request, lambda cancel: server.answer(rights, question, collection, history,
-                                                                     cancel=cancel), server.workers)
+        return await offload(request, lambda cancel: server.answered(rights, endpoint, collection, question,
+                                                                     history, started, cancel=cancel), server.workers)
     except Cancelled:
-        server.record(rights, endpoint, collection, CLIENT_GONE, started, question)
         raise Refused(CLIENT_GONE, "the client went away", "cancelled") from None
-    except Refused as exc:
-        server.record(rights, endpoint, collection, exc.status, started, question)
-        raise
-    server.record(rights, endpoint, collection, 200, started, question, answer)
-    return answer
+
+
+def _event_stream(request, work, server: Server):
+    """`work(emit, cancel)` run by the server's workers, what it emits sent as server-sent events."""
+    return StreamingResponse(relay(request, work, server.workers), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
 
 
 @contextmanager
