@@ -215,12 +215,12 @@ def test_zip_of_a_folder_is_ingested(page, tmp_path):
     archive = tmp_path / "handbook.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("handbook/travel.md", "# Travel\n\nTrain tickets are booked through the travel desk.\n")
-        zf.writestr("handbook/logo.png", b"\x89PNG not a document")
+        zf.writestr("handbook/logo.psd", b"8BPS not a document")
     page.locator("#docent-files input[type=file]").set_input_files(str(archive))
     page.locator("#docent-add").click()
     page.locator("#docent-upload-result table").wait_for()
     rows = page.locator("#docent-upload-result").inner_text()
-    assert "travel.md\tadded" in rows and "logo.png\tskipped" in rows
+    assert "travel.md\tadded" in rows and "logo.psd\tskipped" in rows
     _shot(page, "08-zip-upload")
 
 

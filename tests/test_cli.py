@@ -44,11 +44,11 @@ def test_ingest_sources_reingest_and_remove(run, docs):
 
 def test_failed_and_skipped_files_are_named_with_reasons_and_exit_1(run, docs):
     (docs / "empty.txt").write_text("   \n")
-    (docs / "logo.png").write_bytes(b"\x89PNG\r\n")
+    (docs / "logo.psd").write_bytes(b"8BPS")
     result = run("ingest", docs)
     assert result.exit_code == 1
     assert f"failed: {docs / 'empty.txt'}: empty file" in result.output
-    assert "skipped (unsupported format)" in result.output and "logo.png" in result.output
+    assert "skipped (unsupported format)" in result.output and "logo.psd" in result.output
     assert "3 added" in result.output and "1 failed" in result.output
 
 
@@ -82,7 +82,7 @@ def test_model_mismatch_says_what_to_do_and_reembed_fixes_it(run, docs, settings
 def test_usage_errors(run, tmp_path):
     assert run("ingest").exit_code == 2
     missing = run("ingest", tmp_path / "nope")
-    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert missing.exit_code == 2 and "nope: no such file or folder" in missing.output
     assert run("sources", "-c", "nothing").exit_code == 5
 
 

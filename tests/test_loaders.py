@@ -29,7 +29,7 @@ def test_format_for_extensions():
     assert format_for(Path("_sources/intro.rst.txt")) == "rst"
     assert format_for(Path("page.xhtml")) == "html"
     assert format_for(Path("report.docx")) == "docx"
-    for name in ("photo.jpg", "Makefile", "old.doc", ".md"):
+    for name in ("drawing.svg", "Makefile", "old.doc", ".md"):
         assert format_for(Path(name)) is None
 
 
@@ -314,7 +314,7 @@ def test_unreadable_file(tmp_path):
 
 def test_unsupported_extension_is_refused(tmp_path):
     with pytest.raises(LoadError, match="unsupported"):
-        load_file(make_text(tmp_path / "photo.jpg", "x"))
+        load_file(make_text(tmp_path / "drawing.svg", "x"))
 
 
 def test_os_errors_become_one_line_reasons():

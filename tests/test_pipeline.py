@@ -126,16 +126,18 @@ def test_bad_files_are_reported_and_the_rest_is_ingested(settings, fake_embedder
     (docs / "empty.md").write_text("")
     (docs / "binary.txt").write_bytes(bytes(range(256)) * 20)
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4\nthis is not really a pdf")
-    (docs / "picture.png").write_bytes(b"\x89PNG")
+    (docs / "picture.png").write_bytes(b"\x89PNG")       # cut short: OCR cannot open it
+    (docs / "model.blend").write_bytes(b"BLENDER")
     os.symlink(docs / "missing.md", docs / "dangling.md")
     report = Ingestor(settings, fake_embedder).ingest([docs])
     reasons = {os.path.basename(r.path): r.reason for r in report.failed}
-    assert set(reasons) == {"empty.md", "binary.txt", "broken.pdf", "dangling.md"}
+    assert set(reasons) == {"empty.md", "binary.txt", "broken.pdf", "dangling.md", "picture.png"}
     assert "empty" in reasons["empty.md"]
     assert "binary" in reasons["binary.txt"]
     assert "PDF" in reasons["broken.pdf"]
     assert "symlink" in reasons["dangling.md"]
-    assert [os.path.basename(r.path) for r in report.skipped] == ["picture.png"]
+    assert "image" in reasons["picture.png"]
+    assert [os.path.basename(r.path) for r in report.skipped] == ["model.blend"]
     assert report.count("added") == 3
     assert report.exit_code == EXIT_SOME_FAILED
 

@@ -27,12 +27,13 @@ from pathlib import Path
 
 from ingest.document import ExtractedDocument, LoadError
 from ingest.errors import os_reason
-from ingest.loaders import docx, html, markdown, notebook, pdf, rst, table, text
+from ingest.loaders import docx, email, epub, html, markdown, notebook, ocr, pdf, pptx, rst, table, text, xlsx
 from ingest.loaders.base import Loader, short
 
 ENTRY_POINT_GROUP = "docent.loaders"
 BUILTIN: tuple[Loader, ...] = (markdown.LOADER, text.LOADER, rst.LOADER, html.LOADER, pdf.LOADER, docx.LOADER,
-                                notebook.LOADER, table.LOADER)
+                                notebook.LOADER, table.LOADER, ocr.LOADER, pptx.LOADER, xlsx.LOADER,
+                                email.LOADER, email.MBOX_LOADER, epub.LOADER)
 
 log = logging.getLogger(__name__)
 _lock = threading.RLock()    # helper threads ask too; re-entrant in case a plugin asks while loading
@@ -84,10 +85,17 @@ def format_for(path: Path) -> str | None:
 def load_file(path: Path, max_bytes: int | None = None) -> ExtractedDocument:
     """Read and parse one file. Raises LoadError (only) for anything wrong with it."""
     path = Path(path)
-    loader = loader_for(path)
-    if loader is None:
+    if loader_for(path) is None:
         raise LoadError(f"unsupported file type ({path.suffix or 'no extension'})")
-    doc = loader.load(_read(path, max_bytes))
+    return load_bytes(path.name, _read(path, max_bytes))
+
+
+def load_bytes(name: str, data: bytes) -> ExtractedDocument:
+    """Parse a file's bytes by its name's suffix (a git blob, a fetched page). LoadError only."""
+    loader = loader_for(Path(name))
+    if loader is None:
+        raise LoadError(f"unsupported file type ({Path(name).suffix or 'no extension'})")
+    doc = loader.load(data)
     doc.headings.sort(key=lambda h: h.start)
     return doc
 
@@ -178,4 +186,4 @@ def _as_loader(obj) -> Loader:
 
 
 __all__ = ["Loader", "BUILTIN", "ENTRY_POINT_GROUP", "FORMATS", "registry", "reset_registry",
-           "loader_for", "format_for", "load_file", "check_file"]
+           "loader_for", "format_for", "load_file", "load_bytes", "check_file"]

@@ -1,5 +1,6 @@
 """PDF: each page's text (pypdf) as a block with its page number; bookmarks as headings;
-encrypted files opened with the empty password when they allow it."""
+encrypted files opened with the empty password when they allow it. A page with (almost)
+no text but with images is a scan: its images are read by OCR (ocr.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import re
 
 from ingest.document import ExtractedDocument, Heading, LoadError, PageStart
 from ingest.loaders.base import Blocks, Loader, collapse, short
+from ingest.loaders.ocr import MIN_SIDE, page_metadata, recognize
 
 # pypdf adds a space for a TJ gap wider than ~half its idea of the font's space. For the
 # subset CID fonts of LaTeX/Sphinx PDFs it often takes the space to be ~560/1000 em, so
@@ -16,6 +18,10 @@ from ingest.loaders.base import Blocks, Loader, collapse, short
 # Debian Policy PDF read as 40k words instead of 72k. 150/1000 em is wider than kerning,
 # narrower than any word gap; fonts whose own threshold is lower keep it.
 _TJ_WORD_GAP = 150.0
+# A page with fewer non-space characters than this (a page number, a stamp) and with
+# images is taken for a scan and read by OCR.
+_SCANNED_CHARS = 20
+_MAX_OCR_IMAGES = 8         # per page: the largest ones (a page of icons is not a scan)
 
 
 def _widen_pypdf_word_gaps() -> None:
@@ -58,13 +64,29 @@ def load(data: bytes) -> ExtractedDocument:
     pages: list[PageStart] = []
     spans: dict[int, tuple[int, int]] = {}      # page index -> (start, end) in text
     failed = 0
+    confidences: dict[int, float] = {}          # page number -> OCR confidence
+    ocr_failed: list[int] = []
+    ocr_reason = None                           # why OCR failed, for a PDF with no text at all
+    ocr_empty = False                           # OCR ran and found nothing
     for i in range(n_pages):
         try:
-            raw = reader.pages[i].extract_text() or ""
+            page = reader.pages[i]
+            raw = page.extract_text() or ""
         except Exception:                       # one broken page must not lose the others
             failed += 1
             continue
         page_text = _clean_text(raw)
+        if len("".join(page_text.split())) < _SCANNED_CHARS:
+            try:
+                scanned = _ocr_page(page)
+            except LoadError as exc:            # this page stays as it was; the others go on
+                ocr_failed.append(i + 1)
+                ocr_reason = str(exc)
+                scanned = None
+            if scanned and scanned[0]:
+                page_text, confidences[i + 1] = scanned
+            elif scanned:
+                ocr_empty = True
         if page_text:
             out.add(page_text)
             pages.append(PageStart(out.length - len(page_text), i + 1))
@@ -72,9 +94,50 @@ def load(data: bytes) -> ExtractedDocument:
     if not pages:
         if failed == n_pages and n_pages:
             raise LoadError("corrupt PDF: no page could be read")
+        if ocr_reason:
+            raise LoadError(ocr_reason)
+        if ocr_empty:
+            raise LoadError("no extractable text (and OCR found none in its images)")
         raise LoadError("no extractable text (scanned PDF?)")
     text = out.text()
-    return ExtractedDocument(text, "pdf", _headings(reader, text, spans), pages, title=_title(reader))
+    metadata = page_metadata(confidences)
+    if ocr_failed:
+        metadata["ocr_failed"] = ",".join(map(str, ocr_failed))
+    return ExtractedDocument(text, "pdf", _headings(reader, text, spans), pages, title=_title(reader),
+                             metadata=metadata)
+
+
+def _ocr_page(page) -> tuple[str, float] | None:
+    """(text, confidence) read by OCR from the page's images; None when it has no image
+    large enough to hold text; ("", 0.0) when OCR found none. LoadError when OCR is not
+    available or no image could be decoded."""
+    images, errors = [], []
+    try:
+        files = page.images
+        for k in range(len(files)):
+            try:
+                image = files[k].image          # decoding: JBIG2 and some filters are not supported
+            except Exception as exc:
+                errors.append(short(exc))
+                continue
+            if image is not None and min(image.size) >= MIN_SIDE:
+                images.append((k, image))
+    except Exception as exc:                    # a broken resource dictionary or inline image
+        errors.append(short(exc))
+    if not images:
+        if errors:
+            raise LoadError(f"page image could not be decoded: {errors[0]}")
+        return None
+    # The largest few, read in the order they are drawn (strips of one scan stay in order).
+    images = sorted(sorted(images, key=lambda ki: -ki[1].width * ki[1].height)[:_MAX_OCR_IMAGES])
+    texts, weighted, chars = [], 0.0, 0
+    for _, image in images:
+        result = recognize(image)
+        if result.text:
+            texts.append(result.text)
+            n = len("".join(result.text.split()))
+            weighted, chars = weighted + result.confidence * n, chars + n
+    return ("\n\n".join(texts), weighted / chars) if chars else ("", 0.0)
 
 
 def _clean_text(raw: str) -> str:
