@@ -18,13 +18,13 @@ from ingest.errors import (CollectionLocked, CollectionNotFound, EmbeddingMismat
                            storage_faults)
 from ingest.store.filters import NO_FILTER, ChunkFilter
 from ingest.store.reader import Collection
-from ingest.store.records import (FileRecord, NewChunk, StoredChunk, collection_dir, list_collections,
+from ingest.store.records import (FileRecord, NewChunk, SourceRecord, StoredChunk, collection_dir, list_collections,
                                   validate_name)
 from ingest.store.schema import DB_NAME, LOCK_NAME, SCHEMA_VERSION
 from ingest.store.vectors import VECTOR_BACKENDS, VectorBackend, VectorIndex, vector_backend
 from ingest.store.writer import CollectionWriter
 
 __all__ = ["ChunkFilter", "Collection", "CollectionLocked", "CollectionNotFound", "CollectionWriter", "DB_NAME",
-           "EmbeddingMismatch", "FileRecord", "LOCK_NAME", "NO_FILTER", "NewChunk", "SCHEMA_VERSION", "StoreError",
+           "EmbeddingMismatch", "FileRecord", "LOCK_NAME", "NO_FILTER", "NewChunk", "SCHEMA_VERSION", "SourceRecord", "StoreError",
            "StoredChunk", "VECTOR_BACKENDS", "VectorBackend", "VectorIndex", "collection_dir", "list_collections",
            "storage_faults", "validate_name", "vector_backend"]

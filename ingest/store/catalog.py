@@ -9,7 +9,7 @@ from typing import Sequence
 from ingest.errors import EmbeddingMismatch
 from ingest.store import keywords
 from ingest.store.filters import ChunkFilter
-from ingest.store.records import FileRecord, StoredChunk, file_record, stored_chunk
+from ingest.store.records import FileRecord, SourceRecord, StoredChunk, file_record, source_record, stored_chunk
 
 
 class Catalog:
@@ -40,6 +40,10 @@ class Catalog:
     def file(self, path: str) -> FileRecord | None:
         row = self.conn.execute("SELECT * FROM files WHERE path = ?", (path,)).fetchone()
         return file_record(row) if row else None
+
+    def sources(self) -> list[SourceRecord]:
+        """The sources the collection was built from, in the order they were first added."""
+        return [source_record(r) for r in self.conn.execute("SELECT * FROM sources ORDER BY added_at, spec")]
 
     def chunk_count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]

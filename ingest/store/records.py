@@ -28,6 +28,25 @@ class FileRecord:
     pages: int | None
     title: str | None
     ingested_at: float
+    source: str | None = None       # the spec of the source that brought it (ingest.sources)
+    origin: str | None = None       # JSON: its version where it came from (git commit, page URL, OCR)
+
+    def origin_info(self) -> dict:
+        try:
+            value = json.loads(self.origin) if self.origin else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    spec: str                       # what the user gave: a folder, git+URL@branch, a site URL
+    kind: str                       # folder | git | site
+    state: dict                     # the source's own memory between syncs
+    added_at: float
+    synced_at: float | None
+    error: str | None               # why the last sync of it failed (None: it went well)
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,15 @@ class NewChunk(ChunkContent):
 
 def file_record(row: sqlite3.Row) -> FileRecord:
     return FileRecord(**{k: row[k] for k in row.keys()})
+
+
+def source_record(row: sqlite3.Row) -> SourceRecord:
+    try:
+        state = json.loads(row["state"] or "{}")
+    except ValueError:
+        state = {}
+    return SourceRecord(row["spec"], row["kind"], state if isinstance(state, dict) else {}, row["added_at"],
+                        row["synced_at"], row["error"])
 
 
 def stored_chunk(row: sqlite3.Row) -> StoredChunk:

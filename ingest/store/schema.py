@@ -91,10 +91,34 @@ def _fill_terms(conn: sqlite3.Connection) -> None:
     fill_missing_terms(conn)
 
 
+_SOURCES = """
+-- Where each file came from, beyond its path: the source that brought it (a folder, a git
+-- repository, a site) and what a citation needs to name its version (JSON: commit, url, OCR).
+ALTER TABLE files ADD COLUMN source TEXT;
+ALTER TABLE files ADD COLUMN origin TEXT;
+-- The sources a collection was built from, so `docent sync` can read them all again; state is
+-- the source's own JSON (a git commit, a site's ETags and links).
+CREATE TABLE IF NOT EXISTS sources (
+    spec TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT '{}',
+    added_at REAL NOT NULL,
+    synced_at REAL,
+    error TEXT
+);
+"""
+
+
+def _sources(conn: sqlite3.Connection) -> None:
+    for statement in _statements(_SOURCES):
+        conn.execute(statement)
+
+
 # Append only: a migration, once released, is never edited (a collection may have run it).
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection], None]], ...] = (
     ("the catalog: files, chunks, labels, vectors, keyword terms, FTS5", _base),
     ("keyword terms for chunks ingested before they were stored", _fill_terms),
+    ("sources: where files came from, and the sources to sync", _sources),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -152,9 +152,12 @@ class CollectionWriter(Catalog):
     def _put_file(self, record: FileRecord, chunks: Sequence[NewChunk], vectors: np.ndarray) -> None:
         index = self._vector_index()
         self._delete_chunks(record.path)
-        self.conn.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (
-            record.path, record.format, record.content_hash, record.size, record.mtime_ns, record.status,
-            record.error, record.failed_hash, record.n_chunks, record.pages, record.title, record.ingested_at))
+        self.conn.execute(
+            "INSERT OR REPLACE INTO files (path, format, content_hash, size, mtime_ns, status, error, failed_hash, "
+            "n_chunks, pages, title, ingested_at, source, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+                record.path, record.format, record.content_hash, record.size, record.mtime_ns, record.status,
+                record.error, record.failed_hash, record.n_chunks, record.pages, record.title, record.ingested_at,
+                record.source, record.origin))
         ids = []
         for ord_, (chunk, vector) in enumerate(zip(chunks, vectors)):
             cur = self.conn.execute(
@@ -173,7 +176,8 @@ class CollectionWriter(Catalog):
         if ids:
             index.add(np.asarray(ids, dtype=np.int64), np.asarray(vectors, dtype=np.float32))
 
-    def mark_failed(self, path: str, error: str, failed_hash: str | None, fmt: str | None) -> None:
+    def mark_failed(self, path: str, error: str, failed_hash: str | None, fmt: str | None,
+                    source: str | None = None) -> None:
         """Record a failure; a file that had good content keeps its chunks (nothing is lost)."""
         self._begin()
         if self.file(path):
@@ -181,8 +185,23 @@ class CollectionWriter(Catalog):
                               (error, failed_hash, path))
         else:
             self.conn.execute(
-                "INSERT INTO files (path, format, status, error, failed_hash, n_chunks, ingested_at) "
-                "VALUES (?,?,?,?,?,0,?)", (path, fmt, "failed", error, failed_hash, time.time()))
+                "INSERT INTO files (path, format, status, error, failed_hash, n_chunks, ingested_at, source) "
+                "VALUES (?,?,?,?,?,0,?,?)", (path, fmt, "failed", error, failed_hash, time.time(), source))
+
+    def put_source(self, spec: str, kind: str, state: dict, error: str | None = None) -> None:
+        """Remember a source and its state; published with the next commit, so the state never
+        runs ahead of the files it describes."""
+        self._begin()
+        now = time.time()
+        self.conn.execute(
+            "INSERT INTO sources (spec, kind, state, added_at, synced_at, error) VALUES (?,?,?,?,?,?) "
+            "ON CONFLICT(spec) DO UPDATE SET kind=excluded.kind, state=excluded.state, "
+            "synced_at=excluded.synced_at, error=excluded.error",
+            (spec, kind, json.dumps(state, sort_keys=True), now, now, error))
+
+    def forget_source(self, spec: str) -> bool:
+        self._begin()
+        return self.conn.execute("DELETE FROM sources WHERE spec = ?", (spec,)).rowcount > 0
 
     def remove_file(self, path: str) -> bool:
         if not self.file(path):
