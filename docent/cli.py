@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 EXIT_CODES_HELP = """\b
 Exit status:
   0    every file was ingested (or was unchanged)
-  1    some files failed (each is listed with its reason; the rest were ingested)
+  1    some files failed, or a source could not be read (each is listed with its
+       reason; the rest were ingested and that source's files left as they were)
   2    bad usage or settings
   3    another docent process is writing this collection
   4    the collection was built with another embedding model (use --reembed)
@@ -102,45 +104,108 @@ def main(ctx: click.Context, home: str | None, settings_file: str | None) -> Non
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=True, dir_okay=True))
+@click.argument("paths", nargs=-1, metavar="SOURCE...")
 @click.option("-c", "--collection", metavar="NAME", help="Collection to write [default: settings ingest.collection, 'default'].")
 @click.option("--reembed", is_flag=True, help="Re-embed every stored chunk with the configured model (after changing embedding.model).")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Also skip paths matching GLOB (repeatable).")
+@click.option("--watch", is_flag=True, help="Stay running and ingest changes to the folders as they happen (Ctrl-C stops).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_obj
-def ingest(obj: Context, paths, collection, reembed, exclude, as_json, quiet) -> None:
-    """Load, chunk, embed and index PATHS (files or folders).
+def ingest(obj: Context, paths, collection, reembed, exclude, watch, as_json, quiet) -> None:
+    """Load, chunk, embed and index each SOURCE: a file or folder, a git branch
+    (git+file:///srv/git/handbook.git@main, or any URL git can clone after 'git+'), or a
+    documentation site (https://wiki.example/docs/: pages under that address, robots.txt
+    honoured, sources.site_max_pages per run).
 
     Re-running only does what changed: new and edited files are embedded, files deleted
-    from an ingested folder leave the index, renamed files reuse their vectors.
-    Markdown, text, reST, HTML, PDF and Word (.docx) are read; other files are listed
-    as skipped. A file that cannot be read gets one line with the reason and the rest
-    goes on. Ctrl-C keeps every finished file; the index is never half-written.
+    from a source leave the index, renamed files reuse their vectors. The collection
+    remembers its sources: `docent sync` reads them all again. Markdown, text, reST, HTML,
+    PDF (scanned pages through OCR), images (OCR), Word, PowerPoint, Excel, CSV, e-mail,
+    EPUB and notebooks are read; other files are listed as skipped. A file that cannot be
+    read gets one line with the reason and the rest goes on. Ctrl-C keeps every finished
+    file; the index is never half-written.
     """
+    from ingest.sources import kind_of
+
     if not paths and not reembed:
-        raise click.UsageError("give at least one file or folder to ingest (or --reembed)")
+        raise click.UsageError("give at least one file, folder, git+URL or site address to ingest (or --reembed)")
+    missing = [p for p in paths if kind_of(p) == "folder" and not os.path.lexists(os.path.expanduser(p))]
+    if missing:
+        fail(f"{printable(missing[0])}: no such file or folder", EXIT_USAGE)
+    if watch and (not paths or any(kind_of(p) != "folder" for p in paths)):
+        fail("--watch watches files and folders on this machine; use `docent sync` on a timer for git and sites",
+             EXIT_USAGE)
     settings = obj.settings
     if exclude:
         settings = settings.with_values("ingest", exclude=settings.ingest.exclude + tuple(exclude))
     ingestor = obj.ingestor(settings)
+    if watch:
+        _watch(ingestor, list(paths), collection, as_json)
+        return
     bar = _ProgressBar(disabled=quiet or as_json)
     # Ctrl-C during the run is the ingestor's to handle (finished files are kept); here
     # it can only come while the collection is opened: nothing was written.
     report = guarded(lambda: ingestor.ingest(paths, collection=collection, reembed=reembed, progress=bar.update),
                      store_errors(), "interrupted; the index is unchanged", cleanup=bar.close)
     bar.close()
+    _show(report, as_json)
+    sys.exit(report.exit_code)
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option("-c", "--collection", metavar="NAME", help="Collection to bring up to date [default: 'default'].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.pass_obj
+def sync(obj: Context, collection, as_json, quiet) -> None:
+    """Read every source the collection was built from again (folders, git branches,
+    sites: see `docent sources --by-source`) and apply what changed: new and edited files
+    embedded, deleted or moved files, pages that now 404 and files removed from a branch
+    taken out. A source that cannot be read (a folder not mounted, a server down) is named
+    with the reason and its files stay as they were. Run it from cron or a systemd timer
+    to keep a collection current."""
+    ingestor = obj.ingestor()
+    bar = _ProgressBar(disabled=quiet or as_json)
+    report = guarded(lambda: ingestor.sync(collection, progress=bar.update), store_errors(),
+                     "interrupted; the index is unchanged", cleanup=bar.close)
+    bar.close()
+    _show(report, as_json)
+    sys.exit(report.exit_code)
+
+
+def _show(report, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
-    else:
-        for r in report.failed:
-            click.echo(f"failed: {printable(r.path)}: {printable(r.reason or '')}", err=True)
-        if report.skipped:
-            shown = ", ".join(printable(r.path) for r in report.skipped[:5])
-            more = f" and {len(report.skipped) - 5} more" if len(report.skipped) > 5 else ""
-            click.echo(f"skipped (unsupported format): {shown}{more}", err=True)
-        click.echo(report.summary())
-    sys.exit(report.exit_code)
+        return
+    for spec, reason in report.source_errors:
+        click.echo(f"source not read: {printable(reason if spec in reason else f'{spec}: {reason}')}", err=True)
+    for note in report.notes:
+        click.echo(f"note: {printable(note)}", err=True)
+    for r in report.failed:
+        click.echo(f"failed: {printable(r.path)}: {printable(r.reason or '')}", err=True)
+    if report.skipped:
+        shown = ", ".join(printable(r.path) for r in report.skipped[:5])
+        more = f" and {len(report.skipped) - 5} more" if len(report.skipped) > 5 else ""
+        click.echo(f"skipped (unsupported format): {shown}{more}", err=True)
+    click.echo(report.summary())
+
+
+def _watch(ingestor, paths: list[str], collection: str | None, as_json: bool) -> None:
+    """docent ingest --watch: a report for each batch that changed something; Ctrl-C exits 130."""
+    from ingest.sources.watch import keep_in_sync
+
+    def on_report(report) -> None:
+        if report.source_errors or any(r.action != "unchanged" for r in report.results):
+            _show(report, False) if not as_json else click.echo(json.dumps(report.to_dict()))
+            sys.stdout.flush()
+
+    def on_note(message: str) -> None:
+        click.echo(f"watch: {printable(message)}", err=True)
+
+    click.echo(f"watching {', '.join(printable(p) for p in paths)} (Ctrl-C to stop)", err=True)
+    guarded(lambda: keep_in_sync(ingestor, paths, collection, on_report, on_note), store_errors(),
+            "stopped watching; every change seen was saved")
 
 
 class _ProgressBar:
@@ -166,12 +231,18 @@ class _ProgressBar:
 
 @main.command()
 @click.option("-c", "--collection", metavar="NAME", help="Collection to list [default: 'default'].")
+@click.option("--by-source", is_flag=True, help="List the sources the collection syncs (folders, git branches, sites) instead of files.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @click.pass_obj
-def sources(obj: Context, collection, as_json) -> None:
+def sources(obj: Context, collection, by_source, as_json) -> None:
     """What the index holds: file, chunks, status, last ingested, and how many chunks
-    carry each leak label (secret, pii, confidential, restricted, injection)."""
+    carry each leak label (secret, pii, confidential, restricted, injection); pages read
+    by OCR with low confidence are named. --by-source: each source with its files,
+    chunks, last sync and version (a git commit), and whether a watcher follows it."""
     ingestor = obj.ingestor()
+    if by_source:
+        _by_source(ingestor, collection, as_json)
+        return
     records, labels = guarded(lambda: (ingestor.sources(collection), ingestor.label_counts(collection)),
                               store_errors())
     from bot.guard.labels import ChunkLabeller
@@ -195,6 +266,9 @@ def sources(obj: Context, collection, as_json) -> None:
             line += f"  (restricted by the path rule {printable(rule)})"
         if r.status != "ok" and r.error:
             line += f"  ({printable(r.error)})"
+        low = r.origin_info().get("ocr_low_pages")
+        if low:
+            line += f"  (OCR low confidence on page(s) {printable(str(low))}: check the scan)"
         click.echo(line.rstrip())
     ok = [r for r in records if r.status == "ok"]
     totals: dict[str, int] = {}
@@ -206,6 +280,44 @@ def sources(obj: Context, collection, as_json) -> None:
     excluded = [label for label in obj.settings.leaks_for(collection).exclude if totals.get(label)]
     if excluded:
         click.echo(f"never retrieved (settings leaks.exclude): chunks labelled {', '.join(excluded)}")
+
+
+def _by_source(ingestor, collection: str | None, as_json: bool) -> None:
+    from ingest.sources.watch import watching
+    from ingest.store import collection_dir
+
+    records, files = guarded(lambda: (ingestor.remembered(collection), ingestor.sources(collection)), store_errors())
+    name = collection or ingestor.settings.ingest.collection
+    watch = watching(collection_dir(ingestor.home, name)) or {}
+    rows = []
+    for rec in records:
+        mine = [f for f in files if f.source == rec.spec]
+        rows.append({"source": rec.spec, "kind": rec.kind, "files": len(mine),
+                     "failed": sum(1 for f in mine if f.status != "ok"), "chunks": sum(f.n_chunks for f in mine),
+                     "synced_at": rec.synced_at, "version": rec.state.get("commit"), "error": rec.error,
+                     "watched": rec.spec in watch.get("paths", ())})
+    others = [f for f in files if f.source is None or f.source not in {r.spec for r in records}]
+    if as_json:
+        click.echo(json.dumps({"sources": rows, "other_files": len(others), "watch": watch or None}, indent=2))
+        return
+    if not rows:
+        click.echo("no sources remembered (collections from before docent remembered them: ingest their folders again)")
+    for row in rows:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["synced_at"])) if row["synced_at"] else "never"
+        line = (f"{printable(row['source'])}  [{row['kind']}]  {row['files']} files ({row['failed']} failed), "
+                f"{row['chunks']} chunks, synced {when}")
+        if row["version"]:
+            line += f", commit {row['version'][:12]}"
+        if row["watched"]:
+            line += ", watched"
+        if row["error"]:
+            line += f"  (last sync failed: {printable(row['error'])})"
+        click.echo(line)
+    if others:
+        click.echo(f"{len(others)} other files (uploads, or single files inside a synced folder)")
+    if watch.get("last_change"):
+        click.echo(f"watched by process {watch['pid']}; last change "
+                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(watch['last_change']))}")
 
 
 def _labels(counts: dict[str, int]) -> str:

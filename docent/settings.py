@@ -209,6 +209,19 @@ class ServerSettings:
     cors_origins: tuple[str, ...] = ()        # browser origins allowed to call the API; none: CORS off
 
 
+@_validated
+class SourcesSettings:
+    # Documentation sites (ingest/sources/site.py).
+    site_max_pages: Count = 500                  # pages read per crawl; the rest wait for the next sync
+    site_delay_seconds: Annotated[float, Field(ge=0, le=60)] = 0.5    # between requests to one site
+    site_timeout_seconds: Positive = 20
+    site_header_env: str = ""                    # env var holding one "Header: value" sent to the site
+    # Watch mode (docent ingest --watch): changes are gathered this long before a batch,
+    # and a file is read only once its size and time stop changing for settle_ms.
+    watch_debounce_ms: Annotated[int, Field(ge=50, le=60_000)] = 400
+    watch_settle_ms: Annotated[int, Field(ge=0, le=60_000)] = 300
+
+
 @dataclass(frozen=True)
 class Settings:
     paths: PathSettings = field(default_factory=PathSettings)
@@ -223,6 +236,7 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     ui: UiSettings = field(default_factory=UiSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    sources: SourcesSettings = field(default_factory=SourcesSettings)
     # [collections.NAME.leaks]: a collection's own leak policy, over [leaks] (e.g. hr
     # redacts personal data, the public handbook allows it).
     collection_leaks: Mapping[str, LeakSettings] = field(default_factory=dict)
@@ -255,7 +269,8 @@ class Settings:
 _SECTIONS = {"paths": PathSettings, "ingest": IngestSettings, "chunking": ChunkingSettings,
              "embedding": EmbeddingSettings, "retrieval": RetrievalSettings,
              "generation": GenerationSettings, "answer": AnswerSettings, "guard": GuardSettings,
-             "leaks": LeakSettings, "store": StoreSettings, "ui": UiSettings, "server": ServerSettings}
+             "leaks": LeakSettings, "store": StoreSettings, "ui": UiSettings, "server": ServerSettings,
+             "sources": SourcesSettings}
 _LABELS = {cls: name for name, cls in _SECTIONS.items()}
 
 

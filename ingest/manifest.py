@@ -1,7 +1,7 @@
 """Which files to look at and what changed since the last run.
 
 The manifest itself is the `files` table of the collection (path -> content hash,
-status); this module finds the files on disk and plans the work against it.
+status); this module finds the files on disk and hashes what the pipeline compares.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from ingest.store import FileRecord
-
-_HASH_BLOCK = 1 << 20
 
 
 @dataclass
@@ -71,20 +68,10 @@ def discover(paths: Iterable[str | os.PathLike], exclude: Iterable[str], is_supp
     return found
 
 
-def file_hash(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as fh:
-        while block := fh.read(_HASH_BLOCK):
-            h.update(block)
-    return h.hexdigest()
+def content_hash(data: bytes) -> str:
+    """The stored hash of a file's bytes: equal hashes, unchanged file, nothing to do."""
+    return hashlib.blake2b(data, digest_size=20).hexdigest()
 
 
 def chunk_hash(embedded_text: str) -> str:
     return hashlib.blake2b(embedded_text.encode("utf-8"), digest_size=16).hexdigest()
-
-
-def deleted_paths(stored: Iterable[FileRecord], roots: Iterable[Path], present: set[str]) -> list[str]:
-    """Stored files under a walked folder that the walk no longer found."""
-    prefixes = [str(r).rstrip(os.sep) + os.sep for r in roots]
-    return [rec.path for rec in stored
-            if rec.path not in present and any(rec.path.startswith(p) for p in prefixes)]

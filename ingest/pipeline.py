@@ -13,11 +13,12 @@ end, so an interrupted run keeps what it finished and never leaves half a file.
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -25,10 +26,12 @@ from docent.settings import Settings
 from ingest import loaders
 from ingest.chunking import chunk_document, embed_text
 from ingest.document import LoadError
-from ingest.manifest import absolute, chunk_hash, deleted_paths, discover, file_hash
+from ingest.manifest import absolute, chunk_hash, content_hash
 from ingest.errors import os_reason, storage_faults
-from ingest.store import (Collection, CollectionWriter, FileRecord, NewChunk, StoreError, collection_dir,
-                          list_collections)
+from ingest.report import FileResult, IngestReport, Progress, ProgressCallback
+from ingest.sources import Item, Source, SourceError, kind_of, open_source
+from ingest.store import (Collection, CollectionWriter, FileRecord, NewChunk, SourceRecord, StoreError,
+                          collection_dir, list_collections)
 
 # Exit statuses of `docent ingest` (documented in --help and the README): docent/exits.py.
 from docent.exits import (EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_MODEL_MISMATCH, EXIT_OK,  # noqa: E402
@@ -36,79 +39,6 @@ from docent.exits import (EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_MODEL_MISMATCH, EX
 
 # Embed once this many chunk texts are waiting: large batches sort well by length.
 _EMBED_POOL = 256
-
-
-@dataclass
-class FileResult:
-    path: str
-    action: str                 # added | updated | unchanged | removed | failed | skipped
-    chunks: int = 0
-    embedded: int = 0           # chunks whose vector was computed in this run
-    reason: str | None = None   # why it failed or was skipped
-
-
-@dataclass
-class IngestReport:
-    collection: str
-    results: list[FileResult] = field(default_factory=list)
-    seconds: float = 0.0
-    embed_seconds: float = 0.0
-    reembedded: int = 0
-    relabelled: int = 0
-    interrupted: bool = False
-
-    def count(self, action: str) -> int:
-        return sum(1 for r in self.results if r.action == action)
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return [r for r in self.results if r.action == "failed"]
-
-    @property
-    def skipped(self) -> list[FileResult]:
-        return [r for r in self.results if r.action == "skipped"]
-
-    @property
-    def chunks_embedded(self) -> int:
-        return sum(r.embedded for r in self.results)
-
-    @property
-    def exit_code(self) -> int:
-        if self.interrupted:
-            return EXIT_INTERRUPTED
-        return EXIT_SOME_FAILED if self.failed else EXIT_OK
-
-    def summary(self) -> str:
-        parts = [f"{self.count(a)} {a}" for a in ("added", "updated", "unchanged", "removed", "failed")]
-        line = (f"{self.collection}: " + ", ".join(parts) + f"; {self.count('skipped')} skipped (format); "
-                f"{self.chunks_embedded} chunks embedded in {self.seconds:.1f} s")
-        if self.reembedded:
-            line += f"; {self.reembedded} chunks re-embedded"
-        if self.relabelled:
-            line += f"; {self.relabelled} chunks relabelled (new leak rules)"
-        if self.interrupted:
-            line += " (interrupted: finished files were saved; run again to continue)"
-        return line
-
-    def to_dict(self) -> dict:
-        return {
-            "collection": self.collection,
-            "counts": {a: self.count(a) for a in ("added", "updated", "unchanged", "removed", "failed", "skipped")},
-            "chunks_embedded": self.chunks_embedded, "seconds": round(self.seconds, 3),
-            "embed_seconds": round(self.embed_seconds, 3), "interrupted": self.interrupted,
-            "files": [r.__dict__ for r in self.results if r.action != "unchanged"],
-        }
-
-
-@dataclass(frozen=True)
-class Progress:
-    done: int
-    total: int
-    path: str
-    action: str
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass
@@ -126,39 +56,55 @@ class _Examined:
     failure: tuple[str, str | None, str | None] | None = None   # (reason, content hash, format)
 
 
-def _prefetch(fn, items: Sequence, ahead: int = 4) -> Iterator:
+@dataclass
+class _Unopened:
+    """A remembered source that could not be opened (a spec this docent cannot read)."""
+    spec: str
+    kind: str
+    reason: str
+    state: dict
+
+
+def _prefetch(fn, items: Iterable, ahead: int = 4) -> Iterator:
     """fn over items on one helper thread, a few items ahead, results in order. Parsing
-    (pure Python) then overlaps embedding (native code that releases the GIL). The helper
-    is a daemon: on Ctrl-C the main thread stops waiting at once, and a big file still
-    being read or scanned neither delays the commit of what is done nor holds the process."""
+    (pure Python) then overlaps embedding (native code that releases the GIL); a lazy
+    listing (a site being crawled) is walked there too. The helper is a daemon: on Ctrl-C
+    the main thread stops waiting at once, and a big file still being read or scanned
+    neither delays the commit of what is done nor holds the process."""
     import queue
     import threading
 
-    items = list(items)
     results: queue.Queue = queue.Queue(maxsize=ahead)
     stop = threading.Event()
+    end = object()
+
+    def put(outcome) -> None:
+        while not stop.is_set():
+            try:
+                results.put(outcome, timeout=0.2)
+                return
+            except queue.Full:
+                continue
 
     def work() -> None:
-        for item in items:
-            if stop.is_set():
-                return
-            try:
-                outcome = (True, fn(item))
-            except BaseException as exc:          # handed to the main thread, raised there
-                outcome = (False, exc)
-            while not stop.is_set():
-                try:
-                    results.put(outcome, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                put((True, fn(item)))
+        except BaseException as exc:          # handed to the main thread, raised there
+            put((False, exc))
+            return
+        put((True, end))
 
     threading.Thread(target=work, name="docent-load", daemon=True).start()
     try:
-        for _ in items:
+        while True:
             ok, value = results.get()
             if not ok:
                 raise value
+            if value is end:
+                return
             yield value
     finally:
         stop.set()
@@ -186,10 +132,37 @@ class Ingestor:
 
     # -- the main job ----------------------------------------------------------
     def ingest(self, paths: Iterable[str | os.PathLike], collection: str | None = None, reembed: bool = False,
-               progress: ProgressCallback | None = None) -> IngestReport:
-        """Bring the collection up to date with `paths` (files or folders).
+               progress: ProgressCallback | None = None, remember: bool = True) -> IngestReport:
+        """Bring the collection up to date with `paths`: files, folders, `git+URL@branch`
+        or a site's `https://` address (ingest.sources). `remember`: the collection keeps
+        them as sources for `docent sync`.
 
-        Raises StoreError subclasses (locked, model mismatch) before touching anything."""
+        Raises StoreError subclasses (locked, model mismatch) before touching anything, and
+        SourceError for a path that is not a source (a git URL or site that cannot be read
+        is reported in the report instead)."""
+        specs = [str(p) if kind_of(str(p)) != "folder" else str(absolute(p)) for p in paths]
+        def sources_of(writer: CollectionWriter) -> list:
+            known = {rec.spec: rec for rec in writer.sources()}      # a source ingested before keeps its state
+            return [(self._open(writer, spec, known.get(spec)), remember) for spec in specs]
+        return self._update(collection, reembed, progress, sources_of)
+
+    def sync(self, collection: str | None = None, progress: ProgressCallback | None = None) -> IngestReport:
+        """Read every source the collection was built from again (docent sync): new,
+        edited, moved and deleted files; a source that cannot be read is reported and its
+        files stay as they were."""
+        name = collection or self.settings.ingest.collection
+        Collection(self.home, name, vectors=self.vectors).close()       # a clear "no such collection" first
+        return self._update(name, False, progress, lambda writer: [
+            (self._open(writer, rec.spec, rec), True) for rec in writer.sources()])
+
+    def apply(self, batch, collection: str | None = None, progress: ProgressCallback | None = None) -> IngestReport:
+        """One batch of watched changes (ingest.sources.watch.Batch): the changed files
+        read, the gone ones removed, returned folders read in full."""
+        from ingest.sources.watch import ChangedFiles
+        return self._update(collection, False, progress, lambda writer: [
+            *[(self._open(writer, str(root), None), False) for root in batch.full], (ChangedFiles(batch), False)])
+
+    def _update(self, collection, reembed, progress, sources_of) -> IngestReport:
         name = collection or self.settings.ingest.collection
         started = time.perf_counter()
         report = IngestReport(name)
@@ -200,7 +173,7 @@ class Ingestor:
             try:
                 if reembed:
                     report.reembedded = self._reembed(writer)
-                self._run(writer, list(paths), report, progress)
+                self._run(writer, sources_of(writer), report, progress)
             except KeyboardInterrupt:
                 report.interrupted = True
                 writer.commit()
@@ -208,16 +181,21 @@ class Ingestor:
             report.embed_seconds = embedder.seconds - embed_before
         return report
 
+    def _open(self, writer: CollectionWriter, spec: str, record: SourceRecord | None):
+        """(spec, Source or the SourceError that opening it raised)."""
+        try:
+            return open_source(spec, workdir=writer.directory / "sources", settings=self.settings,
+                               state=record.state if record else None)
+        except SourceError as exc:
+            return _Unopened(spec, kind_of(spec), str(exc), record.state if record else {})
+
     def _faults(self, name: str):
         """A full disk, a read-only home or a damaged database: one StorageFault naming the collection."""
         return storage_faults(name, collection_dir(self.home, name))
 
-    def _run(self, writer: CollectionWriter, paths: list, report: IngestReport,
+    def _run(self, writer: CollectionWriter, sources: list[tuple[Source, bool]], report: IngestReport,
              progress: ProgressCallback | None) -> None:
         cfg = self.settings.ingest
-        found = discover(paths, cfg.exclude, lambda p: loaders.format_for(p) is not None)
-        for path in found.unsupported:
-            report.results.append(FileResult(str(path), "skipped", reason=f"unsupported format ({path.suffix or 'no extension'})"))
         stored = {rec.path: rec for rec in writer.files()}
         # The collection's own rules (a labeller may hold per-collection path rules).
         labeller = self.labeller.for_collection(writer.name) if self.labeller is not None else None
@@ -228,10 +206,12 @@ class Ingestor:
                 report.relabelled = writer.relabel(labeller.label, labeller.version)
             else:
                 writer.set_labels_version(labeller.version)
-        total = len(found.files)
         pending: list[_Staged] = []
+        seen: set[str] = set()                  # keys yielded this run, by any source
+        read: list[Source] = []                 # sources listed in full: their missing keys leave
         last_commit = time.monotonic()
         max_bytes = int(cfg.max_file_mb * 1024 * 1024)
+        done, total = 0, 0
 
         def flush() -> None:
             self._embed_and_stage(writer, pending)
@@ -239,47 +219,90 @@ class Ingestor:
                 report.results.append(staged.result)
             pending.clear()
 
-        examined = _prefetch(lambda p: self._examine(p, stored.get(str(p)), max_bytes, labeller), found.files)
-        for done, item in enumerate(examined, 1):
-            if item.failure is not None:
-                result = self._failed(writer, item, stored.get(item.path))
-            elif item.staged is not None:
-                result = item.staged.result
-                pending.append(item.staged)
-                if sum(len(s.chunks) for s in pending) >= _EMBED_POOL:
-                    flush()
-            else:
-                result = item.result
-            if item.staged is None:
-                report.results.append(result)
-            if progress:
-                progress(Progress(done, total, item.path, result.action))
-            if time.monotonic() - last_commit >= cfg.checkpoint_seconds:
-                flush()
-                writer.commit()
-                last_commit = time.monotonic()
+        def fresh(listing: Iterable[Item]) -> Iterator[Item]:
+            for item in listing:
+                if item.key not in seen:
+                    seen.add(item.key)
+                    yield item
+
+        for source, remember in sources:
+            if isinstance(source, _Unopened):
+                report.source_errors.append((source.spec, source.reason))
+                continue
+            try:
+                listing = source.items()
+                if not getattr(source, "lazy", False):
+                    listing = list(listing)     # a folder or a tree: listed at once, so the total is known
+                    total = (total or 0) + len(listing) if total is not None else None
+                else:
+                    total = None
+                examined = _prefetch(lambda it: self._examine(it, stored.get(it.key), max_bytes, labeller,
+                                                              source.spec), fresh(listing))
+                for item in examined:
+                    done += 1
+                    if item.failure is not None:
+                        result = self._failed(writer, item, stored.get(item.path), source.spec)
+                    elif item.staged is not None:
+                        result = item.staged.result
+                        pending.append(item.staged)
+                        if sum(len(s.chunks) for s in pending) >= _EMBED_POOL:
+                            flush()
+                    else:
+                        result = item.result
+                    if item.staged is None:
+                        report.results.append(result)
+                    if progress:
+                        progress(Progress(done, total, item.path, result.action))
+                    if time.monotonic() - last_commit >= cfg.checkpoint_seconds:
+                        flush()
+                        writer.commit()
+                        last_commit = time.monotonic()
+            except SourceError as exc:
+                report.source_errors.append((source.spec, str(exc)))
+                previous = next((r for r in writer.sources() if r.spec == source.spec), None)
+                if remember and previous is not None:     # a source never read is not remembered
+                    writer.put_source(source.spec, source.kind, previous.state, error=str(exc))
+                continue
+            report.notes += [*getattr(source, "warnings", ()), *filter(None, [getattr(source, "note", None)])]
+            if source.complete:
+                read.append(source)
+            if remember and not self._covered(writer, source):
+                writer.put_source(source.spec, source.kind, source.state())
         flush()
         # Deletions last: a renamed file's vectors are reused before the old entry goes.
-        present = {str(p) for p in found.files}
-        for path in deleted_paths(stored.values(), found.roots, present):
-            writer.remove_file(path)
-            report.results.append(FileResult(path, "removed", chunks=stored[path].n_chunks))
+        for path, record in stored.items():
+            if path not in seen and any(source.owns(path) for source in read):
+                writer.remove_file(path)
+                report.results.append(FileResult(path, "removed", chunks=record.n_chunks))
         writer.commit()
 
-    def _examine(self, path: Path, stored: FileRecord | None, max_bytes: int, labeller=None) -> "_Examined":
-        """Hash, and if the file changed, load and chunk it. Runs on a helper thread (no
-        database access here) and never raises for bad input."""
-        key = str(path)
-        fmt = loaders.format_for(path)
-        digest = None
+    @staticmethod
+    def _covered(writer: CollectionWriter, source: Source) -> bool:
+        """A file or folder inside a folder the collection already syncs needs no entry of its own."""
+        if source.kind != "folder":
+            return False
+        return any(rec.kind == "folder" and rec.spec != source.spec
+                   and source.spec.startswith(rec.spec.rstrip(os.sep) + os.sep) for rec in writer.sources())
+
+    def _examine(self, item: Item, stored: FileRecord | None, max_bytes: int, labeller=None,
+                 source: str | None = None) -> "_Examined":
+        """Read and, if the content changed, load and chunk one item. Runs on a helper
+        thread (no database access here) and never raises for bad input."""
+        key = item.key
+        fmt = loaders.format_for(Path(item.name))
+        if fmt is None:
+            suffix = Path(item.name).suffix
+            return _Examined(key, result=FileResult(key, "skipped", reason=f"unsupported format ({suffix or 'no extension'})"))
+        digest = item.version
         try:
-            st = loaders.check_file(path, max_bytes)
-            digest = file_hash(path)
+            if digest is None or not self._known(stored, digest):
+                data = item.read(max_bytes)
+                digest = digest or content_hash(data)
             if stored and stored.status == "ok" and stored.content_hash == digest:
                 return _Examined(key, result=FileResult(key, "unchanged", chunks=stored.n_chunks))
             if stored and stored.failed_hash == digest:
                 return _Examined(key, result=FileResult(key, "failed", reason=stored.error))
-            doc = loaders.load_file(path, max_bytes=max_bytes)
+            doc = loaders.load_bytes(item.name, data)
             drafts = chunk_document(doc, self.embedder.count_tokens, self.settings.chunking.max_tokens,
                                     self.settings.chunking.min_tokens, self.settings.chunking.overlap_tokens)
         except LoadError as exc:
@@ -296,18 +319,27 @@ class Ingestor:
         chunks = [NewChunk(d.text, d.heading_path, d.page, d.page_end, d.start, d.end,
                            chunk_hash(d.embed_text), d.n_tokens, tuple(sorted(found.items())))
                   for d, found in zip(drafts, labels)]
+        origin = {**item.origin, **{k: v for k, v in doc.metadata.items() if k.startswith("ocr_")}}
         record = FileRecord(
-            path=key, format=doc.format, content_hash=digest, size=st.st_size, mtime_ns=st.st_mtime_ns, status="ok",
-            error=None, failed_hash=None, n_chunks=len(chunks), pages=len(doc.pages) or None,
-            title=doc.title, ingested_at=time.time())
+            path=key, format=doc.format, content_hash=digest, size=item.size or len(data), mtime_ns=item.mtime_ns,
+            status="ok", error=None, failed_hash=None, n_chunks=len(chunks), pages=len(doc.pages) or None,
+            title=doc.title, ingested_at=time.time(), source=source,
+            origin=json.dumps(origin, sort_keys=True) if origin else None)
         result = FileResult(key, "updated" if stored and stored.content_hash else "added", chunks=len(chunks))
         return _Examined(key, staged=_Staged(record, chunks, result))
 
     @staticmethod
-    def _failed(writer: CollectionWriter, item: "_Examined", stored: FileRecord | None) -> FileResult:
+    def _known(stored: FileRecord | None, version: str) -> bool:
+        """The source's version token matches what is stored: nothing to read."""
+        return stored is not None and version in (stored.content_hash if stored.status == "ok" else None,
+                                                  stored.failed_hash)
+
+    @staticmethod
+    def _failed(writer: CollectionWriter, item: "_Examined", stored: FileRecord | None,
+                source: str | None = None) -> FileResult:
         reason, digest, fmt = item.failure
         key = item.path
-        writer.mark_failed(key, reason, digest, fmt)
+        writer.mark_failed(key, reason, digest, fmt, source)
         if stored and stored.status == "ok" and stored.n_chunks:
             reason += " (the previous version stays in the index)"
         return FileResult(key, "failed", reason=reason)
@@ -349,11 +381,15 @@ class Ingestor:
         with self._faults(name), CollectionWriter(self.home, name, model=None, dim=None, vectors=self.vectors) as writer:
             stored = [rec.path for rec in writer.files()]
             for given in paths:
-                target = str(absolute(given))
-                prefix = target.rstrip(os.sep) + os.sep
+                kind = kind_of(str(given))
+                target = str(absolute(given)) if kind == "folder" else str(given)
+                # Under a folder, a repository's branch (spec:path) or a site's address.
+                prefix = {"folder": target.rstrip(os.sep) + os.sep, "git": target + ":", "site": target}[kind]
                 for path in stored:
                     if (path == target or path.startswith(prefix)) and writer.remove_file(path):
                         removed.append(path)
+                if writer.forget_source(target):         # `docent sync` no longer reads it
+                    removed.append(f"(source) {target}")
             writer.commit()
         return removed
 
@@ -361,6 +397,12 @@ class Ingestor:
         name = collection or self.settings.ingest.collection
         with self._faults(name), Collection(self.home, name, vectors=self.vectors) as coll:
             return coll.files()
+
+    def remembered(self, collection: str | None = None) -> list[SourceRecord]:
+        """The sources `docent sync` reads again."""
+        name = collection or self.settings.ingest.collection
+        with self._faults(name), Collection(self.home, name, vectors=self.vectors) as coll:
+            return coll.sources()
 
     def label_counts(self, collection: str | None = None) -> dict[str, dict[str, int]]:
         """{path: {label: chunks}} for the files whose chunks carry labels."""
