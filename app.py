@@ -106,8 +106,13 @@ def build(service):
                 return f"⚠ {exc}"
         if not records:
             return f"✓ Ready. Collection **{collection}** is empty: add files to ask about them."
-        return (f"✓ Ready. Collection **{collection}**: {len(records)} files, "
+        line = (f"✓ Ready. Collection **{collection}**: {len(records)} files, "
                 f"{sum(r.n_chunks for r in records)} passages.")
+        watched, last_change = service.watched_since(collection)
+        if watched:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last_change)) if last_change else "none yet"
+            line += f" Kept in sync with its folders (last change: {when})."
+        return line
 
     def landing(collection, rights) -> str:
         """The collection the page shows: the asked one, or, when this user may not read it,

@@ -167,6 +167,16 @@ class Service:
         from ingest.store import list_collections
         return list_collections(self.home)
 
+    def watched_since(self, collection: str | None) -> tuple[bool, float | None]:
+        """(a `docent ingest --watch` process follows the collection, time of its last change)."""
+        from ingest.sources.watch import watching
+        from ingest.store import StoreError, collection_dir
+        try:
+            status = watching(collection_dir(self.home, collection or self.default_collection))
+        except StoreError:
+            return False, None
+        return status is not None, (status or {}).get("last_change")
+
     def problem(self, collection: str | None) -> str | None:
         """Why a collection cannot be read (a damaged database, a disk that fails), or None.
         The window marks such a collection and goes on with the others."""

@@ -91,7 +91,9 @@ def add_uploads(ingestor, home: Path, collection: str, files: Sequence[str | os.
     staged). The window and the team server both add files this way."""
     root = uploads_dir(home, collection)
     staged, refused = stage_uploads(files, root / folder if folder else root, max_bytes, max_files)
-    return refused, (ingestor.ingest(staged, collection, progress=progress) if staged else None)
+    # Not remembered as sources: an upload is added once; `docent sync` re-reads what was
+    # ingested from folders, branches and sites, and a removed upload must not come back.
+    return refused, (ingestor.ingest(staged, collection, progress=progress, remember=False) if staged else None)
 
 
 def shown_name(path: str, uploads: Path) -> str:

@@ -137,3 +137,14 @@ def test_ctrl_c_stops_the_watch_with_exit_130_and_keeps_what_it_saw(tmp_path, do
     assert "Traceback" not in err
     with Collection(home, "default") as coll:
         assert any(f.path.endswith("late.md") for f in coll.files())
+
+
+def test_the_window_shows_that_a_collection_is_watched_and_its_last_change(settings, fake_embedder, docs):
+    from bot.service import Service
+    service = Service(settings, embedder=fake_embedder)
+    with Watching(settings, fake_embedder, docs) as w:
+        watched, last = service.watched_since("default")
+        assert watched and last is None                       # watching; nothing changed yet
+        (docs / "new.md").write_text("# New\n\nSomething changed.\n")
+        w.until(lambda: service.watched_since("default")[1] is not None, "the last change recorded")
+    assert service.watched_since("default") == (False, None)
