@@ -110,8 +110,12 @@ CREATE TABLE IF NOT EXISTS sources (
 
 
 def _sources(conn: sqlite3.Connection) -> None:
+    # Idempotent like migration 1: a collection marked older than it is may already have the columns.
+    have = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
     for statement in _statements(_SOURCES):
-        conn.execute(statement)
+        column = statement.split()[5] if statement.startswith("ALTER TABLE files ADD COLUMN") else None
+        if column not in have:
+            conn.execute(statement)
 
 
 # Append only: a migration, once released, is never edited (a collection may have run it).
