@@ -291,12 +291,12 @@ def _by_source(ingestor, collection: str | None, as_json: bool) -> None:
     watch = watching(collection_dir(ingestor.home, name)) or {}
     rows = []
     for rec in records:
-        mine = [f for f in files if f.source == rec.spec]
+        mine = [f for f in files if f.source_spec == rec.spec]
         rows.append({"source": rec.spec, "kind": rec.kind, "files": len(mine),
                      "failed": sum(1 for f in mine if f.status != "ok"), "chunks": sum(f.n_chunks for f in mine),
                      "synced_at": rec.synced_at, "version": rec.state.get("commit"), "error": rec.error,
                      "watched": rec.spec in watch.get("paths", ())})
-    others = [f for f in files if f.source is None or f.source not in {r.spec for r in records}]
+    others = [f for f in files if f.source_spec not in {r.spec for r in records}]
     if as_json:
         click.echo(json.dumps({"sources": rows, "other_files": len(others), "watch": watch or None}, indent=2))
         return

@@ -323,7 +323,7 @@ class Ingestor:
         record = FileRecord(
             path=key, format=doc.format, content_hash=digest, size=item.size or len(data), mtime_ns=item.mtime_ns,
             status="ok", error=None, failed_hash=None, n_chunks=len(chunks), pages=len(doc.pages) or None,
-            title=doc.title, ingested_at=time.time(), source=source,
+            title=doc.title, ingested_at=time.time(), source_spec=source,
             origin=json.dumps(origin, sort_keys=True) if origin else None)
         result = FileResult(key, "updated" if stored and stored.content_hash else "added", chunks=len(chunks))
         return _Examined(key, staged=_Staged(record, chunks, result))

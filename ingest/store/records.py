@@ -28,7 +28,7 @@ class FileRecord:
     pages: int | None
     title: str | None
     ingested_at: float
-    source: str | None = None       # the spec of the source that brought it (ingest.sources)
+    source_spec: str | None = None  # the spec of the source that brought it (ingest.sources)
     origin: str | None = None       # JSON: its version where it came from (git commit, page URL, OCR)
 
     def origin_info(self) -> dict:

@@ -94,7 +94,7 @@ def _fill_terms(conn: sqlite3.Connection) -> None:
 _SOURCES = """
 -- Where each file came from, beyond its path: the source that brought it (a folder, a git
 -- repository, a site) and what a citation needs to name its version (JSON: commit, url, OCR).
-ALTER TABLE files ADD COLUMN source TEXT;
+ALTER TABLE files ADD COLUMN source_spec TEXT;
 ALTER TABLE files ADD COLUMN origin TEXT;
 -- The sources a collection was built from, so `docent sync` can read them all again; state is
 -- the source's own JSON (a git commit, a site's ETags and links).

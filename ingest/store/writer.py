@@ -154,10 +154,10 @@ class CollectionWriter(Catalog):
         self._delete_chunks(record.path)
         self.conn.execute(
             "INSERT OR REPLACE INTO files (path, format, content_hash, size, mtime_ns, status, error, failed_hash, "
-            "n_chunks, pages, title, ingested_at, source, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
+            "n_chunks, pages, title, ingested_at, source_spec, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", (
                 record.path, record.format, record.content_hash, record.size, record.mtime_ns, record.status,
                 record.error, record.failed_hash, record.n_chunks, record.pages, record.title, record.ingested_at,
-                record.source, record.origin))
+                record.source_spec, record.origin))
         ids = []
         for ord_, (chunk, vector) in enumerate(zip(chunks, vectors)):
             cur = self.conn.execute(
@@ -185,7 +185,7 @@ class CollectionWriter(Catalog):
                               (error, failed_hash, path))
         else:
             self.conn.execute(
-                "INSERT INTO files (path, format, status, error, failed_hash, n_chunks, ingested_at, source) "
+                "INSERT INTO files (path, format, status, error, failed_hash, n_chunks, ingested_at, source_spec) "
                 "VALUES (?,?,?,?,?,0,?,?)", (path, fmt, "failed", error, failed_hash, time.time(), source))
 
     def put_source(self, spec: str, kind: str, state: dict, error: str | None = None) -> None:
