@@ -43,6 +43,23 @@ def nonempty(text: str, reason: str = "empty file") -> str:
     return text
 
 
+def column_names(header: list[str]) -> list[str]:
+    """A table's header row as names; an empty header cell becomes "column N"."""
+    return [name or f"column {n}" for n, name in enumerate(header, start=1)]
+
+
+def named_row(names: list[str], row: list[str]) -> str:
+    """One row as "Header: value; Header2: value2.": a cell keeps its meaning in any chunk
+    (CSV, spreadsheets and slide tables read rows this way). Empty cells are left out."""
+    return "; ".join(f"{names[i] if i < len(names) else f'column {i + 1}'}: {value}"
+                     for i, value in enumerate(row) if value) + "."
+
+
+def header_line(names: list[str]) -> str:
+    """A table with a header and no rows still says which columns there are."""
+    return "Columns: " + ", ".join(names) + "."
+
+
 def line_starts(text: str) -> list[int]:
     return [0] + [m.end() for m in re.finditer("\n", text)]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 
 from ingest.document import ExtractedDocument, LoadError, PageStart
-from ingest.loaders.base import Blocks, Loader, collapse, short
+from ingest.loaders.base import Blocks, Loader, collapse, column_names, header_line, named_row, short
 
 # An OLE compound file: what Office writes for a password-protected .pptx, and a .ppt.
 OLE_MAGIC = b"\xd0\xcf\x11\xe0"
@@ -91,10 +91,8 @@ def _table(table) -> str:
     rows = [row for row in rows if any(row)]
     if not rows:
         return ""
-    names = [name or f"column {n}" for n, name in enumerate(rows[0], start=1)]
-    lines = ["; ".join(f"{names[i]}: {value}" for i, value in enumerate(row) if value) + "."
-             for row in rows[1:]]
-    return "\n".join(lines) if lines else "Columns: " + ", ".join(names) + "."
+    names = column_names(rows[0])
+    return "\n".join(named_row(names, row) for row in rows[1:]) or header_line(names)
 
 
 LOADER = Loader("pptx", (".pptx",), load)

@@ -8,7 +8,7 @@ import csv
 import io
 
 from ingest.document import ExtractedDocument, LoadError
-from ingest.loaders.base import Loader, collapse, nonempty
+from ingest.loaders.base import Loader, collapse, column_names, header_line, named_row, nonempty
 from ingest.textdecode import decode_text
 
 DELIMITERS = ",;\t|"
@@ -30,15 +30,8 @@ def load(data: bytes) -> ExtractedDocument:
     rows = [row for row in rows if any(row)]
     if not rows:
         raise LoadError("empty file")
-    header, body = rows[0], rows[1:]
-    names = [name or f"column {n}" for n, name in enumerate(header, start=1)]
-    lines = []
-    for row in body:
-        cells = [f"{names[i] if i < len(names) else f'column {i + 1}'}: {value}"
-                 for i, value in enumerate(row) if value]
-        lines.append("; ".join(cells) + ".")
-    if not lines:                     # a header alone says which columns there are
-        lines = ["Columns: " + ", ".join(names) + "."]
+    names = column_names(rows[0])
+    lines = [named_row(names, row) for row in rows[1:]] or [header_line(names)]
     return ExtractedDocument(nonempty("\n".join(lines)), "table", metadata={"columns": ", ".join(names)})
 
 

@@ -11,7 +11,7 @@ import io
 import warnings
 
 from ingest.document import ExtractedDocument, LoadError
-from ingest.loaders.base import Blocks, Loader, collapse, short
+from ingest.loaders.base import Blocks, Loader, collapse, column_names, header_line, named_row, short
 
 # An OLE compound file: what Office writes for a password-protected .xlsx, and an .xls.
 OLE_MAGIC = b"\xd0\xcf\x11\xe0"
@@ -66,12 +66,11 @@ def _sheet_lines(sheet, budget: int) -> tuple[list[str], int]:
         if budget < 0:
             raise LoadError(f"too many rows (over {MAX_ROWS:,}; split the workbook or export the part that matters)")
         if names is None:
-            names = [name or f"column {n}" for n, name in enumerate(cells, start=1)]
+            names = column_names(cells)
             continue
-        lines.append("; ".join(f"{names[i] if i < len(names) else f'column {i + 1}'}: {value}"
-                               for i, value in enumerate(cells) if value) + ".")
+        lines.append(named_row(names, cells))
     if names is not None and not lines:          # a header alone says which columns there are
-        lines = ["Columns: " + ", ".join(names) + "."]
+        lines = [header_line(names)]
     return lines, budget
 
 
