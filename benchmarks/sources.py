@@ -80,10 +80,22 @@ def shared_text_files() -> list[Path]:
     return sorted(p for p in SHARED.rglob("*") if p.suffix in (".md", ".rst", ".txt") and p.is_file())
 
 
+def watching(ingestor, folder: Path, collection: str) -> tuple[threading.Event, threading.Thread]:
+    """keep_in_sync on a thread, returned once its first full read is committed."""
+    from ingest.sources.watch import keep_in_sync
+
+    stop, reports = threading.Event(), []
+    thread = threading.Thread(target=keep_in_sync, args=(ingestor, [str(folder)], collection, reports.append,
+                                                         lambda n: None, stop), daemon=True)
+    thread.start()
+    while not reports:
+        time.sleep(0.05)
+    return stop, thread
+
+
 # ---------------------------------------------------------------------------------------- 1
 def watch_latency(work: Path, embedder, edits: int) -> dict:
     from ingest.pipeline import Ingestor
-    from ingest.sources.watch import keep_in_sync
     from ingest.store import Collection
 
     folder = work / "watched"
@@ -92,12 +104,7 @@ def watch_latency(work: Path, embedder, edits: int) -> dict:
         shutil.copy(p, folder / p.name)
     settings = settings_for(work / "home-watch")
     ingestor = Ingestor(settings, embedder)
-    stop, reports = threading.Event(), []
-    thread = threading.Thread(target=keep_in_sync, args=(ingestor, [str(folder)], "w", reports.append,
-                                                         lambda n: None, stop), daemon=True)
-    thread.start()
-    while not reports:
-        time.sleep(0.05)
+    stop, thread = watching(ingestor, folder, "w")
     page = folder / "notice.md"
     latencies = []
     for n in range(edits):
@@ -123,7 +130,6 @@ def watch_latency(work: Path, embedder, edits: int) -> dict:
 # ---------------------------------------------------------------------------------------- 2
 def idle_cost(work: Path, files: int, idle: float) -> dict:
     from ingest.pipeline import Ingestor
-    from ingest.sources.watch import keep_in_sync
 
     tree = work / "tree"
     for i in range(files):
@@ -133,12 +139,7 @@ def idle_cost(work: Path, files: int, idle: float) -> dict:
     settings = settings_for(work / "home-tree")
     ingestor = Ingestor(settings, HashEmbedder())
     started = time.perf_counter()
-    stop, reports = threading.Event(), []
-    thread = threading.Thread(target=keep_in_sync, args=(ingestor, [str(tree)], "t", reports.append,
-                                                         lambda n: None, stop), daemon=True)
-    thread.start()
-    while not reports:
-        time.sleep(0.1)
+    stop, thread = watching(ingestor, tree, "t")
     first = time.perf_counter() - started
     time.sleep(2)                                  # let the first commit's aftermath settle
     cpu0, wall0 = time.process_time(), time.perf_counter()

@@ -58,11 +58,9 @@ class _Examined:
 
 @dataclass
 class _Unopened:
-    """A remembered source that could not be opened (a spec this docent cannot read)."""
+    """A source that could not be opened (a spec this docent cannot read)."""
     spec: str
-    kind: str
     reason: str
-    state: dict
 
 
 def _prefetch(fn, items: Iterable, ahead: int = 4) -> Iterator:
@@ -182,12 +180,12 @@ class Ingestor:
         return report
 
     def _open(self, writer: CollectionWriter, spec: str, record: SourceRecord | None):
-        """(spec, Source or the SourceError that opening it raised)."""
+        """The source, or an _Unopened naming why it cannot be opened."""
         try:
             return open_source(spec, workdir=writer.directory / "sources", settings=self.settings,
                                state=record.state if record else None)
         except SourceError as exc:
-            return _Unopened(spec, kind_of(spec), str(exc), record.state if record else {})
+            return _Unopened(spec, str(exc))
 
     def _faults(self, name: str):
         """A full disk, a read-only home or a damaged database: one StorageFault naming the collection."""
@@ -207,6 +205,7 @@ class Ingestor:
             else:
                 writer.set_labels_version(labeller.version)
         pending: list[_Staged] = []
+        remembered = {rec.spec: rec for rec in writer.sources()}
         seen: set[str] = set()                  # keys yielded this run, by any source
         read: list[Source] = []                 # sources listed in full: their missing keys leave
         last_commit = time.monotonic()
@@ -233,7 +232,7 @@ class Ingestor:
                 listing = source.items()
                 if not getattr(source, "lazy", False):
                     listing = list(listing)     # a folder or a tree: listed at once, so the total is known
-                    total = (total or 0) + len(listing) if total is not None else None
+                    total = total + len(listing) if total is not None else None
                 else:
                     total = None
                 examined = _prefetch(lambda it: self._examine(it, stored.get(it.key), max_bytes, labeller,
@@ -259,15 +258,16 @@ class Ingestor:
                         last_commit = time.monotonic()
             except SourceError as exc:
                 report.source_errors.append((source.spec, str(exc)))
-                previous = next((r for r in writer.sources() if r.spec == source.spec), None)
+                previous = remembered.get(source.spec)
                 if remember and previous is not None:     # a source never read is not remembered
                     writer.put_source(source.spec, source.kind, previous.state, error=str(exc))
                 continue
             report.notes += [*getattr(source, "warnings", ()), *filter(None, [getattr(source, "note", None)])]
             if source.complete:
                 read.append(source)
-            if remember and not self._covered(writer, source):
+            if remember and not self._covered(remembered, source):
                 writer.put_source(source.spec, source.kind, source.state())
+                remembered[source.spec] = SourceRecord(source.spec, source.kind, source.state(), 0, None, None)
         flush()
         # Deletions last: a renamed file's vectors are reused before the old entry goes.
         for path, record in stored.items():
@@ -277,12 +277,12 @@ class Ingestor:
         writer.commit()
 
     @staticmethod
-    def _covered(writer: CollectionWriter, source: Source) -> bool:
+    def _covered(remembered: dict[str, SourceRecord], source: Source) -> bool:
         """A file or folder inside a folder the collection already syncs needs no entry of its own."""
         if source.kind != "folder":
             return False
         return any(rec.kind == "folder" and rec.spec != source.spec
-                   and source.spec.startswith(rec.spec.rstrip(os.sep) + os.sep) for rec in writer.sources())
+                   and source.spec.startswith(rec.spec.rstrip(os.sep) + os.sep) for rec in remembered.values())
 
     def _examine(self, item: Item, stored: FileRecord | None, max_bytes: int, labeller=None,
                  source: str | None = None) -> "_Examined":

@@ -87,7 +87,7 @@ def load_file(path: Path, max_bytes: int | None = None) -> ExtractedDocument:
     path = Path(path)
     if loader_for(path) is None:
         raise LoadError(f"unsupported file type ({path.suffix or 'no extension'})")
-    return load_bytes(path.name, _read(path, max_bytes))
+    return load_bytes(path.name, read_file(path, max_bytes))
 
 
 def load_bytes(name: str, data: bytes) -> ExtractedDocument:
@@ -113,14 +113,20 @@ def check_file(path: Path, max_bytes: int | None = None):
         raise LoadError("is a directory")
     if not stat.S_ISREG(st.st_mode):       # a FIFO or device would block or never end
         raise LoadError("not a regular file")
-    if max_bytes is not None and st.st_size > max_bytes:
-        raise LoadError(f"too large: {st.st_size / 1e6:.1f} MB (limit {max_bytes / 1e6:.3g} MB; see ingest.max_file_mb)")
-    if st.st_size == 0:
-        raise LoadError("empty file")
+    check_size(st.st_size, max_bytes)
     return st
 
 
-def _read(path: Path, max_bytes: int | None) -> bytes:
+def check_size(size: int, max_bytes: int | None) -> None:
+    """LoadError for content too large or empty, wherever it comes from (a file, a blob, a page)."""
+    if max_bytes is not None and size > max_bytes:
+        raise LoadError(f"too large: {size / 1e6:.1f} MB (limit {max_bytes / 1e6:.3g} MB; see ingest.max_file_mb)")
+    if size == 0:
+        raise LoadError("empty file")
+
+
+def read_file(path: Path, max_bytes: int | None = None) -> bytes:
+    """A file's bytes after check_file; LoadError (only) with a one-line reason."""
     check_file(path, max_bytes)
     try:
         return path.read_bytes()
@@ -186,4 +192,4 @@ def _as_loader(obj) -> Loader:
 
 
 __all__ = ["Loader", "BUILTIN", "ENTRY_POINT_GROUP", "FORMATS", "registry", "reset_registry",
-           "loader_for", "format_for", "load_file", "load_bytes", "check_file"]
+           "loader_for", "format_for", "load_file", "load_bytes", "read_file", "check_file", "check_size"]

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Iterator
 
 from ingest import loaders
-from ingest.errors import os_reason
 from ingest.manifest import absolute, discover
 from ingest.sources.base import Item, SourceError
 
@@ -55,15 +54,8 @@ class FolderSource:
 
 def file_item(path: Path) -> Item:
     """A file on disk as an item: read (and checked) only when its content is needed."""
-    def read(max_bytes: int | None) -> bytes:
-        loaders.check_file(path, max_bytes)
-        try:
-            return path.read_bytes()
-        except OSError as exc:
-            from ingest.document import LoadError
-            raise LoadError(os_reason(exc)) from None
     try:
         mtime = os.lstat(path).st_mtime_ns
     except OSError:
         mtime = None
-    return Item(str(path), path.name, read, mtime_ns=mtime)
+    return Item(str(path), path.name, lambda max_bytes: loaders.read_file(path, max_bytes), mtime_ns=mtime)

@@ -22,6 +22,7 @@ import subprocess
 from pathlib import Path
 from typing import Iterator
 
+from ingest import loaders
 from ingest.document import LoadError
 from ingest.manifest import is_excluded
 from ingest.sources.base import Item, SourceError
@@ -120,11 +121,7 @@ class GitSource:
 
     def _reader(self, blob: str, size: int):
         def read(max_bytes: int | None) -> bytes:
-            if max_bytes is not None and size > max_bytes:
-                raise LoadError(f"too large: {size / 1e6:.1f} MB (limit {max_bytes / 1e6:.3g} MB; "
-                                "see ingest.max_file_mb)")
-            if size == 0:
-                raise LoadError("empty file")
+            loaders.check_size(size, max_bytes)          # from ls-tree: nothing read yet
             try:
                 return _git(["cat-file", "blob", blob], cwd=self.mirror, timeout=120, what=self.spec)
             except SourceError as exc:

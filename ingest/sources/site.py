@@ -340,11 +340,7 @@ class SiteSource:
             self._cap = max_bytes       # the next pages are read up to the pipeline's own limit
             if not whole:               # cut off while downloading
                 raise LoadError(f"too large: over {cap / 1e6:.3g} MB (see ingest.max_file_mb)")
-            if max_bytes is not None and len(data) > max_bytes:
-                raise LoadError(f"too large: {len(data) / 1e6:.1f} MB (limit {max_bytes / 1e6:.3g} MB; "
-                                "see ingest.max_file_mb)")
-            if not data:
-                raise LoadError("empty file")
+            loaders.check_size(len(data), max_bytes)
             return data
         return read
 
