@@ -176,14 +176,17 @@ class SiteSource:
 
     # -- HTTP ---------------------------------------------------------------------
     def _open(self, url: str, extra: dict | None = None):
-        """GET url, after the delay since the previous request; raises HTTPError for non-2xx."""
+        """GET url, the delay after the previous answer began; raises HTTPError for non-2xx.
+        Counted from the answer, not the request: a slow server gets the whole delay as rest."""
         if self._last is not None:
             wait = self._last + self._delay - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-        self._last = time.monotonic()
         request = urllib.request.Request(url, headers={**self.headers, **(extra or {})})
-        return self._opener.open(request, timeout=self.timeout)
+        try:
+            return self._opener.open(request, timeout=self.timeout)
+        finally:
+            self._last = time.monotonic()
 
     def _robots(self) -> urllib.robotparser.RobotFileParser:
         robots = urllib.robotparser.RobotFileParser(self.origin + "/robots.txt")
