@@ -11,7 +11,8 @@ chains:
 It keeps LangChain's contract: k documents (fewer only when the collection holds fewer;
 neighbouring chunks docent merges into one passage do not shrink the count). Each
 Document's metadata holds source, page, heading, score and chunk_ids (more than one when
-neighbouring chunks were merged). page_content is masked by the collection's leak policy
+neighbouring chunks were merged), and link (a crawled page at its heading) and commit (a
+git file's) where the file has them. page_content is masked by the collection's leak policy
 (secrets by default), as docent shows passages; `mask=False` gives the text as stored.
 """
 
@@ -65,7 +66,9 @@ class DocentRetriever(BaseRetriever):
             passages = LeakScanner(retriever.settings.leaks_for(self.collection)).shown(passages)
         return [Document(page_content=p.text, metadata={
             "source": p.source, "page": p.page, "heading": p.heading, "score": p.score,
-            "chunk_ids": list(p.chunk_ids)}) for p in passages]
+            "chunk_ids": list(p.chunk_ids),
+            **({"link": p.link} if p.link else {}), **({"commit": p.revision} if p.revision else {})})
+            for p in passages]
 
     async def _aget_relevant_documents(self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
                                        k: int | None = None, **kwargs: Any) -> list[Document]:

@@ -45,6 +45,7 @@ class Source:
     mark: str                     # the sentence an answer sentence restates ("" when none)
     after: str
     cited: bool                   # cited by the answer, or only among the closest passages
+    link: str | None = None       # opens the page the passage came from, at its heading
 
     @property
     def text(self) -> str:
@@ -118,7 +119,8 @@ def _claims_by_passage(text: str) -> dict[int, list[str]]:
 
 def _source(n: int, passage, claims: list[str], cited: bool) -> Source:
     before, mark, after = split_at_best_sentence(passage.text, claims)
-    return Source(n, passage.location, passage.source, passage.page, passage.heading, before, mark, after, cited)
+    return Source(n, passage.location, passage.source, passage.page, passage.heading, before, mark, after, cited,
+                  passage.link)
 
 
 def split_at_best_sentence(passage: str, claims: list[str]) -> tuple[str, str, str]:

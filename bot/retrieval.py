@@ -54,6 +54,8 @@ class Passage:
     score: float                     # the ranking score of the last stage that ran
     dense: float | None = None       # cosine with the question, when known
     keyword: float | None = None     # BM25, when the keyword search found it
+    link: str | None = None          # the web address that opens it (a crawled page, at its heading)
+    revision: str | None = None      # the git commit it was read at
 
     @property
     def heading(self) -> str:
@@ -66,6 +68,8 @@ class Passage:
         if self.page is not None:
             pages = f"{self.page}-{self.page_end}" if self.page_end and self.page_end != self.page else str(self.page)
             parts.append(f"p. {pages}")
+        if self.revision:
+            parts.append(f"commit {self.revision}")
         if self.heading_path:
             parts.append(self.heading)
         return ", ".join(parts)
@@ -74,6 +78,10 @@ class Passage:
         """The stable JSON shape shared by `retrieve --json` and the citations of `ask --json`."""
         out = {"n": n, "source": self.source, "page": self.page, "heading": self.heading,
                "text": self.text, "score": round(self.score, 4)}
+        if self.link:
+            out["link"] = self.link
+        if self.revision:
+            out["commit"] = self.revision
         return out
 
 
@@ -90,6 +98,18 @@ class RetrievalResult:
 # NUL, other control characters (tab and newline aside) and zero-width or direction marks:
 # invisible, so a question made only of them is empty.
 _INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
+
+
+def with_origins(passages: list[Passage], store) -> list[Passage]:
+    """The passages with where their files came from: the link that opens a crawled page at
+    the passage's heading, the commit a git file was read at."""
+    from ingest.sources.origin import link, revision
+
+    origins = store.origins([p.source for p in passages])
+    if not origins:
+        return passages
+    return [replace(p, link=link(origins[p.source], p.heading_path), revision=revision(origins[p.source]))
+            if p.source in origins else p for p in passages]
 
 
 def clean_query(text: str | None) -> str:
@@ -301,7 +321,7 @@ class Retriever:
             kept.append((chunk, score))
             if len(kept) >= k and (not fill or len(passages_of(kept)) >= k):
                 break
-        passages = passages_of(kept)
+        passages = with_origins(passages_of(kept), store)
         timings["select_ms"] = _ms(mark)
         timings["retrieve_ms"] = _ms(started)
         top = max(cosine.values(), default=0.0)

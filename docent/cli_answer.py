@@ -33,6 +33,8 @@ def _run_guarded(work):
 def _print_passages(passages) -> None:
     for n, p in enumerate(passages, start=1):
         click.echo(click.style(f"[{n}] {printable(p.location)}", bold=True) + f"  (score {p.score:.3f})")
+        if p.link:
+            click.echo(f"    {printable(p.link)}")
         click.echo("    " + printable(" ".join(p.text.split())[:400]))
 
 
@@ -40,8 +42,9 @@ def _print_sources(answer) -> None:
     if answer.citations:
         click.echo("\nSources:")
         for c in answer.citations:
-            place = c["source"] + (f", p. {c['page']}" if c["page"] is not None else "") + (f", {c['heading']}" if c["heading"] else "")
-            click.echo(f"  [{c['n']}] {printable(place)}")
+            place = c["source"] + (f", p. {c['page']}" if c["page"] is not None else "") + (
+                f", commit {c['commit']}" if c.get("commit") else "") + (f", {c['heading']}" if c["heading"] else "")
+            click.echo(f"  [{c['n']}] {printable(place)}" + (f"  {printable(c['link'])}" if c.get("link") else ""))
     for flag in answer.flags:
         if flag.get("confidence", "high") == "low":      # not confirmed: said quietly, not as a warning
             click.echo(click.style(f"  ? {printable(flag['message'])}", dim=True), err=True)

@@ -15,6 +15,7 @@ class Heading:
     start: int          # offset in ExtractedDocument.text where the heading's line starts
     level: int          # 1 = top level (h1, '#', 'Heading 1', rST's first underline style)
     title: str          # the heading text, without markup
+    anchor: str | None = None   # the id a link can jump to (an HTML heading's), when there is one
 
 
 @dataclass(frozen=True)

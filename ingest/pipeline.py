@@ -30,6 +30,7 @@ from ingest.manifest import absolute, chunk_hash, content_hash
 from ingest.errors import os_reason, storage_faults
 from ingest.report import FileResult, IngestReport, Progress, ProgressCallback
 from ingest.sources import Item, Source, SourceError, kind_of, open_source
+from ingest.sources.origin import anchors
 from ingest.store import (Collection, CollectionWriter, FileRecord, NewChunk, SourceRecord, StoreError,
                           collection_dir, list_collections)
 
@@ -320,6 +321,8 @@ class Ingestor:
                            chunk_hash(d.embed_text), d.n_tokens, tuple(sorted(found.items())))
                   for d, found in zip(drafts, labels)]
         origin = {**item.origin, **{k: v for k, v in doc.metadata.items() if k.startswith("ocr_")}}
+        if "url" in origin and anchors(doc.headings):       # so that a citation opens the page at its heading
+            origin["anchors"] = anchors(doc.headings)
         record = FileRecord(
             path=key, format=doc.format, content_hash=digest, size=item.size or len(data), mtime_ns=item.mtime_ns,
             status="ok", error=None, failed_hash=None, n_chunks=len(chunks), pages=len(doc.pages) or None,

@@ -338,3 +338,36 @@ def test_a_page_removed_from_the_index_comes_back_on_sync_despite_its_304(site, 
     assert [r.path for r in report.results if r.action == "added"] == [site.at("a.html")]
     assert site.server.statuses["/docs/a.html"][-2:] == [304, 200]       # asked again, whole, to be read
     assert _stored(fast) == {site.at(p) for p in PAGES}
+
+
+def test_a_citation_opens_the_page_at_the_passage_heading(site, fast, fake_embedder):
+    from bot.present import present
+    from bot.retrieval import Retriever
+    from bot.steps.result import Answer
+
+    long = " ".join(["More words about the topic so that each section makes its own chunk."] * 30)
+    site.write("manual.html", (
+        "<html><body><section id='installing'><h1>Installing<a class='headerlink' href='#installing'>#</a></h1>"
+        f"<p>Installing needs Python. {long}</p>"
+        "<h2 id='proxy-settings'>Proxy settings</h2>"
+        f"<p>The proxy is read from HTTPS_PROXY, a zebra-striped variable. {long}</p>"
+        f"<h2>Offline mirrors</h2><p>Mirrors hold wheels for quokka installs. {long}</p></section></body></html>"))
+    site.write("index.html", _page("Welcome", "Start here.", "<a href='manual.html'>manual</a>"))
+    Ingestor(fast, fake_embedder).ingest([site.url])
+    retriever = Retriever(fast, fake_embedder)
+
+    def top(question):
+        return retriever.retrieve(question, k=1, mode="keyword").passages[0]
+
+    proxy = top("zebra-striped HTTPS_PROXY")
+    assert proxy.heading_path[-1] == "Proxy settings"
+    assert proxy.link == site.at("manual.html#proxy-settings")
+    assert proxy.to_dict(1)["link"] == proxy.link
+    # A heading without an id of its own: a text fragment the browser scrolls to.
+    assert top("quokka mirrors wheels").link == site.at("manual.html#:~:text=Offline%20mirrors")
+    # The window's source opens the page in a new tab.
+    view = present(Answer("How?", "How?", "Set HTTPS_PROXY [1].", False, [proxy], [1]))
+    assert view.sources[0].link == proxy.link
+    from docent.window_html import render_answer
+    html = render_answer(view, 1)
+    assert f'href="{site.at("manual.html#proxy-settings")}"' in html and 'rel="noopener noreferrer"' in html

@@ -58,6 +58,17 @@ def test_a_branch_is_ingested_with_the_commit_each_file_came_from(settings, fake
     assert source.kind == "git" and source.state["commit"] == origin["commit"] and source.error is None
 
 
+def test_a_citation_names_the_repository_path_and_commit(settings, fake_embedder, repo):
+    from bot.retrieval import Retriever
+
+    Ingestor(settings, fake_embedder).ingest([spec_of(repo)])
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    [passage] = Retriever(settings, fake_embedder).retrieve("on-call engineer pages", k=1, mode="keyword").passages
+    assert passage.source == spec_of(repo) + ":docs/oncall.md" and passage.revision == commit[:12]
+    assert passage.location == f"{spec_of(repo)}:docs/oncall.md, commit {commit[:12]}, On call"
+    assert passage.to_dict(1)["commit"] == commit[:12] and passage.link is None     # no web page to open
+
+
 def test_sync_reads_only_the_files_changed_on_the_branch(settings, fake_embedder, repo):
     ingestor = Ingestor(settings, fake_embedder)
     ingestor.ingest([spec_of(repo)])

@@ -72,10 +72,10 @@ class Blocks:
         self.length = 0
         self.headings: list[Heading] = []
 
-    def add(self, text: str, level: int | None = None) -> None:
+    def add(self, text: str, level: int | None = None, anchor: str | None = None) -> None:
         start = self.length + (2 if self.parts else 0)
         if level is not None:
-            self.headings.append(Heading(start, level, text.split("\n", 1)[0]))
+            self.headings.append(Heading(start, level, text.split("\n", 1)[0], anchor))
         self.parts.append(text)
         self.length = start + len(text)
 

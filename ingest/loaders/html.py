@@ -50,6 +50,10 @@ def load(data: bytes) -> ExtractedDocument:
 
     title = collapse(soup.title.get_text()) if soup.title else ""
     root = soup.body or soup
+    # Read before the chrome goes (permalinks are chrome); keyed by identity, with the
+    # headings kept alive so that no id is reused.
+    headings = root.find_all(list(_HEADINGS))
+    anchors = {id(h): _anchor(h) for h in headings}
     for tag in root.find_all(_is_chrome):
         if not tag.decomposed:                 # its parent may have gone already
             tag.decompose()
@@ -77,7 +81,7 @@ def load(data: bytes) -> ExtractedDocument:
             flush()
             text = collapse(node.get_text())
             if text and node.find_parent(_is_admonition) is None:
-                out.add(text, level=int(node.name[1]))
+                out.add(text, level=int(node.name[1]), anchor=anchors.get(id(node)))
             elif text:                                     # DocBook's "Note" box titles
                 out.add(text)
         elif node.name == "pre":
@@ -99,6 +103,24 @@ def load(data: bytes) -> ExtractedDocument:
             stack.extend(reversed(node.contents))
     flush()
     return ExtractedDocument(nonempty(out.text(), "no text"), "html", out.headings, title=title or None)
+
+
+def _anchor(heading) -> str | None:
+    """The fragment a link to this heading uses: its own id, an id or name inside it
+    (<a name="x">), its permalink's "#x", or the id of the section it opens (Sphinx)."""
+    if heading.get("id"):
+        return heading["id"]
+    for tag in heading.find_all(True):
+        if tag.get("id") or (tag.name == "a" and tag.get("name")):
+            return tag.get("id") or tag.get("name")
+        href = tag.get("href") if tag.name == "a" else None
+        if href and href.startswith("#") and len(href) > 1:
+            return href[1:]
+    parent = heading.parent
+    if parent is not None and parent.get("id") and parent.name in ("section", "div", "article") \
+            and parent.find(list(_HEADINGS)) is heading:
+        return parent["id"]
+    return None
 
 
 def _is_chrome(tag) -> bool:

@@ -137,16 +137,3 @@ class GitSource:
 
     def state(self) -> dict:
         return {"commit": self.commit, "ref": self.ref or "HEAD"} if self.commit else {}
-
-    def changed_since(self) -> list[tuple[str, str]] | None:
-        """(status, path) between the recorded commit and this one (git diff --name-status);
-        None when there is no recorded commit or it is gone (a force-push)."""
-        if not (self.previous and self.commit):
-            return None
-        try:
-            out = _git(["diff", "--name-status", "-z", "--no-renames", self.previous, self.commit],
-                       cwd=self.mirror, what=self.spec)
-        except SourceError:
-            return None
-        parts = out.decode("utf-8", "surrogateescape").split("\0")
-        return [(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]

@@ -45,6 +45,16 @@ class Catalog:
         """The sources the collection was built from, in the order they were first added."""
         return [source_record(r) for r in self.conn.execute("SELECT * FROM sources ORDER BY added_at, spec")]
 
+    def origins(self, paths: Sequence[str]) -> dict[str, dict]:
+        """{path: where it came from} (a git commit, a page URL and its heading anchors) for
+        the files among `paths` that have an origin."""
+        paths = list(dict.fromkeys(paths))
+        if not paths:
+            return {}
+        marks = ",".join("?" * len(paths))
+        rows = self.conn.execute(f"SELECT * FROM files WHERE origin IS NOT NULL AND path IN ({marks})", paths)
+        return {record.path: record.origin_info() for record in map(file_record, rows)}
+
     def chunk_count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
 
