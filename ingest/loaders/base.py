@@ -24,6 +24,41 @@ class Loader:
     load: Callable[[bytes], ExtractedDocument]
 
 
+# Office files and EPUBs are zips: a zip bomb stops at these, before a parser inflates it.
+MAX_UNPACKED_ENTRY = 50_000_000       # bytes, one entry
+MAX_UNPACKED_TOTAL = 200_000_000      # bytes, all entries
+
+
+def open_zip(data: bytes, what: str):
+    """The zip in `data`, once its entries are known to unpack within the limits: their
+    claimed sizes, then the real ones, inflated a megabyte at a time (a claim can lie, and
+    zipfile's read() inflates up to 2 GB before it cuts an entry at its claim). `what`
+    names the format in the one-line reasons ("corrupt Word file: ...")."""
+    import io
+    import zipfile
+
+    try:
+        book = zipfile.ZipFile(io.BytesIO(data))
+    except Exception as exc:
+        raise LoadError(f"corrupt {what}: {short(exc)}") from None
+    try:
+        infos = book.infolist()
+        if any(i.file_size > MAX_UNPACKED_ENTRY for i in infos) or sum(i.file_size for i in infos) > MAX_UNPACKED_TOTAL:
+            raise LoadError(f"too large when unpacked (over {MAX_UNPACKED_TOTAL // 1_000_000} MB, "
+                            f"or an entry over {MAX_UNPACKED_ENTRY // 1_000_000} MB)")
+        for info in infos:
+            with book.open(info) as entry:
+                while entry.read(1 << 20):    # past its claim: zipfile stops, and a CRC error follows
+                    pass
+    except LoadError:
+        book.close()
+        raise
+    except Exception as exc:                 # a damaged entry, a bad CRC, an unsupported method
+        book.close()
+        raise LoadError(f"corrupt {what}: {short(exc)}") from None
+    return book
+
+
 def short(exc: BaseException) -> str:
     """A parser exception as a short one-liner (no traceback, no multi-line dumps)."""
     msg = " ".join(str(exc).split())

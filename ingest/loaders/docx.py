@@ -7,12 +7,13 @@ import io
 import re
 
 from ingest.document import ExtractedDocument, LoadError
-from ingest.loaders.base import Blocks, Loader, collapse, nonempty, short
+from ingest.loaders.base import Blocks, Loader, collapse, nonempty, open_zip, short
 
 _HEADING = re.compile(r"^Heading (\d)$")
 
 
 def load(data: bytes) -> ExtractedDocument:
+    open_zip(data, "Word file").close()        # a zip bomb stops here, before the parser inflates it
     try:
         import docx
         document = docx.Document(io.BytesIO(data))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 
 from ingest.document import ExtractedDocument, LoadError, PageStart
-from ingest.loaders.base import Blocks, Loader, collapse, column_names, header_line, named_row, short
+from ingest.loaders.base import Blocks, Loader, collapse, column_names, header_line, named_row, open_zip, short
 
 # An OLE compound file: what Office writes for a password-protected .pptx, and a .ppt.
 OLE_MAGIC = b"\xd0\xcf\x11\xe0"
@@ -16,6 +16,7 @@ OLE_MAGIC = b"\xd0\xcf\x11\xe0"
 def load(data: bytes) -> ExtractedDocument:
     if data.startswith(OLE_MAGIC):
         raise LoadError("encrypted or old-format (.ppt) PowerPoint file")
+    open_zip(data, "PowerPoint file").close()        # a zip bomb stops here, before the parser inflates it
     try:
         from pptx import Presentation
         presentation = Presentation(io.BytesIO(data))

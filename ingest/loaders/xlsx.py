@@ -11,7 +11,7 @@ import io
 import warnings
 
 from ingest.document import ExtractedDocument, LoadError
-from ingest.loaders.base import Blocks, Loader, collapse, column_names, header_line, named_row, short
+from ingest.loaders.base import Blocks, Loader, collapse, column_names, header_line, named_row, open_zip, short
 
 # An OLE compound file: what Office writes for a password-protected .xlsx, and an .xls.
 OLE_MAGIC = b"\xd0\xcf\x11\xe0"
@@ -23,6 +23,7 @@ def load(data: bytes) -> ExtractedDocument:
         raise LoadError("encrypted or old-format (.xls) Excel file")
     # "no default style", unknown extensions: openpyxl warns and reads on; so do we.
     warnings.filterwarnings("ignore", category=UserWarning, module="openpyxl")
+    open_zip(data, "Excel file").close()        # a zip bomb stops here, before the parser inflates it
     try:
         import openpyxl
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
