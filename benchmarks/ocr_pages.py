@@ -5,6 +5,7 @@ ingest.loaders.load_file, so the PDF path is what is measured.
 
     .venv/bin/python benchmarks/ocr_pages.py                  # 6 pages per condition (~6 min on 2 cores)
     .venv/bin/python benchmarks/ocr_pages.py --pages 2 --dpi 300 --max-side 3300
+    .venv/bin/python benchmarks/ocr_pages.py --pages 3 --dpi 300 --noise noisy --turns 180 90
 
 Text: paragraphs of the Markdown files under ../shared/eval/docs/ (else docs/guide/*.md).
 Per condition: characters right = 1 - edit distance / characters (whitespace-normalised
@@ -146,9 +147,10 @@ def word_recall(truth: str, ocr: str) -> float:
 
 # --- the measurement ------------------------------------------------------------------
 
-def measure(pages: int = 6, dpis=(150, 300), noise=(False, True)) -> dict:
-    """Figures per condition ("300dpi-noisy", ...): chars_right, word_recall, s_per_page,
-    mean_confidence, low_confidence_pages."""
+def measure(pages: int = 6, dpis=(150, 300), noise=(False, True), turns=(0,)) -> dict:
+    """Figures per condition ("300dpi-noisy", "300dpi-noisy-turned180", ...): chars_right,
+    word_recall, s_per_page, mean_confidence, low_confidence_pages. `turns`: the pages
+    also scanned turned by these degrees (anticlockwise), which OCR must set upright."""
     from ingest.loaders import load_file
     from ingest.loaders import ocr
 
@@ -163,35 +165,35 @@ def measure(pages: int = 6, dpis=(150, 300), noise=(False, True)) -> dict:
     ocr._get_engine()                          # built once, outside the timings
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for dpi in dpis:
-            for noisy in noise:
-                name = f"{dpi}dpi-{'noisy' if noisy else 'clean'}"
-                truths, images = [], []
-                for n, paras in enumerate(page_paras):
-                    image, truth, _ = render_page(paras, dpi, font)
-                    images.append(scanned(image, n) if noisy else image)
-                    truths.append(truth)
-                path = image_pdf(images, Path(tmp) / f"{name}.pdf")
-                started = time.perf_counter()
-                doc = load_file(path)
-                seconds = time.perf_counter() - started
-                got = {p.page: doc.text[p.start:(doc.pages[k + 1].start if k + 1 < len(doc.pages) else None)]
-                       for k, p in enumerate(doc.pages)}
-                dist = chars = recall = 0.0
-                for n, truth in enumerate(truths, 1):
-                    text = " ".join(got.get(n, "").split())
-                    dist += edit_distance(truth, text)
-                    chars += len(truth)
-                    recall += word_recall(truth, text) * len(truth.split())
-                low = doc.metadata.get("ocr_low_pages", "")
-                results[name] = {"pages": pages, "dpi": dpi, "noisy": noisy,
-                                 "chars_right": round(1 - dist / chars, 4),
-                                 "word_recall": round(recall / sum(len(t.split()) for t in truths), 4),
-                                 "s_per_page": round(seconds / pages, 2),
-                                 "mean_confidence": float(doc.metadata.get("ocr_confidence", "nan")),
-                                 "low_confidence_pages": len(low.split(",")) if low else 0,
-                                 "truth_chars": int(chars)}
-                print(f"  {name}: {results[name]}", flush=True)
+        for dpi, noisy, turn in [(d, n, t) for d in dpis for n in noise for t in turns]:
+            name = f"{dpi}dpi-{'noisy' if noisy else 'clean'}" + (f"-turned{turn}" if turn else "")
+            truths, images = [], []
+            for n, paras in enumerate(page_paras):
+                image, truth, _ = render_page(paras, dpi, font)
+                image = scanned(image, n) if noisy else image
+                images.append(image.rotate(turn, expand=True) if turn else image)
+                truths.append(truth)
+            path = image_pdf(images, Path(tmp) / f"{name}.pdf")
+            started = time.perf_counter()
+            doc = load_file(path)
+            seconds = time.perf_counter() - started
+            got = {p.page: doc.text[p.start:(doc.pages[k + 1].start if k + 1 < len(doc.pages) else None)]
+                   for k, p in enumerate(doc.pages)}
+            dist = chars = recall = 0.0
+            for n, truth in enumerate(truths, 1):
+                text = " ".join(got.get(n, "").split())
+                dist += edit_distance(truth, text)
+                chars += len(truth)
+                recall += word_recall(truth, text) * len(truth.split())
+            low = doc.metadata.get("ocr_low_pages", "")
+            results[name] = {"pages": pages, "dpi": dpi, "noisy": noisy,
+                             "chars_right": round(1 - dist / chars, 4),
+                             "word_recall": round(recall / sum(len(t.split()) for t in truths), 4),
+                             "s_per_page": round(seconds / pages, 2),
+                             "mean_confidence": float(doc.metadata.get("ocr_confidence", "nan")),
+                             "low_confidence_pages": len(low.split(",")) if low else 0,
+                             "truth_chars": int(chars)}
+            print(f"  {name}: {results[name]}", flush=True)
     return results
 
 
@@ -209,6 +211,8 @@ def main() -> int:
     parser.add_argument("--pages", type=int, default=6, help="pages per condition (default 6)")
     parser.add_argument("--dpi", type=int, nargs="+", default=[150, 300], help="resolutions (default 150 300)")
     parser.add_argument("--noise", choices=["both", "clean", "noisy"], default="both")
+    parser.add_argument("--turns", type=int, nargs="+", default=[0], choices=[0, 90, 180, 270],
+                        help="pages also scanned turned this many degrees (default 0: upright only)")
     parser.add_argument("--max-side", type=int, help="OCR's downscale bound in px (default ocr.MAX_SIDE); "
                                                      "to check that bound. Not written to results")
     args = parser.parse_args()
@@ -216,11 +220,13 @@ def main() -> int:
     if args.max_side:
         ocr.MAX_SIDE = args.max_side
     noise = {"both": (False, True), "clean": (False,), "noisy": (True,)}[args.noise]
-    results = measure(args.pages, tuple(args.dpi), noise)
+    results = measure(args.pages, tuple(args.dpi), noise, tuple(args.turns))
     print("\n" + table(results))
     if args.max_side:
         return 0
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    if RESULTS.is_file():            # conditions not measured this time keep their last figures
+        results = {**json.loads(RESULTS.read_text()).get("conditions", {}), **results}
     RESULTS.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"),
                                    "machine": f"{platform.machine()}, {platform.platform()}",
                                    "max_side_px": ocr.MAX_SIDE, "conditions": results}, indent=1) + "\n")

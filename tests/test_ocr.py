@@ -89,6 +89,14 @@ def test_small_text_is_enlarged_so_words_keep_their_spaces():
     assert _found(lines, result.text)
 
 
+@pytest.mark.parametrize("turn", [Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270])
+def test_a_page_scanned_upside_down_or_sideways_is_read_upright(scan, turn):
+    result = ocr.recognize(scan.transpose(turn))
+    assert _found(SCAN, result.text)
+    assert "backups" in result.text.split("\n")[0].lower()     # in reading order, not reversed
+    assert result.confidence > ocr.LOW_CONFIDENCE
+
+
 def test_blank_and_tiny_images():
     assert ocr.recognize(Image.new("L", (600, 300), 255)) == ocr.OcrResult("", None, 0)
     with pytest.raises(LoadError, match=r"^image too small for OCR \(20x20 px\)$"):

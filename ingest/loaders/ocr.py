@@ -87,13 +87,38 @@ def recognize(image) -> OcrResult:
                 scale = min(base * TEXT_HEIGHT / height, MAX_SIDE / longest)
                 if scale > 1.2 * base:
                     image = _scaled(original, scale)
-            found, _ = engine(image)
+            # A page scanned sideways has tall text boxes: read it turned both ways. One
+            # upside down reads as garbage, with a low confidence: read it turned over too.
+            turns = (90, 270) if _sideways(found) else (0,)
+            best = max((_read(engine, image, turn) for turn in turns), key=_weight)
+            if best[1] is None or best[1] < LOW_CONFIDENCE:
+                best = max(best, _read(engine, image, (turns[0] + 180) % 360), key=_weight)
         except Exception as exc:
             raise LoadError(f"OCR failed: {short(exc)}") from None
+    read, confidence = best
+    return OcrResult(_reading_order([(box, text) for box, text, _ in read]), confidence, len(read))
+
+
+def _read(engine, image, turn: int) -> tuple[list, float | None]:
+    """(boxes read, character-weighted confidence) of the image turned `turn` degrees anticlockwise."""
+    found, _ = engine(image.rotate(turn, expand=True) if turn else image)
     read = [(box, text.strip(), float(score)) for box, text, score in found or [] if text.strip()]
     chars = sum(len(text) for _, text, _ in read)
-    confidence = sum(score * len(text) for _, text, score in read) / chars if chars else None
-    return OcrResult(_reading_order([(box, text) for box, text, _ in read]), confidence, len(read))
+    return read, (sum(score * len(text) for _, text, score in read) / chars if chars else None)
+
+
+def _weight(reading: tuple[list, float | None]) -> float:
+    """How much was read well: characters times confidence."""
+    read, confidence = reading
+    return (confidence or 0.0) * sum(len(text) for _, text, _ in read)
+
+
+def _sideways(boxes) -> bool:
+    """Most detected text boxes are taller than wide: lines run up or down the page."""
+    def aspect(box):
+        (x0, y0), (x1, y1), (x2, y2), _ = box
+        return math.hypot(x1 - x0, y1 - y0) / max(math.hypot(x2 - x1, y2 - y1), 1.0)
+    return len(boxes) >= 2 and statistics.median(map(aspect, boxes)) < 0.8
 
 
 def _scaled(image, scale: float):
