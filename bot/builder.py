@@ -62,7 +62,7 @@ class Components:
     def vectors(self):
         """Where vectors live: the injected backend, else the one settings store.vectors names."""
         from ingest.store import vector_backend
-        return self._once("vectors", lambda: self._vectors or vector_backend(self.settings.store.vectors))
+        return self._once("vectors", lambda: self._vectors or vector_backend(self.settings.store.vectors, self.settings.store))
 
     @property
     def embedder(self):

@@ -182,6 +182,9 @@ class LeakSettings:
 @_validated
 class StoreSettings:
     vectors: Name = "faiss"        # a key of ingest/store/vectors.py's registry (plugins may add one)
+    # FAISS: exact search up to this many chunks, approximate (IVF) above; 0: always exact.
+    approximate_above: Annotated[int, Field(ge=0)] = 250_000
+    nprobe: Annotated[int, Field(ge=1, le=65536)] = 512    # IVF lists a search reads: more is slower and finds more
 
 
 @_validated

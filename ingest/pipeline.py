@@ -115,12 +115,15 @@ class Ingestor:
         """`labeller`: labels each chunk at ingest (bot.guard.labels.ChunkLabeller: what
         must not leak); anything with `version`, `label(path, texts, spans) -> [{label: count}]` and
         `for_collection(name)` (the labeller with that collection's rules). None: chunks are
-        stored without labels. `vectors`: an ingest.store.VectorBackend (None: FAISS)."""
+        stored without labels. `vectors`: an ingest.store.VectorBackend (None: the one
+        settings store.vectors names, FAISS by default)."""
+        from ingest.store.vectors import vector_backend
+
         self.settings = settings
         self.home = settings.home_dir(home)
         self._embedder = embedder
         self.labeller = labeller
-        self.vectors = vectors
+        self.vectors = vectors if vectors is not None else vector_backend(settings.store.vectors, settings.store)
 
     @property
     def embedder(self):

@@ -126,7 +126,8 @@ class Collection(Catalog):
     def vector_index(self) -> VectorIndex:
         """The vector index of the current generation (reloaded when a writer has published)."""
         return self._of_generation("vectors", lambda info: load_generation(
-            self._backend, self.conn, self.directory, int(info.get("generation", 0)), int(info["embedding_dim"])))
+            self._backend, self.conn, self.directory, int(info.get("generation", 0)), int(info["embedding_dim"]),
+            int(info["vectors_base"]) if "vectors_base" in info else None))
 
     def keyword_index(self):
         """The in-memory BM25 index of the current generation (ingest/bm25.py; built once

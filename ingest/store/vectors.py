@@ -61,7 +61,9 @@ class VectorBackend(Protocol):
 class FaissIndex:
     """IndexIDMap2 over float16 scalar-quantised codes, inner product: half the memory a
     search reads, twice as fast as float32 on 100k chunks, the same top results. Older
-    collections' IndexFlatIP files are still read."""
+    collections' IndexFlatIP files are still read. A large collection's index is an IVF
+    over the same codes instead (ingest/store/approximate.py): approximate, and as fast
+    at a million chunks as the flat one at fifty thousand."""
 
     def __init__(self, index):
         self.index = index
@@ -80,8 +82,16 @@ class FaissIndex:
     def remove(self, ids: np.ndarray) -> None:
         self.index.remove_ids(np.asarray(ids, dtype=np.int64))
 
+    @property
+    def approximate(self) -> bool:
+        from ingest.store.approximate import is_ivf
+        return is_ivf(self.index)
+
     def ids(self) -> np.ndarray:
         import faiss
+        if self.approximate:
+            from ingest.store.approximate import ids_of
+            return ids_of(self.index)
         return faiss.vector_to_array(self.index.id_map).astype(np.int64)
 
     def reconstruct(self, chunk_id: int) -> np.ndarray:
@@ -107,6 +117,13 @@ class FaissIndex:
 
 
 class FaissBackend:
+    """Exact search up to `approximate_above` chunks (0: always exact), IVF above it,
+    searching `nprobe` lists (settings store.approximate_above, store.nprobe)."""
+
+    def __init__(self, approximate_above: int = 250_000, nprobe: int = 512):
+        self.approximate_above = approximate_above
+        self.nprobe = nprobe
+
     def new(self, dim: int) -> FaissIndex:
         import faiss
         return FaissIndex(faiss.IndexIDMap2(faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16,
@@ -123,18 +140,44 @@ class FaissBackend:
 
     def is_current(self, index: VectorIndex) -> bool:
         import faiss
-        return isinstance(index, FaissIndex) and isinstance(faiss.downcast_index(index.index.index),
-                                                            faiss.IndexScalarQuantizer)
+        if not isinstance(index, FaissIndex):
+            return False
+        if index.approximate:
+            return True
+        return isinstance(faiss.downcast_index(index.index.index), faiss.IndexScalarQuantizer)
+
+    def suited(self, index: FaissIndex, conn: sqlite3.Connection) -> FaissIndex:
+        """The index to publish for its size: the same one, or (past the threshold either
+        way, or when IVF's lists were trained for a very different size) a new one built
+        from the catalog's vectors. Called by the writer before it saves a generation."""
+        from ingest.store.approximate import needs_training
+        n = len(index)
+        want = bool(self.approximate_above) and n > self.approximate_above
+        if want == index.approximate and not (want and needs_training(index.index, n)):
+            return index
+        if not want and n >= self.approximate_above // 2 and self.approximate_above:
+            return index                 # a little under the threshold: no flapping between the two
+        ids, vectors = catalog_vectors(conn, index.dim)
+        if not want:
+            exact = self.new(index.dim)
+            if len(ids):
+                exact.add(ids, vectors)
+            return exact
+        from ingest.store.approximate import build
+        return FaissIndex(build(index.dim, ids, vectors, self.nprobe))
 
 
 VECTOR_BACKENDS: dict[str, VectorBackend] = {"faiss": FaissBackend()}
 ENTRY_POINT_GROUP = "docent.vector_backends"
 
 
-def vector_backend(name: str) -> VectorBackend:
+def vector_backend(name: str, settings=None) -> VectorBackend:
     """The backend settings `store.vectors` names: built in, or registered by another
     package under the entry point group docent.vector_backends (the object: a
-    VectorBackend, or a class making one)."""
+    VectorBackend, or a class making one). `settings`: the StoreSettings (FAISS's
+    approximate_above and nprobe)."""
+    if isinstance(VECTOR_BACKENDS.get(name), FaissBackend) and settings is not None:
+        return FaissBackend(settings.approximate_above, settings.nprobe)
     if name in VECTOR_BACKENDS:
         return VECTOR_BACKENDS[name]
     from importlib.metadata import entry_points
@@ -160,24 +203,60 @@ def stored_vectors(conn: sqlite3.Connection) -> Iterable[tuple[int, bytes]]:
                         "ORDER BY c.id")
 
 
+def catalog_vectors(conn: sqlite3.Connection, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of every chunk, from the catalog, in id order."""
+    most = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+    ids = np.empty(most, dtype=np.int64)
+    vectors = np.empty((most, dim), dtype=np.float32)     # filled row by row: no list of blobs on the side
+    n = 0
+    for n, (chunk_id, blob) in enumerate(stored_vectors(conn), start=1):
+        ids[n - 1] = chunk_id
+        vectors[n - 1] = np.frombuffer(blob, dtype=np.float32)
+    return ids[:n], vectors[:n]
+
+
 def rebuild(backend: VectorBackend, conn: sqlite3.Connection, dim: int) -> VectorIndex:
-    """A new index holding every chunk's vector from the catalog."""
+    """A new index holding every chunk's vector from the catalog (approximate when the
+    backend says the collection is large enough)."""
     index = backend.new(dim)
-    ids, vecs = [], []
-    for chunk_id, blob in stored_vectors(conn):
-        ids.append(chunk_id)
-        vecs.append(np.frombuffer(blob, dtype=np.float32))
-    if ids:
-        index.add(np.asarray(ids, dtype=np.int64), np.vstack(vecs).astype(np.float32))
-    return index
+    ids, vectors = catalog_vectors(conn, dim)
+    if len(ids):
+        index.add(ids, vectors)
+    suited = getattr(backend, "suited", None)
+    return suited(index, conn) if suited is not None else index
 
 
 def load_generation(backend: VectorBackend, conn: sqlite3.Connection, directory: Path, generation: int,
-                    dim: int) -> VectorIndex:
-    """The saved index of `generation`, or a rebuild from the catalog if that file is
-    missing, unreadable or disagrees with the chunk table."""
-    index = backend.load(vectors_file(directory, generation))
+                    dim: int, base: int | None = None) -> VectorIndex:
+    """The index of `generation`: its file, or the file of its `base` generation brought up
+    to date from the catalog (a large collection's writer saves a full file only when the
+    changes since the last one add up; see CollectionWriter.commit). A rebuild from the
+    catalog when the file is missing, unreadable or disagrees with the chunk table."""
+    index = backend.load(vectors_file(directory, generation if base is None else base))
+    if index is not None and index.dim == dim and base is not None and base != generation:
+        catch_up(index, conn)
     count = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
     if index is None or len(index) != count or index.dim != dim:
         index = rebuild(backend, conn, dim)
     return index
+
+
+def catch_up(index: VectorIndex, conn: sqlite3.Connection) -> int:
+    """Apply to `index` what changed in the catalog since it was saved: chunks gone are
+    removed, chunks new are added with their stored vectors. Chunk ids are never reused
+    (the writer hands them out), so an id names one chunk and one vector for good.
+    Returns how many ids changed."""
+    held = np.sort(index.ids())
+    stored = np.fromiter((r[0] for r in conn.execute("SELECT id FROM chunks ORDER BY id")), dtype=np.int64)
+    gone = np.setdiff1d(held, stored, assume_unique=True)
+    new = np.setdiff1d(stored, held, assume_unique=True)
+    if len(gone):
+        index.remove(gone)
+    for start in range(0, len(new), 500):
+        part = [int(i) for i in new[start:start + 500]]
+        rows = conn.execute("SELECT c.id, v.vector FROM chunks c JOIN vectors v ON v.chunk_hash = c.chunk_hash "
+                            f"WHERE c.id IN ({','.join('?' * len(part))}) ORDER BY c.id", part).fetchall()
+        if rows:
+            index.add(np.array([r[0] for r in rows], dtype=np.int64),
+                      np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
+    return len(gone) + len(new)

@@ -30,6 +30,9 @@ from ingest.store.records import FileRecord, NewChunk, collection_dir
 from ingest.store.vectors import VECTOR_BACKENDS, VECTOR_FILE, VectorBackend, load_generation, rebuild, vectors_file
 
 
+DELTA_SHARE = 0.05      # changes since the last full file, as a share of the index, before it is written again
+
+
 class CollectionWriter(Catalog):
     """The one writer of a collection. Changes are staged in an open SQLite transaction and
     an in-memory FAISS index; `commit()` publishes both as a new generation."""
@@ -65,6 +68,9 @@ class CollectionWriter(Catalog):
             self._index = None
             self._index_stale = False
             self._dirty = False
+            self._fresh = False           # the index was built anew: its file must be written in full
+            self._changes = 0             # vectors added or removed since the index was loaded
+            self._last_id: int | None = None
             self._cleanup_orphans()
         except BaseException:
             if getattr(self, "_conn", None) is not None:
@@ -102,20 +108,39 @@ class CollectionWriter(Catalog):
 
     def _vector_index(self):
         if self._index is None:
-            generation = int(self.info().get("generation", 0))
-            self._index = load_generation(self._backend, self.conn, self.directory, generation, self.dim)
+            info = self.info()
+            generation = int(info.get("generation", 0))
+            base = int(info["vectors_base"]) if "vectors_base" in info else None
+            self._index = load_generation(self._backend, self.conn, self.directory, generation, self.dim, base)
             if not self._backend.is_current(self._index):
                 self._index = rebuild(self._backend, self.conn, self.dim)     # an older layout (float32 FAISS)
+                self._fresh = True
         return self._index
 
     def _cleanup_orphans(self) -> None:
-        """Remove FAISS files of generations that are neither current nor previous
+        """Remove FAISS files that neither the current nor the previous generation reads
         (left by a crash between writing a file and committing its pointer)."""
-        gen = int(self.info().get("generation", 0))
+        keep = self._files_in_use(self.info())
         for p in self.directory.iterdir():
             m = VECTOR_FILE.match(p.name)
-            if (m and int(m.group(1)) not in (gen, gen - 1)) or is_scratch(p, ".faiss."):
+            if (m and int(m.group(1)) not in keep) or is_scratch(p, ".faiss."):
                 p.unlink(missing_ok=True)
+
+    @staticmethod
+    def _files_in_use(info: dict) -> set[int]:
+        """Generations whose files the current and the previous generation read (a reader
+        may have read the previous pointer a moment ago)."""
+        gen = int(info.get("generation", 0))
+        return {gen, gen - 1, int(info.get("vectors_base", gen)), int(info.get("vectors_base_previous", gen - 1))}
+
+    def _new_chunk_id(self) -> int:
+        """The next chunk id. Never one used before, even by a chunk since deleted: a saved
+        index brought up to date from the catalog (vectors.catch_up) tells chunks by id."""
+        if self._last_id is None:
+            top = self.conn.execute("SELECT max(id) FROM chunks").fetchone()[0] or 0
+            self._last_id = max(top, int(self.info().get("last_chunk_id", 0)))
+        self._last_id += 1
+        return self._last_id
 
     # -- staging ---------------------------------------------------------------
     def known_vectors(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
@@ -161,9 +186,10 @@ class CollectionWriter(Catalog):
         ids = []
         for ord_, (chunk, vector) in enumerate(zip(chunks, vectors)):
             cur = self.conn.execute(
-                "INSERT INTO chunks (path, ord, text, heading_path, heading, page, page_end, start, end, "
-                "chunk_hash, n_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (record.path, ord_, chunk.text, json.dumps(list(chunk.heading_path), ensure_ascii=False),
+                "INSERT INTO chunks (id, path, ord, text, heading_path, heading, page, page_end, start, end, "
+                "chunk_hash, n_tokens) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (self._new_chunk_id(), record.path, ord_, chunk.text,
+                 json.dumps(list(chunk.heading_path), ensure_ascii=False),
                  " > ".join(chunk.heading_path), chunk.page, chunk.page_end, chunk.start, chunk.end,
                  chunk.chunk_hash, chunk.n_tokens))
             ids.append(cur.lastrowid)
@@ -175,6 +201,7 @@ class CollectionWriter(Catalog):
         keywords.put_terms(self.conn, ids, [f"{c.text}\n{' > '.join(c.heading_path)}" for c in chunks])
         if ids:
             index.add(np.asarray(ids, dtype=np.int64), np.asarray(vectors, dtype=np.float32))
+            self._changes += len(ids)
 
     def mark_failed(self, path: str, error: str, failed_hash: str | None, fmt: str | None,
                     source: str | None = None) -> None:
@@ -217,6 +244,7 @@ class CollectionWriter(Catalog):
         ids = [r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE path = ?", (path,))]
         if ids:
             self._vector_index().remove(np.asarray(ids, dtype=np.int64))
+            self._changes += len(ids)
             self.conn.execute("DELETE FROM chunks WHERE path = ?", (path,))
 
     def relabel(self, label_file, version: str) -> int:
@@ -249,6 +277,7 @@ class CollectionWriter(Catalog):
                               [("embedding_model", model), ("embedding_dim", str(dim))])
         self.model, self.dim = model, dim
         self._index = rebuild(self._backend, self.conn, dim)
+        self._fresh = True
 
     def distinct_chunk_texts(self) -> Iterator[tuple[str, tuple[str, ...], str]]:
         """(chunk hash, heading path, text) once per distinct embedded text."""
@@ -265,18 +294,33 @@ class CollectionWriter(Catalog):
             return False
         self.conn.execute("DELETE FROM vectors WHERE chunk_hash NOT IN (SELECT chunk_hash FROM chunks)")
         if self._index_stale:
-            self._index, self._index_stale = rebuild(self._backend, self.conn, self.dim), False
-        gen = int(self.info().get("generation", 0)) + 1
-        final = vectors_file(self.directory, gen)
-        with replacing(final) as tmp:
-            self._vector_index().save(tmp)
-        self.conn.executemany("INSERT OR REPLACE INTO info VALUES (?, ?)",
-                              [("generation", str(gen)), ("updated_at", str(time.time()))])
+            self._index, self._index_stale, self._fresh = rebuild(self._backend, self.conn, self.dim), False, True
+        index = self._vector_index()
+        suited = getattr(self._backend, "suited", None)
+        if suited is not None:                # exact or approximate, as the collection's size asks
+            self._index = suited(index, self.conn)
+            self._fresh = self._fresh or self._index is not index
+        info = self.info()
+        gen = int(info.get("generation", 0)) + 1
+        base = int(info.get("vectors_base", gen - 1))
+        changes = int(info.get("vectors_changes", 0)) + self._changes
+        # A large (approximate) index is written in full only once the changes since its
+        # last full file pass DELTA_SHARE of it; until then each generation names that
+        # file, and readers add the rest from the catalog (vectors.catch_up).
+        if (getattr(self._index, "approximate", False) and not self._fresh and changes <= DELTA_SHARE * len(self._index)
+                and vectors_file(self.directory, base).is_file()):
+            published = base
+        else:
+            with replacing(vectors_file(self.directory, gen)) as tmp:
+                self._index.save(tmp)
+            published, changes = gen, 0
+        self.conn.executemany("INSERT OR REPLACE INTO info VALUES (?, ?)", [
+            ("generation", str(gen)), ("updated_at", str(time.time())), ("vectors_base", str(published)),
+            ("vectors_base_previous", str(base)), ("vectors_changes", str(changes)),
+            ("last_chunk_id", str(self._last_id if self._last_id is not None else info.get("last_chunk_id", 0)))])
         self.conn.execute("COMMIT")
-        self._dirty = False
-        # Keep the previous generation: a reader may have read its pointer a moment ago.
-        old = vectors_file(self.directory, gen - 2)
-        old.unlink(missing_ok=True)
+        self._dirty, self._fresh, self._changes = False, False, 0
+        self._cleanup_orphans()       # files no generation in use reads (an old full file among them)
         return True
 
     def rollback(self) -> None:
@@ -285,3 +329,4 @@ class CollectionWriter(Catalog):
         self._index = None
         self._index_stale = False
         self._dirty = False
+        self._fresh, self._changes, self._last_id = False, 0, None
