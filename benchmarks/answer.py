@@ -144,7 +144,7 @@ def _same_source(rel: str, sources: list[str]) -> bool:
                or (rel.startswith(prefix) and pdf in sources) for pdf, prefix in COPIES.items())
 
 
-def _docs_hit(passage: dict, q: dict) -> bool:
+def docs_hit(passage: dict, q: dict) -> bool:
     """The passage comes from a source file and holds one of the supporting quotes (spaces
     aside: PDF extraction glues words, "under thePAM")."""
     if not _same_source(passage["source"], q["source_paths"]):
@@ -172,7 +172,7 @@ def key_correct(answer: str, key: list[list[str]] | None) -> bool | None:
     return all(any(re.search(pattern, text, re.IGNORECASE) for pattern in group) for group in key)
 
 
-def _squad_hit(passage: dict, q: dict) -> bool:
+def squad_hit(passage: dict, q: dict) -> bool:
     """The passage is (part of) the question's paragraph: same file, and most of one's word
     3-grams are in the other."""
     if passage["source"] != q["doc"]:
@@ -186,7 +186,7 @@ def _grams(text: str) -> set:
     return {tuple(words[i:i + 3]) for i in range(max(0, len(words) - 2))}
 
 
-def _rank_figures(ranked: list[list[dict]], questions: list[dict], hit) -> dict:
+def rank_figures(ranked: list[list[dict]], questions: list[dict], hit) -> dict:
     ranks = []
     for passages, q in zip(ranked, questions):
         ranks.append(next((i + 1 for i, p in enumerate(passages) if hit(p, q)), None))
@@ -204,8 +204,8 @@ def part_retrieval(work: Path, settings, squad_n: int) -> dict:
     home = docent_home(work, settings)
     retriever = Retriever(settings, embedder, home=home)
     sets = {
-        "docs_qa": ([q for q in docs_qa() if q["answerable"]], "docs", EVAL / "docs", _docs_hit),
-        "squad2": ([q for q in squad_questions(squad_n) if not q["is_impossible"]], "squad", EVAL / "squad2" / "docs", _squad_hit),
+        "docs_qa": ([q for q in docs_qa() if q["answerable"]], "docs", EVAL / "docs", docs_hit),
+        "squad2": ([q for q in squad_questions(squad_n) if not q["is_impossible"]], "squad", EVAL / "squad2" / "docs", squad_hit),
     }
     out: dict = {}
     for set_name, (questions, collection, folder, hit) in sets.items():
@@ -213,7 +213,7 @@ def part_retrieval(work: Path, settings, squad_n: int) -> dict:
         baseline = Baseline(work, collection, folder, embedder)
         started = time.perf_counter()
         ranked = [baseline.search(q["question"], 5) for q in questions]
-        figures["langchain-tutorial"] = {**_rank_figures(ranked, questions, hit),
+        figures["langchain-tutorial"] = {**rank_figures(ranked, questions, hit),
                                          "ms_per_query": (time.perf_counter() - started) * 1000 / len(questions)}
         variants = [("dense", "dense", False), ("keyword", "keyword", False), ("hybrid", "hybrid", False)]
         if settings.retrieval.rerank not in ("", "none"):
@@ -227,9 +227,9 @@ def part_retrieval(work: Path, settings, squad_n: int) -> dict:
                 ranked = []
                 for q in questions:
                     result = r.retrieve(q["question"], collection=collection, k=5, mode=mode, rerank=rerank)
-                    ranked.append(_as_dicts(result.passages, folder))
+                    ranked.append(as_dicts(result.passages, folder))
                 name = label + ("+merge" if merge else "")
-                figures[name] = {**_rank_figures(ranked, questions, hit),
+                figures[name] = {**rank_figures(ranked, questions, hit),
                                  "ms_per_query": (time.perf_counter() - started) * 1000 / len(questions)}
         out[set_name] = figures
         print(f"\n{set_name} ({len(questions)} answerable questions)")
@@ -239,7 +239,7 @@ def part_retrieval(work: Path, settings, squad_n: int) -> dict:
     return out
 
 
-def _as_dicts(passages, folder: Path) -> list[dict]:
+def as_dicts(passages, folder: Path) -> list[dict]:
     """Passages as the hit checks and the log read them: source relative to the corpus."""
     return [{"source": os.path.relpath(p.source, folder), "text": p.text, "heading": list(p.heading_path)}
             for p in passages]
@@ -478,12 +478,12 @@ def _answer_sets(limit: int, squad_n: int) -> dict:
 
 def _docs_item(q: dict, keys: dict) -> dict:
     return {"question": q["question"], "references": [q["answer"]] if q["answer"] else [], "answerable": q["answerable"],
-            "hit": (lambda p: _docs_hit(p, q)), "q": q, "key": keys.get(q["id"])}
+            "hit": (lambda p: docs_hit(p, q)), "q": q, "key": keys.get(q["id"])}
 
 
 def _squad_item(q: dict) -> dict:
     return {"question": q["question"], "references": q["answers"], "answerable": not q["is_impossible"],
-            "hit": (lambda p: _squad_hit(p, q)), "q": q}
+            "hit": (lambda p: squad_hit(p, q)), "q": q}
 
 
 def _all_items(set_name: str) -> dict[str, dict]:
@@ -567,7 +567,7 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
                     row = _tutorial_answer(generator, baseline, item, settings)
                 else:
                     answer = answerer.ask(item["question"], collection)
-                    passages = _as_dicts(answer.passages, folder)
+                    passages = as_dicts(answer.passages, folder)
                     row = _row(item, answer.text, answer.abstained, [passages[n - 1] for n in answer.cited],
                                answer.timings, answer.fallback)
                     # Enough to replay other post-processing rules offline without the LLM.
