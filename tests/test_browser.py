@@ -36,6 +36,8 @@ def _scripted(messages) -> str:
     if "vpn" in question:
         from bot.generators import GeneratorError
         raise GeneratorError("cannot reach the model server at http://127.0.0.1:9 (connection refused)")
+    if "proxy" in question:
+        return "Every workstation uses the outbound proxy proxy.corp.example on port 3128 [1]."
     if "deploy key" in question:
         return f"The staging deploy key is {SECRET} [1]."
     return quote_passage(messages)
@@ -78,9 +80,29 @@ def app_url(tmp_path_factory):
     (docs / "deploy.md").write_text(
         f"# Deploying\n\nStaging deploys use the deploy key {SECRET} from the vault.\n", encoding="utf-8")
     settings = (load_settings(profile="test", env={}).with_values("paths", home=str(root / "home"))
-                .with_values("retrieval", min_score=0.0))
+                .with_values("retrieval", min_score=0.0).with_values("sources", site_delay_seconds=0))
     embedder = FakeEmbedder()
     Ingestor(settings, embedder=embedder).ingest([docs])
+    # A documentation site on 127.0.0.1, crawled into the same collection: its citations link to the page.
+    site = root / "site"
+    site.mkdir()
+    (site / "index.html").write_text(
+        "<html><body><h1>Network</h1><p>Start here.</p><h2 id='proxy-settings'>Proxy settings</h2>"
+        "<p>The outbound proxy is proxy.corp.example on port 3128 for every workstation.</p></body></html>",
+        encoding="utf-8")
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(site)))
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    site_url = f"http://127.0.0.1:{server.server_address[1]}/"
+    Ingestor(settings, embedder=embedder).ingest([site_url])
+    server.shutdown()
+    server.server_close()
     service = Service(settings, embedder=embedder, generator=_SlowWhenAsked(_scripted))
     service.warm_up("default")
     port = _free_port()
@@ -140,7 +162,7 @@ def test_page_loads_with_status_and_collection(page, app_url):
     outside = [url for url in page.requested if not url.startswith((app_url[0], "data:", "blob:"))]
     assert page.requested and outside == []     # no fonts, scripts or analytics fetched from elsewhere
     assert "Ready." in page.locator("#docent-status").inner_text()
-    assert "3 files" in page.locator("#docent-status").inner_text()
+    assert "4 files" in page.locator("#docent-status").inner_text()       # three in a folder, one web page
 
 
 def test_answer_streams_and_a_citation_opens_its_passage(page):
@@ -156,6 +178,18 @@ def test_answer_streams_and_a_citation_opens_its_passage(page):
     assert passage.is_visible() and "Old keys stop working" in passage.inner_text()
     assert "press Rotate" in source.locator("mark").inner_text()     # the sentence the answer restates
     _shot(page, "03-citation-open")
+
+
+def test_a_cited_web_page_opens_at_its_heading_in_a_new_tab(page):
+    answer = _ask(page, "Which outbound proxy port does every workstation use?")
+    assert "3128" in answer.inner_text()
+    source = answer.locator("details.docent-source").first
+    answer.locator("a.docent-cite").first.click()
+    link = source.locator("a.docent-open")
+    assert link.is_visible() and link.inner_text().startswith("Open the page")
+    assert link.get_attribute("href").endswith("/#proxy-settings")
+    assert link.get_attribute("target") == "_blank"
+    _shot(page, "03b-page-link")
 
 
 def test_the_answer_grows_while_the_model_writes(page):
