@@ -214,6 +214,7 @@ class _ProgressBar:
     def __init__(self, disabled: bool):
         self.disabled = disabled
         self.bar = None
+        self.noted = False            # a long load's note is shown beside the count
 
     def update(self, event) -> None:
         if self.disabled:
@@ -222,6 +223,13 @@ class _ProgressBar:
             from tqdm import tqdm
             self.bar = tqdm(total=event.total, unit="file", desc="ingest", file=sys.stderr,
                             disable=None, dynamic_ncols=True, leave=False)
+        if event.action.startswith("OCR"):        # a scan being read, page by page
+            self.bar.set_postfix_str(f"{printable(event.path.rsplit('/', 1)[-1])}: {event.action}")
+            self.noted = True
+            return
+        if self.noted:
+            self.bar.set_postfix_str("")
+            self.noted = False
         self.bar.update(event.done - self.bar.n)
 
     def close(self) -> None:

@@ -239,8 +239,12 @@ class Ingestor:
                     total = total + len(listing) if total is not None else None
                 else:
                     total = None
-                examined = _prefetch(lambda it: self._examine(it, stored.get(it.key), max_bytes, labeller,
-                                                              source.spec), fresh(listing))
+                def examine(it: Item, spec: str = source.spec):
+                    # A long load (OCR of a scan) tells the progress bar how far it is.
+                    heard = (lambda note: progress(Progress(done, total, it.key, note))) if progress else None
+                    with loaders.reporting(heard):
+                        return self._examine(it, stored.get(it.key), max_bytes, labeller, spec)
+                examined = _prefetch(examine, fresh(listing))
                 for item in examined:
                     done += 1
                     if item.failure is not None:

@@ -81,7 +81,8 @@ class Progress:
     done: int
     total: int | None           # None: not known yet (a site is found while it is crawled)
     path: str
-    action: str
+    action: str                 # what became of the file (added, unchanged, ...), or while a long
+                                # load runs, how far it is ("OCR of page 3 of 40")
 
 
 ProgressCallback = Callable[[Progress], None]

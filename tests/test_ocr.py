@@ -221,6 +221,21 @@ def test_mixed_pdf_keeps_the_scanned_page_number(tmp_path, scan):
     assert doc.metadata["ocr_pages"] == "2" and "ocr_failed" not in doc.metadata
 
 
+def test_ingest_progress_names_each_page_read_by_ocr(tmp_path, scan, settings, fake_embedder):
+    from ingest.pipeline import Ingestor
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    typed = "The holiday policy gives everyone twenty five days of leave a year."
+    pdf = _pdf(folder / "mixed.pdf", [typed, scan, scan.crop((0, 0, 800, 400))])
+    events = []
+    report = Ingestor(settings, fake_embedder).ingest([folder], progress=events.append)
+    assert report.count("added") == 1
+    notes = [(e.path, e.action) for e in events if e.action.startswith("OCR")]
+    assert notes == [(str(pdf), "OCR of page 2 of 3"), (str(pdf), "OCR of page 3 of 3")]
+    assert events[-1].action == "added" and events[-1].done == 1
+
+
 def test_ocr_failure_costs_only_that_page(tmp_path, monkeypatch, scan):
     monkeypatch.setattr(ocr, "_engine", None)
     monkeypatch.setattr(ocr, "_unavailable", "libGL.so.1: cannot open shared object file")

@@ -28,7 +28,7 @@ from pathlib import Path
 from ingest.document import ExtractedDocument, LoadError
 from ingest.errors import os_reason
 from ingest.loaders import docx, email, epub, html, markdown, notebook, ocr, pdf, pptx, rst, table, text, xlsx
-from ingest.loaders.base import Loader, short
+from ingest.loaders.base import Loader, reporting, short
 
 ENTRY_POINT_GROUP = "docent.loaders"
 BUILTIN: tuple[Loader, ...] = (markdown.LOADER, text.LOADER, rst.LOADER, html.LOADER, pdf.LOADER, docx.LOADER,
@@ -191,5 +191,5 @@ def _as_loader(obj) -> Loader:
     return Loader(name, tuple(s.lower() for s in suffixes), guarded)
 
 
-__all__ = ["Loader", "BUILTIN", "ENTRY_POINT_GROUP", "FORMATS", "registry", "reset_registry",
+__all__ = ["Loader", "reporting", "BUILTIN", "ENTRY_POINT_GROUP", "FORMATS", "registry", "reset_registry",
            "loader_for", "format_for", "load_file", "load_bytes", "read_file", "check_file", "check_size"]

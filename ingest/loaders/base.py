@@ -6,6 +6,8 @@ A third-party loader may use these too (`from ingest.loaders.base import Blocks,
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,6 +24,31 @@ class Loader:
     name: str
     suffixes: tuple[str, ...]
     load: Callable[[bytes], ExtractedDocument]
+
+
+# Who hears how a long load is going (the pipeline's progress bar), per thread: a loader
+# calls tell("OCR page 3 of 40") between slow steps; nothing happens when no one listens.
+_listener: ContextVar[Callable[[str], None] | None] = ContextVar("docent_load_listener", default=None)
+
+
+@contextmanager
+def reporting(listener: Callable[[str], None] | None):
+    """Loads inside this block (on this thread) tell `listener` how they are going."""
+    token = _listener.set(listener)
+    try:
+        yield
+    finally:
+        _listener.reset(token)
+
+
+def tell(note: str) -> None:
+    """One line on a long load's progress, for whoever is listening (see reporting)."""
+    listener = _listener.get()
+    if listener is not None:
+        try:
+            listener(note)
+        except Exception:         # a progress display that fails must not fail the file
+            pass
 
 
 # Office files and EPUBs are zips: a zip bomb stops at these, before a parser inflates it.

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 
 from ingest.document import ExtractedDocument, LoadError, PageStart
-from ingest.loaders.base import Blocks, Loader, short
+from ingest.loaders.base import Blocks, Loader, short, tell
 
 LOW_CONFIDENCE = 0.80      # a page below this is "low confidence": worth a look by a person
 # A 300 dpi letter page (3300 px) scaled to 2500 reads as well, 1.2-1.4x faster; at 2000,
@@ -215,6 +215,8 @@ def load(data: bytes) -> ExtractedDocument:
             # Frames are pages in a TIFF only (an animated PNG's frames are not).
             n_frames = getattr(image, "n_frames", 1) if image.format == "TIFF" else 1
             for i in range(n_frames):
+                if n_frames > 1:
+                    tell(f"OCR of page {i + 1} of {n_frames}")
                 image.seek(i)
                 frame = image.copy()            # decodes: a truncated file fails here
                 if n_frames > 1 and min(frame.size) < MIN_SIDE:

@@ -9,7 +9,7 @@ import logging
 import re
 
 from ingest.document import ExtractedDocument, Heading, LoadError, PageStart
-from ingest.loaders.base import Blocks, Loader, collapse, short
+from ingest.loaders.base import Blocks, Loader, collapse, short, tell
 from ingest.loaders.ocr import MIN_SIDE, page_metadata, recognize
 
 # pypdf adds a space for a TJ gap wider than ~half its idea of the font's space. For the
@@ -77,6 +77,7 @@ def load(data: bytes) -> ExtractedDocument:
             continue
         page_text = _clean_text(raw)
         if len("".join(page_text.split())) < _SCANNED_CHARS:
+            tell(f"OCR of page {i + 1} of {n_pages}")       # 10-25 s a page: say where it is
             try:
                 scanned = _ocr_page(page)
             except LoadError as exc:            # this page stays as it was; the others go on
