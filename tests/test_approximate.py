@@ -86,10 +86,22 @@ def test_edits_and_deletions_reach_the_approximate_index_in_place_and_a_shrunk_o
     assert not index.approximate and set(index.ids().tolist()) == chunk_ids and len(chunk_ids) == 40
 
 
-def test_lists_grow_with_the_collection():
+def test_lists_grow_with_the_collection_and_never_outnumber_its_vectors():
     sizes = [1_000, 10_000, 100_000, 1_000_000]
     lists = [nlist_for(n) for n in sizes]
     assert lists == sorted(lists) and all(2 * np.sqrt(n) <= m <= 8 * np.sqrt(n) for n, m in zip(sizes, lists))
+    assert [nlist_for(n) for n in (1, 22, 160)] == [1, 2, 16]
+
+
+def test_a_threshold_of_a_few_chunks_works(settings, fake_embedder, tmp_path):
+    tiny = settings.with_values("store", approximate_above=3)
+    folder = tmp_path / "notes"
+    _write(folder, 5)
+    Ingestor(tiny, fake_embedder).ingest([folder])
+    index, chunk_ids = _index_and_ids(tiny)
+    assert index.approximate and set(index.ids().tolist()) == chunk_ids
+    [top] = Retriever(tiny, fake_embedder).retrieve("Note 3 says item3", k=1, mode="dense").passages
+    assert top.source.endswith("note003.txt")
 
 
 def _vector_files(settings):

@@ -22,8 +22,11 @@ MAX_TRAIN = 200_000          # enough for 4096 lists at 50 points each; more onl
 
 
 def nlist_for(n: int) -> int:
-    """Lists for n vectors: about 4 sqrt(n) (FAISS's guideline is 4-16 sqrt(n)), a power of two."""
-    return 1 << max(6, min(16, round(math.log2(4 * math.sqrt(max(n, 1))))))
+    """Lists for n vectors: about 4 sqrt(n) (FAISS's guideline is 4-16 sqrt(n)), a power of
+    two, at least 64; but never more than n / 8 (k-means needs more points than lists:
+    a threshold set very low must not fail)."""
+    want = max(6, min(16, round(math.log2(4 * math.sqrt(max(n, 1))))))
+    return 1 << min(want, int(math.log2(max(n // 8, 1))))
 
 
 def is_ivf(index) -> bool:
