@@ -348,12 +348,22 @@ def remove(obj: Context, paths, collection) -> None:
 @main.command()
 @click.pass_obj
 def collections(obj: Context) -> None:
-    """List the collections under the home folder."""
+    """List the collections under the home folder: files, chunks, embedding model, how a
+    search goes (exact, or approximate past store.approximate_above chunks) and when
+    each last changed. One that cannot be opened is named with the reason."""
+    from ingest.store import StoreError
     ingestor = obj.ingestor()
     names = ingestor.collections()
     click.echo(f"home: {ingestor.home}")
     for name in names:
-        click.echo(name)
+        try:
+            o = ingestor.overview(name)
+        except StoreError as exc:
+            click.echo(f"{name}  (cannot be read: {printable(str(exc))})")
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(o["updated_at"])) if o["updated_at"] else "never"
+        click.echo(f"{name}  {o['files']} files, {o['chunks']} chunks, {o['model']}, search {o['search']}, "
+                   f"updated {when}")
     if not names:
         click.echo("(no collections yet: run `docent ingest PATH`)")
 

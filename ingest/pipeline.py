@@ -423,6 +423,15 @@ class Ingestor:
     def collections(self) -> list[str]:
         return list_collections(self.home)
 
+    def overview(self, name: str) -> dict:
+        """A collection at a glance: files, chunks, embedding model, how a search goes
+        (exact or approximate, as its last commit left it) and when it last changed."""
+        with self._faults(name), Collection(self.home, name, vectors=self.vectors) as coll:
+            info = coll.info()
+            return {"name": name, "files": len(coll.files()), "chunks": coll.chunk_count(),
+                    "model": info.get("embedding_model"), "search": info.get("vector_search", "exact"),
+                    "updated_at": float(info["updated_at"]) if "updated_at" in info else None}
+
 
 __all__ = ["Ingestor", "IngestReport", "FileResult", "Progress", "StoreError",
            "EXIT_OK", "EXIT_SOME_FAILED", "EXIT_USAGE", "EXIT_LOCKED", "EXIT_MODEL_MISMATCH",

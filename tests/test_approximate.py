@@ -152,3 +152,22 @@ def test_chunk_ids_are_never_reused(settings, fake_embedder, tmp_path):
     ingestor.ingest([folder])
     _, after = _index_and_ids(settings)
     assert min(after - before) > max(before)
+
+
+def test_collections_lists_size_and_how_each_is_searched(big, fake_embedder, tmp_path):
+    from click.testing import CliRunner
+
+    from docent.cli import main
+
+    folder = tmp_path / "notes"
+    _write(folder, 160)
+    Ingestor(big, fake_embedder).ingest([folder])
+    Ingestor(big, fake_embedder).ingest([folder / "note001.txt"], collection="small", remember=False)
+    (big.home_dir() / "broken").mkdir()
+    (big.home_dir() / "broken" / "docent.sqlite").write_bytes(b"not a database at all" * 100)
+    result = CliRunner().invoke(main, ["--home", str(big.home_dir()), "collections"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines()[1:]}
+    assert "160 files, 160 chunks, fake-embedder, search approximate (IVF: 16 of 16 lists a search)" in lines["default"]
+    assert "1 files, 1 chunks, fake-embedder, search exact" in lines["small"]
+    assert "cannot be read" in lines["broken"]

@@ -87,6 +87,14 @@ class FaissIndex:
         from ingest.store.approximate import is_ivf
         return is_ivf(self.index)
 
+    def describe(self) -> str:
+        """How a search goes, for `docent collections`."""
+        if not self.approximate:
+            return "exact"
+        import faiss
+        ivf = faiss.extract_index_ivf(self.index)
+        return f"approximate (IVF: {ivf.nprobe} of {ivf.nlist} lists a search)"
+
     def ids(self) -> np.ndarray:
         import faiss
         if self.approximate:

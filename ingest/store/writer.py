@@ -317,6 +317,7 @@ class CollectionWriter(Catalog):
         self.conn.executemany("INSERT OR REPLACE INTO info VALUES (?, ?)", [
             ("generation", str(gen)), ("updated_at", str(time.time())), ("vectors_base", str(published)),
             ("vectors_base_previous", str(base)), ("vectors_changes", str(changes)),
+            ("vector_search", getattr(self._index, "describe", lambda: type(self._index).__name__)()),
             ("last_chunk_id", str(self._last_id if self._last_id is not None else info.get("last_chunk_id", 0)))])
         self.conn.execute("COMMIT")
         self._dirty, self._fresh, self._changes = False, False, 0
