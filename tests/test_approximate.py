@@ -171,3 +171,42 @@ def test_collections_lists_size_and_how_each_is_searched(big, fake_embedder, tmp
     assert "160 files, 160 chunks, fake-embedder, search approximate (IVF: 16 of 16 lists a search)" in lines["default"]
     assert "1 files, 1 chunks, fake-embedder, search exact" in lines["small"]
     assert "cannot be read" in lines["broken"]
+
+
+def test_readers_in_threads_while_a_writer_publishes_incremental_generations(big, fake_embedder, tmp_path):
+    import threading
+
+    folder = tmp_path / "notes"
+    _write(folder, 160)
+    ingestor = Ingestor(big, fake_embedder)
+    ingestor.ingest([folder])
+    retriever = Retriever(big, fake_embedder)
+    errors, searches, done = [], [0], threading.Event()
+
+    def read():
+        while not done.is_set():
+            try:
+                passages = retriever.retrieve("Note says backup restore", k=3, mode="dense").passages
+                assert len(passages) == 3
+                searches[0] += 1
+            except Exception as exc:           # any failure in a reader thread fails the test
+                errors.append(exc)
+                return
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    try:
+        for i in range(6):                     # six generations, each naming the same full file
+            (folder / f"note{i:03d}.txt").write_text(f"Note {i} is now about walrus number {i}.\n")
+            ingestor.ingest([folder / f"note{i:03d}.txt"], remember=False)
+    finally:
+        done.set()
+        for thread in readers:
+            thread.join(timeout=30)
+    assert not errors and searches[0] > 0
+    _, info = _vector_files(big)
+    assert int(info["vectors_changes"]) > 0          # the generations above were incremental
+    for i in range(6):
+        [top] = retriever.retrieve(f"walrus number {i}", k=1, mode="dense").passages
+        assert top.source.endswith(f"note{i:03d}.txt")
+    retriever.close()
