@@ -275,3 +275,28 @@ def test_a_vector_backend_named_in_settings_comes_from_an_entry_point(settings, 
     with Collection(settings.home_dir(), settings.ingest.collection, vectors=parts.vectors) as store:
         assert type(store.vector_index()).__name__ == "ArrayIndex"
     parts.close()
+
+
+def test_a_vector_leaves_the_catalog_with_the_last_chunk_that_used_it(settings, fake_embedder, tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("Alpha explains the backup schedule in detail.\n")
+    (folder / "copy-of-a.txt").write_text("Alpha explains the backup schedule in detail.\n")     # the same chunk
+    (folder / "b.txt").write_text("Bravo explains the restore procedure in detail.\n")
+    ingestor = Ingestor(settings, fake_embedder)
+    ingestor.ingest([folder])
+
+    def stored():
+        with Collection(settings.home_dir(), "default") as coll:
+            return (coll.conn.execute("SELECT count(*) FROM vectors").fetchone()[0],
+                    coll.conn.execute("SELECT count(DISTINCT chunk_hash) FROM chunks").fetchone()[0])
+    assert stored() == (2, 2)
+    (folder / "b.txt").write_text("Bravo now explains restores from tape.\n")
+    ingestor.ingest([folder])
+    assert stored() == (2, 2)                     # the old vector of b went with its chunk
+    (folder / "a.txt").unlink()
+    ingestor.ingest([folder])
+    assert stored() == (2, 2)                     # still used by the copy
+    (folder / "copy-of-a.txt").unlink()
+    ingestor.ingest([folder])
+    assert stored() == (1, 1)
