@@ -29,6 +29,7 @@ from ingest.document import LoadError
 from ingest.manifest import absolute, chunk_hash, content_hash
 from ingest.errors import os_reason, storage_faults
 from ingest.report import FileResult, IngestReport, Progress, ProgressCallback
+from ingest.prefetch import prefetch
 from ingest.sources import Item, Source, SourceError, kind_of, open_source
 from ingest.sources.origin import anchors
 from ingest.store import (Collection, CollectionWriter, FileRecord, NewChunk, SourceRecord, StoreError,
@@ -62,51 +63,6 @@ class _Unopened:
     """A source that could not be opened (a spec this docent cannot read)."""
     spec: str
     reason: str
-
-
-def _prefetch(fn, items: Iterable, ahead: int = 4) -> Iterator:
-    """fn over items on one helper thread, a few items ahead, results in order. Parsing
-    (pure Python) then overlaps embedding (native code that releases the GIL); a lazy
-    listing (a site being crawled) is walked there too. The helper is a daemon: on Ctrl-C
-    the main thread stops waiting at once, and a big file still being read or scanned
-    neither delays the commit of what is done nor holds the process."""
-    import queue
-    import threading
-
-    results: queue.Queue = queue.Queue(maxsize=ahead)
-    stop = threading.Event()
-    end = object()
-
-    def put(outcome) -> None:
-        while not stop.is_set():
-            try:
-                results.put(outcome, timeout=0.2)
-                return
-            except queue.Full:
-                continue
-
-    def work() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                put((True, fn(item)))
-        except BaseException as exc:          # handed to the main thread, raised there
-            put((False, exc))
-            return
-        put((True, end))
-
-    threading.Thread(target=work, name="docent-load", daemon=True).start()
-    try:
-        while True:
-            ok, value = results.get()
-            if not ok:
-                raise value
-            if value is end:
-                return
-            yield value
-    finally:
-        stop.set()
 
 
 class Ingestor:
@@ -244,7 +200,7 @@ class Ingestor:
                     heard = (lambda note: progress(Progress(done, total, it.key, note))) if progress else None
                     with loaders.reporting(heard):
                         return self._examine(it, stored.get(it.key), max_bytes, labeller, spec)
-                examined = _prefetch(examine, fresh(listing))
+                examined = prefetch(examine, fresh(listing))
                 for item in examined:
                     done += 1
                     if item.failure is not None:
