@@ -284,8 +284,8 @@ class Ingestor:
                            chunk_hash(d.embed_text), d.n_tokens, tuple(sorted(found.items())))
                   for d, found in zip(drafts, labels)]
         origin = {**item.origin, **{k: v for k, v in doc.metadata.items() if k.startswith("ocr_")}}
-        if "url" in origin and anchors(doc.headings):       # so that a citation opens the page at its heading
-            origin["anchors"] = anchors(doc.headings)
+        if "url" in origin and (found := anchors(doc.headings)):   # so that a citation opens the page at its heading
+            origin["anchors"] = found
         record = FileRecord(
             path=key, format=doc.format, content_hash=digest, size=item.size or len(data), mtime_ns=item.mtime_ns,
             status="ok", error=None, failed_hash=None, n_chunks=len(chunks), pages=len(doc.pages) or None,

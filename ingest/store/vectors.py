@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from pathlib import Path
-from typing import Iterable, Protocol, runtime_checkable
+from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -45,7 +45,9 @@ class VectorIndex(Protocol):
 
 
 class VectorBackend(Protocol):
-    """Makes and loads one kind of VectorIndex."""
+    """Makes and loads one kind of VectorIndex. Optional, looked up with getattr:
+    `from_vectors(dim, ids, vectors)` (an index holding these, made in one go: rebuild
+    uses it) and `suited(index, conn)` (the index to publish for its size: commit uses it)."""
 
     def new(self, dim: int) -> VectorIndex: ...
 
@@ -166,13 +168,21 @@ class FaissBackend:
         if not want and n >= self.approximate_above // 2 and self.approximate_above:
             return index                 # a little under the threshold: no flapping between the two
         ids, vectors = catalog_vectors(conn, index.dim)
-        if not want:
-            exact = self.new(index.dim)
-            if len(ids):
-                exact.add(ids, vectors)
-            return exact
-        from ingest.store.approximate import build
-        return FaissIndex(build(index.dim, ids, vectors, self.nprobe))
+        return self._made(index.dim, ids, vectors, want)
+
+    def from_vectors(self, dim: int, ids: np.ndarray, vectors: np.ndarray) -> FaissIndex:
+        """A new index holding these vectors: approximate past the threshold, else exact
+        (rebuild's one pass over the catalog; no exact index built only to be replaced)."""
+        return self._made(dim, ids, vectors, bool(self.approximate_above) and len(ids) > self.approximate_above)
+
+    def _made(self, dim: int, ids: np.ndarray, vectors: np.ndarray, approximate: bool) -> FaissIndex:
+        if approximate:
+            from ingest.store.approximate import build
+            return FaissIndex(build(dim, ids, vectors, self.nprobe))
+        exact = self.new(dim)
+        if len(ids):
+            exact.add(ids, vectors)
+        return exact
 
 
 VECTOR_BACKENDS: dict[str, VectorBackend] = {"faiss": FaissBackend()}
@@ -206,9 +216,12 @@ def vectors_file(directory: Path, generation: int) -> Path:
     return directory / f"vectors-{generation:06d}.faiss"
 
 
-def stored_vectors(conn: sqlite3.Connection) -> Iterable[tuple[int, bytes]]:
+def stored_vectors(conn: sqlite3.Connection, ids: Sequence[int] | None = None) -> Iterable[tuple[int, bytes]]:
+    """(chunk id, vector bytes) of every chunk, or of the chunks `ids` (at most a few
+    hundred: one SQL parameter each), in id order."""
+    where = f"WHERE c.id IN ({','.join('?' * len(ids))}) " if ids is not None else ""
     return conn.execute("SELECT c.id, v.vector FROM chunks c JOIN vectors v ON v.chunk_hash = c.chunk_hash "
-                        "ORDER BY c.id")
+                        f"{where}ORDER BY c.id", [int(i) for i in ids] if ids is not None else [])
 
 
 def catalog_vectors(conn: sqlite3.Connection, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,12 +239,14 @@ def catalog_vectors(conn: sqlite3.Connection, dim: int) -> tuple[np.ndarray, np.
 def rebuild(backend: VectorBackend, conn: sqlite3.Connection, dim: int) -> VectorIndex:
     """A new index holding every chunk's vector from the catalog (approximate when the
     backend says the collection is large enough)."""
-    index = backend.new(dim)
     ids, vectors = catalog_vectors(conn, dim)
+    make = getattr(backend, "from_vectors", None)
+    if make is not None:
+        return make(dim, ids, vectors)
+    index = backend.new(dim)
     if len(ids):
         index.add(ids, vectors)
-    suited = getattr(backend, "suited", None)
-    return suited(index, conn) if suited is not None else index
+    return index
 
 
 def load_generation(backend: VectorBackend, conn: sqlite3.Connection, directory: Path, generation: int,
@@ -261,9 +276,7 @@ def catch_up(index: VectorIndex, conn: sqlite3.Connection) -> int:
     if len(gone):
         index.remove(gone)
     for start in range(0, len(new), 500):
-        part = [int(i) for i in new[start:start + 500]]
-        rows = conn.execute("SELECT c.id, v.vector FROM chunks c JOIN vectors v ON v.chunk_hash = c.chunk_hash "
-                            f"WHERE c.id IN ({','.join('?' * len(part))}) ORDER BY c.id", part).fetchall()
+        rows = stored_vectors(conn, new[start:start + 500]).fetchall()
         if rows:
             index.add(np.array([r[0] for r in rows], dtype=np.int64),
                       np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
