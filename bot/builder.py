@@ -65,6 +65,12 @@ class Components:
         return self._once("vectors", lambda: self._vectors or vector_backend(self.settings.store.vectors, self.settings.store))
 
     @property
+    def store(self):
+        """Where collections are kept: settings store.backend (FAISS folders or PostgreSQL)."""
+        from ingest.store.backends import open_store
+        return self._once("store", lambda: open_store(self.settings.store, self.home, self.vectors))
+
+    @property
     def embedder(self):
         """Cheap to make: the weights load on first use or in warm_up()."""
         from ingest.embedder import make_embedder
@@ -84,13 +90,14 @@ class Components:
     def retriever(self):
         from bot.retrieval import Retriever
         return self._once("retriever", lambda: Retriever(self.settings, self.embedder, home=self.home,
-                                                         vectors=self.vectors))
+                                                         store=self.store))
 
     @property
     def ingestor(self):
         from ingest.pipeline import Ingestor
         return self._once("ingestor", lambda: Ingestor(self.settings, embedder=self.embedder, home=self.home,
-                                                       labeller=self.labeller, vectors=self.vectors))
+                                                       labeller=self.labeller, vectors=self.vectors,
+                                                       store=self.store))
 
     def ingestor_for(self, settings: Settings):
         """An Ingestor with other settings (e.g. `--exclude` from the command line), the
@@ -98,7 +105,8 @@ class Components:
         from bot.guard.labels import ChunkLabeller
         from ingest.pipeline import Ingestor
         return Ingestor(settings, embedder=self.embedder, home=self.home,
-                        labeller=ChunkLabeller.from_settings(settings), vectors=self.vectors)
+                        labeller=ChunkLabeller.from_settings(settings), vectors=self.vectors,
+                        store=self.store)
 
     @property
     def answerer(self):

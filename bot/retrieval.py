@@ -156,14 +156,16 @@ class Retriever:
     Safe to call from several threads at once (a server's, LangChain's batch())."""
 
     def __init__(self, settings: Settings, embedder=None, home: str | Path | None = None, reranker=None,
-                 vectors=None):
-        """`vectors`: an ingest.store.VectorBackend (None: FAISS), as the Ingestor writes them."""
+                 vectors=None, store=None):
+        """`vectors`: an ingest.store.VectorBackend (None: FAISS), as the Ingestor writes them;
+        `store`: where collections are kept (None: the one settings store.backend names)."""
+        from ingest.store.backends import open_store
         self.settings = settings
         self.config: RetrievalSettings = settings.retrieval
         self.home = settings.home_dir(home)
         self._embedder = embedder
         self._reranker = reranker
-        self._vectors = vectors
+        self.store = store if store is not None else open_store(settings.store, self.home, vectors)
         self._collections: dict[str, "Collection"] = {}
         # Per collection: (generation and rules it was made for, value).
         self._restricted_cache: dict[str, tuple] = {}
@@ -210,12 +212,11 @@ class Retriever:
             raise RetrievalError(str(exc)) from None
 
     def collection(self, name: str | None = None) -> "Collection":
-        from ingest.store import Collection
         name = name or self.settings.ingest.collection
         with self._lock:
             if name not in self._collections:
                 with self._store_errors(name):
-                    opened = Collection(self.home, name, vectors=self._vectors)
+                    opened = self.store.reader(name)
                     opened.check_model(self.embedder.name, self.embedder.dim)
                 self._collections[name] = opened
             return self._collections[name]

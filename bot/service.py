@@ -164,8 +164,7 @@ class Service:
     # --- the collection -----------------------------------------------------------------
 
     def collections(self) -> list[str]:
-        from ingest.store import list_collections
-        return list_collections(self.home)
+        return self.parts.store.names()
 
     def watched_since(self, collection: str | None) -> tuple[bool, float | None]:
         """(a `docent ingest --watch` process follows the collection, time of its last change)."""
@@ -181,10 +180,10 @@ class Service:
         """Why a collection cannot be read (a damaged database, a disk that fails), or None.
         The window marks such a collection and goes on with the others."""
         from ingest.errors import storage_faults
-        from ingest.store import Collection, CollectionNotFound, StoreError
+        from ingest.store import CollectionNotFound, StoreError
         name = collection or self.default_collection
         try:
-            with Collection(self.home, name) as opened, storage_faults(name, opened.directory):
+            with self.parts.store.reader(name) as opened, storage_faults(name, opened.directory):
                 opened.files()
         except CollectionNotFound:
             return None

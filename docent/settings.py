@@ -181,6 +181,9 @@ class LeakSettings:
 
 @_validated
 class StoreSettings:
+    # faiss: a folder per collection under the home folder; postgres: a database (ingest/store/backends.py)
+    backend: Literal["faiss", "postgres"] = "faiss"
+    url: Name = "embedded"         # postgres: postgresql://user:password@host/db, or a private server under the home
     vectors: Name = "faiss"        # a key of ingest/store/vectors.py's registry (plugins may add one)
     # FAISS: exact search up to this many chunks, approximate (IVF) above; 0: always exact.
     approximate_above: Annotated[int, Field(ge=0)] = 250_000

@@ -106,3 +106,21 @@ def storage_faults(name: str, folder: Path):
         if kind is None:
             raise
         raise StorageFault(fault_message(kind, name, Path(folder), exc), kind) from None
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
+        raise StorageFault(database_message(name, exc), "database") from None
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """An error from PostgreSQL or its driver (the postgres store), told without importing psycopg."""
+    return any(cls.__module__.split(".")[0] == "psycopg" and cls.__name__ == "Error" for cls in type(exc).__mro__)
+
+
+def database_message(name: str, exc: BaseException) -> str:
+    """The one line for a database that failed mid-way: gone, out of space, a statement refused."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    if type(exc).__name__ == "OperationalError" or "connection" in reason.lower():
+        return (f"collection '{name}': lost the connection to its database ({reason}); what was committed "
+                f"before stays, nothing is half-written: run the command again when the database is back")
+    return f"collection '{name}': the database refused a change ({reason}); what was committed before stays"

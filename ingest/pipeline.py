@@ -32,8 +32,7 @@ from ingest.report import FileResult, IngestReport, Progress, ProgressCallback
 from ingest.prefetch import prefetch
 from ingest.sources import Item, Source, SourceError, kind_of, open_source
 from ingest.sources.origin import anchors
-from ingest.store import (Collection, CollectionWriter, FileRecord, NewChunk, SourceRecord, StoreError,
-                          collection_dir, list_collections)
+from ingest.store import CollectionWriter, FileRecord, NewChunk, SourceRecord, StoreError, collection_dir
 
 # Exit statuses of `docent ingest` (documented in --help and the README): docent/exits.py.
 from docent.exits import (EXIT_INTERRUPTED, EXIT_LOCKED, EXIT_MODEL_MISMATCH, EXIT_OK,  # noqa: E402
@@ -67,12 +66,14 @@ class _Unopened:
 
 class Ingestor:
     def __init__(self, settings: Settings, embedder=None, home: str | os.PathLike | None = None, labeller=None,
-                 vectors=None):
+                 vectors=None, store=None):
         """`labeller`: labels each chunk at ingest (bot.guard.labels.ChunkLabeller: what
         must not leak); anything with `version`, `label(path, texts, spans) -> [{label: count}]` and
         `for_collection(name)` (the labeller with that collection's rules). None: chunks are
         stored without labels. `vectors`: an ingest.store.VectorBackend (None: the one
-        settings store.vectors names, FAISS by default)."""
+        settings store.vectors names, FAISS by default). `store`: where collections are kept
+        (ingest.store.backends; None: the one settings store.backend names)."""
+        from ingest.store.backends import open_store
         from ingest.store.vectors import vector_backend
 
         self.settings = settings
@@ -80,6 +81,7 @@ class Ingestor:
         self._embedder = embedder
         self.labeller = labeller
         self.vectors = vectors if vectors is not None else vector_backend(settings.store.vectors, settings.store)
+        self.store = store if store is not None else open_store(settings.store, self.home, self.vectors)
 
     @property
     def embedder(self):
@@ -109,7 +111,7 @@ class Ingestor:
         edited, moved and deleted files; a source that cannot be read is reported and its
         files stay as they were."""
         name = collection or self.settings.ingest.collection
-        Collection(self.home, name, vectors=self.vectors).close()       # a clear "no such collection" first
+        self.store.reader(name).close()       # a clear "no such collection" first
         return self._update(name, False, progress, lambda writer: [
             (self._open(writer, rec.spec, rec), True) for rec in writer.sources()])
 
@@ -126,8 +128,8 @@ class Ingestor:
         report = IngestReport(name)
         embedder = self.embedder
         embed_before = embedder.seconds
-        with self._faults(name), CollectionWriter(self.home, name, embedder.name, embedder.dim,
-                                                  reembed=reembed, vectors=self.vectors) as writer:
+        with self._faults(name), self.store.writer(name, embedder.name, embedder.dim,
+                                                   reembed=reembed) as writer:
             try:
                 if reembed:
                     report.reembedded = self._reembed(writer)
@@ -342,9 +344,9 @@ class Ingestor:
     def remove(self, paths: Sequence[str | os.PathLike], collection: str | None = None) -> list[str]:
         """Drop these files (or everything under these folders) from the index."""
         name = collection or self.settings.ingest.collection
-        Collection(self.home, name, vectors=self.vectors).close()       # a clear "no such collection" first
+        self.store.reader(name).close()       # a clear "no such collection" first
         removed = []
-        with self._faults(name), CollectionWriter(self.home, name, model=None, dim=None, vectors=self.vectors) as writer:
+        with self._faults(name), self.store.writer(name, model=None, dim=None) as writer:
             stored = [rec.path for rec in writer.files()]
             for given in paths:
                 kind = kind_of(str(given))
@@ -361,28 +363,28 @@ class Ingestor:
 
     def sources(self, collection: str | None = None) -> list[FileRecord]:
         name = collection or self.settings.ingest.collection
-        with self._faults(name), Collection(self.home, name, vectors=self.vectors) as coll:
+        with self._faults(name), self.store.reader(name) as coll:
             return coll.files()
 
     def remembered(self, collection: str | None = None) -> list[SourceRecord]:
         """The sources `docent sync` reads again."""
         name = collection or self.settings.ingest.collection
-        with self._faults(name), Collection(self.home, name, vectors=self.vectors) as coll:
+        with self._faults(name), self.store.reader(name) as coll:
             return coll.sources()
 
     def label_counts(self, collection: str | None = None) -> dict[str, dict[str, int]]:
         """{path: {label: chunks}} for the files whose chunks carry labels."""
         name = collection or self.settings.ingest.collection
-        with self._faults(name), Collection(self.home, name, vectors=self.vectors) as coll:
+        with self._faults(name), self.store.reader(name) as coll:
             return coll.label_counts()
 
     def collections(self) -> list[str]:
-        return list_collections(self.home)
+        return self.store.names()
 
     def overview(self, name: str) -> dict:
         """A collection at a glance: files, chunks, embedding model, how a search goes
         (exact or approximate, as its last commit left it) and when it last changed."""
-        with self._faults(name), Collection(self.home, name, vectors=self.vectors) as coll:
+        with self._faults(name), self.store.reader(name) as coll:
             info = coll.info()
             return {"name": name, "files": len(coll.files()), "chunks": coll.chunk_count(),
                     "model": info.get("embedding_model"), "search": info.get("vector_search", "exact"),

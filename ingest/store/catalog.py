@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
+
+import numpy as np
 
 from ingest.errors import EmbeddingMismatch
 from ingest.store import keywords
@@ -69,6 +71,29 @@ class Catalog:
     def chunks_of(self, path: str) -> list[StoredChunk]:
         return [stored_chunk(r) for r in self.conn.execute(
             "SELECT * FROM chunks WHERE path = ? ORDER BY ord", (path,))]
+
+    def known_vectors(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """Vectors already stored for these chunk hashes (renamed or unchanged passages)."""
+        hashes = list(dict.fromkeys(hashes))
+        found: dict[str, np.ndarray] = {}
+        for i in range(0, len(hashes), 500):
+            part = hashes[i:i + 500]
+            marks = ",".join("?" * len(part))
+            for row in self.conn.execute(f"SELECT chunk_hash, vector FROM vectors WHERE chunk_hash IN ({marks})", part):
+                found[row[0]] = np.frombuffer(row[1], dtype=np.float32)
+        return found
+
+    def labels_of(self, ids: Sequence[int]) -> dict[int, tuple[tuple[str, int], ...]]:
+        """{chunk id: ((label, count), ...)} for the chunks among `ids` that carry labels."""
+        out: dict[int, list[tuple[str, int]]] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            for chunk_id, label, count in self.conn.execute(
+                    f"SELECT chunk_id, label, count FROM chunk_labels WHERE chunk_id IN ({','.join('?' * len(part))}) "
+                    "ORDER BY chunk_id, label", part):
+                out.setdefault(chunk_id, []).append((label, count))
+        return {i: tuple(v) for i, v in out.items()}
 
     def label_counts(self) -> dict[str, dict[str, int]]:
         """{path: {label: chunks with it}}."""

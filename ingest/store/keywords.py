@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from typing import Sequence
 
 import numpy as np
@@ -26,6 +27,18 @@ def tokens(conn: sqlite3.Connection, texts: Sequence[str]) -> list[dict[str, int
         out[doc - 1][term] = count
     conn.execute("DELETE FROM temp.docent_tokens")
     return out
+
+
+_local = threading.local()
+
+
+def tokens_of(texts: Sequence[str]) -> list[dict[str, int]]:
+    """`tokens()` through this thread's own in-memory SQLite: the same tokenizer for a
+    store whose catalog is not SQLite (ingest/store/postgres)."""
+    conn = getattr(_local, "conn", None)
+    if conn is None:
+        conn = _local.conn = sqlite3.connect(":memory:", isolation_level=None)
+    return tokens(conn, texts)
 
 
 def term_ids(conn: sqlite3.Connection, words: Sequence[str]) -> dict[str, int]:
@@ -78,7 +91,7 @@ def load_keyword_index(conn: sqlite3.Connection):
 def bm25_search(conn: sqlite3.Connection, keywords, query: str, k: int, max_df: float) -> list[tuple[int, float]]:
     """BM25 by the in-memory index. Terms found in more than `max_df` of all chunks (and in
     over 1,000) are left out of the query, unless nothing else is left."""
-    stems = tokens(conn, [query])[0]
+    stems = tokens_of([query])[0]
     found = dict(conn.execute(
         f"SELECT term, id FROM terms WHERE term IN ({','.join('?' * len(stems))})", list(stems))) if stems else {}
     ids = [found[t] for t in stems if t in found]

@@ -17,7 +17,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -144,17 +144,6 @@ class CollectionWriter(Catalog):
         return self._last_id
 
     # -- staging ---------------------------------------------------------------
-    def known_vectors(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
-        """Vectors already stored for these chunk hashes (renamed or unchanged passages)."""
-        hashes = list(dict.fromkeys(hashes))
-        found: dict[str, np.ndarray] = {}
-        for i in range(0, len(hashes), 500):
-            part = hashes[i:i + 500]
-            marks = ",".join("?" * len(part))
-            for row in self.conn.execute(f"SELECT chunk_hash, vector FROM vectors WHERE chunk_hash IN ({marks})", part):
-                found[row[0]] = np.frombuffer(row[1], dtype=np.float32)
-        return found
-
     def _atomic(self, work) -> None:
         """Run one file's changes all-or-nothing, even if interrupted (Ctrl-C) half-way."""
         self._begin()

@@ -1,0 +1,287 @@
+"""The write side of a collection in PostgreSQL: `PgCollectionWriter`, the twin of
+ingest/store/writer.py's `CollectionWriter`.
+
+Why it stays consistent: a writer stages its changes in one open transaction (each file
+in a savepoint, so an interrupt never leaves half a file) and `commit()` publishes them
+as a new generation, all at once; a writer killed at any moment leaves the last commit.
+Readers see committed rows only.
+
+Many writers at once: there is no collection lock. A writer locks each file it changes
+(a transaction-scoped advisory lock on the path), so two ingests of different folders
+run side by side; one that meets a file another writer holds first publishes its own
+work (which releases its locks, so two writers never wait on each other) and then
+waits for the file. Chunk ids come from a sequence and keyword terms are added through a
+second, autocommitting connection, so nothing else is shared between open transactions.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ingest.errors import CollectionNotFound, StoreError
+from ingest.store import keywords
+from ingest.store.postgres import schema
+from ingest.store.postgres.connection import Connection, connect
+from ingest.store.postgres.reader import PgCatalog, halfvec, vector_text
+from ingest.store.records import FileRecord, NewChunk, collection_dir
+
+HNSW_OPTIONS = "m = 32, ef_construction = 128"      # measured in benchmarks/scale.py (recall 0.99 at 100k)
+
+
+class PgCollectionWriter(PgCatalog):
+    def __init__(self, url: str, home: Path, name: str, model: str | None, dim: int | None, reembed: bool = False,
+                 approximate_above: int = 250_000):
+        self.name = name
+        self.directory = collection_dir(home, name)     # local files only: git mirrors, uploads
+        self.approximate_above = approximate_above
+        self._conn = connect(url, home)
+        self._terms: Connection | None = None
+        try:
+            self.schema = schema.open_schema(self._conn, name, create=model is not None)
+            self._terms = connect(url, home)
+            schema.use(self._terms, self.schema)
+            info = self.info()
+            if model is None:
+                if "embedding_model" not in info:
+                    raise CollectionNotFound(f"no collection '{name}' in {self._conn.where}")
+                model, dim = info["embedding_model"], int(info["embedding_dim"])
+            if "embedding_model" not in info:
+                self._init_info(model, dim)
+            elif not reembed:
+                self.check_model(model, dim)
+            self.model, self.dim = model, dim
+            self._dirty = False
+            self._reindex = False
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.close()
+            raise StoreError(f"cannot create collection folder {self.directory}: {exc.strerror}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def conn(self) -> Connection:
+        return self._conn
+
+    def close(self) -> None:
+        """Abandon staged changes (if any) and release the file locks."""
+        for conn in (self._conn, self._terms):
+            if conn is not None and not conn.broken:
+                try:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                finally:
+                    conn.close()
+
+    def _init_info(self, model: str, dim: int) -> None:
+        now = str(time.time())
+        self.conn.executemany("INSERT INTO info VALUES (?, ?) ON CONFLICT (key) DO NOTHING", [
+            ("embedding_model", model), ("embedding_dim", str(dim)), ("generation", "0"), ("created_at", now)])
+
+    def _begin(self) -> None:
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN")
+        self._dirty = True
+
+    def _hold(self, path: str) -> None:
+        """Lock `path` for this writer until its next commit; if another writer holds it,
+        publish this one's work first, then wait."""
+        key = (self.schema, path)
+        self._begin()
+        if self.conn.execute("SELECT pg_try_advisory_xact_lock(hashtext(?), hashtext(?))", key).fetchone()[0]:
+            return
+        self.commit()
+        self._begin()
+        self.conn.execute("SELECT pg_advisory_xact_lock(hashtext(?), hashtext(?))", key)
+
+    # -- staging ---------------------------------------------------------------
+    def _atomic(self, path: str, work) -> None:
+        """One file's changes all-or-nothing, even if interrupted (Ctrl-C) half-way."""
+        self._hold(path)
+        self.conn.execute("SAVEPOINT one_file")
+        try:
+            work()
+        except BaseException:
+            if not self.conn.broken:
+                self.conn.execute("ROLLBACK TO one_file")
+                self.conn.execute("RELEASE one_file")
+            raise
+        self.conn.execute("RELEASE one_file")
+
+    def put_file(self, record: FileRecord, chunks: Sequence[NewChunk], vectors: np.ndarray) -> None:
+        """Replace everything stored for `record.path` with these chunks and vectors."""
+        if len(chunks) != len(vectors):
+            raise ValueError("one vector per chunk")
+        self._atomic(record.path, lambda: self._put_file(record, chunks, vectors))
+
+    def _put_file(self, record: FileRecord, chunks: Sequence[NewChunk], vectors: np.ndarray) -> None:
+        self.conn.execute("DELETE FROM chunks WHERE path = ?", (record.path,))
+        self.conn.execute(
+            "INSERT INTO files (path, format, content_hash, size, mtime_ns, status, error, failed_hash, n_chunks, "
+            "pages, title, ingested_at, source_spec, origin) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT (path) DO UPDATE SET format = excluded.format, content_hash = excluded.content_hash, "
+            "size = excluded.size, mtime_ns = excluded.mtime_ns, status = excluded.status, error = excluded.error, "
+            "failed_hash = excluded.failed_hash, n_chunks = excluded.n_chunks, pages = excluded.pages, "
+            "title = excluded.title, ingested_at = excluded.ingested_at, source_spec = excluded.source_spec, "
+            "origin = excluded.origin", (
+                record.path, record.format, record.content_hash, record.size, record.mtime_ns, record.status,
+                record.error, record.failed_hash, record.n_chunks, record.pages, record.title, record.ingested_at,
+                record.source_spec, record.origin))
+        if not chunks:
+            return
+        ids = [r[0] for r in self.conn.execute("SELECT nextval('chunk_ids') FROM generate_series(1, ?)",
+                                               (len(chunks),))]
+        self.conn.executemany(
+            'INSERT INTO chunks (id, path, ord, text, heading_path, heading, page, page_end, start, "end", '
+            "chunk_hash, n_tokens, embedding) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?::vector)",
+            [(chunk_id, record.path, ord_, chunk.text, json.dumps(list(chunk.heading_path), ensure_ascii=False),
+              " > ".join(chunk.heading_path), chunk.page, chunk.page_end, chunk.start, chunk.end, chunk.chunk_hash,
+              chunk.n_tokens, vector_text(vector))
+             for ord_, (chunk_id, chunk, vector) in enumerate(zip(ids, chunks, vectors))])
+        self.conn.executemany("INSERT INTO chunk_labels VALUES (?, ?, ?)", [
+            (chunk_id, label, count) for chunk_id, chunk in zip(ids, chunks) for label, count in chunk.labels])
+        self._put_terms(ids, [f"{c.text}\n{' > '.join(c.heading_path)}" for c in chunks])
+
+    def _put_terms(self, ids: Sequence[int], texts: Sequence[str]) -> None:
+        counted = keywords.tokens_of(texts)
+        words = list(dict.fromkeys(t for counts in counted for t in counts))
+        term_id: dict[str, int] = {}
+        for i in range(0, len(words), 1000):
+            part = words[i:i + 1000]
+            # Autocommitted on their own connection: two writers adding one new word never
+            # wait for each other's commit (an unused term costs nothing).
+            self._terms.execute("INSERT INTO terms (term) SELECT unnest(?::text[]) ON CONFLICT (term) DO NOTHING",
+                                (part,))
+            term_id.update(self._terms.execute("SELECT term, id FROM terms WHERE term = ANY(?)", (part,)))
+        self.conn.executemany("INSERT INTO chunk_terms VALUES (?, ?)", [
+            (chunk_id, np.array([[term_id[t] for t in counts], list(counts.values())], dtype="<i4").tobytes())
+            for chunk_id, counts in zip(ids, counted)])
+
+    def mark_failed(self, path: str, error: str, failed_hash: str | None, fmt: str | None,
+                    source: str | None = None) -> None:
+        """Record a failure; a file that had good content keeps its chunks (nothing is lost)."""
+        self._hold(path)
+        self.conn.execute(
+            "INSERT INTO files (path, format, status, error, failed_hash, n_chunks, ingested_at, source_spec) "
+            "VALUES (?,?,'failed',?,?,0,?,?) ON CONFLICT (path) DO UPDATE SET status = 'failed', "
+            "error = excluded.error, failed_hash = excluded.failed_hash", (path, fmt, error, failed_hash, time.time(),
+                                                                           source))
+
+    def put_source(self, spec: str, kind: str, state: dict, error: str | None = None) -> None:
+        self._begin()
+        now = time.time()
+        self.conn.execute(
+            "INSERT INTO sources (spec, kind, state, added_at, synced_at, error) VALUES (?,?,?,?,?,?) "
+            "ON CONFLICT (spec) DO UPDATE SET kind = excluded.kind, state = excluded.state, "
+            "synced_at = excluded.synced_at, error = excluded.error",
+            (spec, kind, json.dumps(state, sort_keys=True), now, now, error))
+
+    def forget_source(self, spec: str) -> bool:
+        self._begin()
+        return self.conn.execute("DELETE FROM sources WHERE spec = ?", (spec,)).rowcount > 0
+
+    def remove_file(self, path: str) -> bool:
+        if not self.file(path):
+            return False
+
+        def work() -> None:
+            self.conn.execute("DELETE FROM chunks WHERE path = ?", (path,))
+            self.conn.execute("DELETE FROM files WHERE path = ?", (path,))
+        self._atomic(path, work)
+        return True
+
+    def relabel(self, label_file, version: str) -> int:
+        """Recompute every stored chunk's labels (the labelling rules changed)."""
+        self._begin()
+        self.conn.execute("DELETE FROM chunk_labels")
+        seen = 0
+        for (path,) in self.conn.execute("SELECT path FROM files WHERE status = 'ok'").fetchall():
+            rows = self.conn.execute('SELECT id, text, start, "end" FROM chunks WHERE path = ? ORDER BY ord',
+                                     (path,)).fetchall()
+            labelled = label_file(path, [r[1] for r in rows], [(r[2], r[3]) for r in rows])
+            self.conn.executemany("INSERT INTO chunk_labels VALUES (?, ?, ?)", [
+                (row[0], label, count) for row, labels in zip(rows, labelled) for label, count in labels.items()])
+            seen += len(rows)
+        self.set_labels_version(version)
+        return seen
+
+    def set_labels_version(self, version: str) -> None:
+        self._begin()
+        self.conn.execute("INSERT INTO info VALUES ('labels_version', ?) ON CONFLICT (key) DO UPDATE "
+                          "SET value = excluded.value", (version,))
+
+    def replace_all_vectors(self, model: str, dim: int, vectors_by_hash: dict[str, np.ndarray]) -> None:
+        """Re-embedding: swap every vector and the recorded model in one transaction."""
+        self._begin()
+        self.conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")     # built for the old vectors
+        self.conn.executemany("UPDATE chunks SET embedding = ?::vector WHERE chunk_hash = ?",
+                              [(vector_text(v), h) for h, v in vectors_by_hash.items()])
+        self.conn.executemany("INSERT INTO info VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                              [("embedding_model", model), ("embedding_dim", str(dim))])
+        self.model, self.dim = model, dim
+
+    def distinct_chunk_texts(self) -> Iterator[tuple[str, tuple[str, ...], str]]:
+        seen = set()
+        for row in self.conn.execute("SELECT chunk_hash, heading_path, text FROM chunks ORDER BY id").fetchall():
+            if row[0] not in seen:
+                seen.add(row[0])
+                yield row[0], tuple(json.loads(row[1])), row[2]
+
+    # -- publishing ------------------------------------------------------------
+    def commit(self) -> bool:
+        """Publish staged changes as a new generation. Returns False if nothing changed."""
+        if not self._dirty:
+            return False
+        self._begin()
+        self.conn.execute("INSERT INTO info VALUES ('generation', '1') ON CONFLICT (key) DO UPDATE "
+                          "SET value = (info.value::bigint + 1)::text")
+        self.conn.execute("INSERT INTO info VALUES ('updated_at', ?) ON CONFLICT (key) DO UPDATE "
+                          "SET value = excluded.value", (str(time.time()),))
+        self.conn.execute("COMMIT")
+        self._dirty = False
+        self._index_vectors()
+        return True
+
+    def _index_vectors(self) -> None:
+        """Exact search below store.approximate_above chunks; above it an HNSW index, built
+        once, concurrently (writers go on, searches stay exact until it is ready), by
+        whichever writer gets there first; dropped again below half the threshold. An
+        index left invalid by a build that was killed is built again."""
+        count = self.chunk_count()
+        valid = self._hnsw_valid()
+        want = bool(self.approximate_above) and count > self.approximate_above
+        keep = bool(self.approximate_above) and count >= self.approximate_above // 2
+        if not ((valid is True and keep) or (valid is None and not want)):
+            key = (f"docent:hnsw:{self.schema}",)
+            if self.conn.execute("SELECT pg_try_advisory_lock(hashtext(?))", key).fetchone()[0]:
+                try:
+                    if valid is not None and (valid is False or not keep):
+                        self.conn.execute("DROP INDEX CONCURRENTLY IF EXISTS chunks_embedding_hnsw")
+                    if want and self._hnsw_valid() is None:
+                        self.conn.execute("SET maintenance_work_mem = '1GB'")
+                        self.conn.execute(f"CREATE INDEX CONCURRENTLY chunks_embedding_hnsw ON chunks USING hnsw "
+                                          f"(({halfvec(self.dim)}) halfvec_ip_ops) WITH ({HNSW_OPTIONS})")
+                finally:
+                    self.conn.execute("SELECT pg_advisory_unlock(hashtext(?))", key)
+            # else another writer is building or dropping it
+        search = f"approximate (pgvector HNSW, {HNSW_OPTIONS})" if self._hnsw_valid() else "exact"
+        if self.info().get("vector_search") != search:
+            self.conn.execute("INSERT INTO info VALUES ('vector_search', ?) ON CONFLICT (key) DO UPDATE "
+                              "SET value = excluded.value", (search,))
+
+    def _hnsw_valid(self) -> bool | None:
+        """True: the HNSW index is ready; False: a killed build left it invalid; None: none."""
+        row = self.conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                                "to_regclass('chunks_embedding_hnsw')").fetchone()
+        return None if row is None else bool(row[0])
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        self._dirty = False
