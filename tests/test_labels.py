@@ -7,7 +7,17 @@ import json
 
 import pytest
 
-from tests.conftest import FakeEmbedder
+from conftest import FakeEmbedder, on_backend
+
+@pytest.fixture(params=["faiss", "postgres"])
+def settings(settings, request):
+    """Every test here runs against both stores (FAISS folders, PostgreSQL), unless marked faiss_only."""
+    return on_backend(settings, request.param, request)
+
+
+# What only a FAISS collection has (its SQLite file, FTS5); these tests stay with it.
+faiss_only = pytest.mark.parametrize("settings", ["faiss"], indirect=True)
+
 
 AWS = "AKIAZ7Q3M5R2X9W4K6TB"
 
@@ -141,7 +151,7 @@ def test_a_file_the_scanner_cannot_check_is_not_indexed_unchecked(settings, docs
 
 
 def test_an_answer_repeating_restricted_text_is_withheld_or_flagged(restricted_docs, make_answerer):
-    from tests.conftest import FakeGenerator
+    from conftest import FakeGenerator
     # Someone pasted the restricted sentence into an ordinary page: that page is retrieved.
     (restricted_docs / "meeting-notes.md").write_text(
         "# Meeting notes\n\nFrom HR: the salary bands for engineers are reviewed every March.\n")
@@ -167,7 +177,7 @@ def test_a_withheld_answer_never_streams(restricted_docs, make_answerer):
     """The block is decided after the answer is written; the words it is withheld for
     must not have reached the screen before that (they did, streamed, then withheld)."""
     from ingest.pipeline import Ingestor
-    from tests.conftest import FakeGenerator
+    from conftest import FakeGenerator
     (restricted_docs / "meeting-notes.md").write_text(
         "# Meeting notes\n\nFrom HR: the salary bands for engineers are reviewed every March.\n\n"
         "# Backups\n\nBackups run nightly at 02:00 and are kept for thirty days.\n")
@@ -198,7 +208,7 @@ def test_each_collection_has_its_own_leak_policy(tmp_path, restricted_docs):
     from bot.retrieval import Retriever
     from docent.settings import load_settings
     from ingest.pipeline import Ingestor
-    from tests.conftest import FakeGenerator
+    from conftest import FakeGenerator
     file = tmp_path / "docent.toml"
     file.write_text('[collections.vault.leaks]\nrestricted_paths = ["hr/**"]\nexclude = ["restricted", "secret"]\n'
                     'secret = "block"\n')

@@ -9,11 +9,20 @@ import pytest
 from ingest.pipeline import EXIT_INTERRUPTED, EXIT_SOME_FAILED, Ingestor
 from ingest.store import Collection, CollectionLocked, CollectionWriter, EmbeddingMismatch
 
-from conftest import FakeEmbedder
+from conftest import FakeEmbedder, on_backend, open_reader
+
+# The FAISS file and the writer lock are the FAISS store's own; these tests stay with it.
+faiss_only = pytest.mark.parametrize("settings", ["faiss"], indirect=True)
+
+
+@pytest.fixture(params=["faiss", "postgres"])
+def settings(settings, request):
+    """Every test here runs against both stores, unless marked faiss_only."""
+    return on_backend(settings, request.param, request)
 
 
 def _open(settings, name="default") -> Collection:
-    return Collection(settings.home_dir(), name)
+    return open_reader(settings, name)
 
 
 def _consistent(coll: Collection) -> None:
@@ -171,6 +180,7 @@ def test_other_embedding_model_is_refused_with_advice_then_reembedded(settings, 
         _consistent(coll)
 
 
+@faiss_only
 def test_second_writer_is_refused_while_the_first_holds_the_collection(settings, fake_embedder, docs):
     Ingestor(settings, fake_embedder).ingest([docs])
     with CollectionWriter(settings.home_dir(), "default", "fake-embedder", 64):
@@ -205,6 +215,7 @@ def test_interrupt_keeps_finished_files_and_a_consistent_index(settings, docs):
         _consistent(coll)
 
 
+@faiss_only
 def test_crash_while_publishing_leaves_the_last_good_index(settings, fake_embedder, docs, monkeypatch):
     Ingestor(settings, fake_embedder).ingest([docs])
     with _open(settings) as coll:
@@ -227,6 +238,7 @@ def test_crash_while_publishing_leaves_the_last_good_index(settings, fake_embedd
     assert leftovers == []
 
 
+@faiss_only
 def test_reader_rebuilds_vectors_if_the_faiss_file_is_lost(settings, fake_embedder, docs):
     Ingestor(settings, fake_embedder).ingest([docs])
     for p in (settings.home_dir() / "default").glob("vectors-*.faiss"):
@@ -249,6 +261,7 @@ def test_progress_reports_every_file(settings, fake_embedder, docs):
     assert [e.done for e in events] == [1, 2, 3] and all(e.total == 3 for e in events)
 
 
+@faiss_only
 def test_vectors_are_normalised_and_stored_once_per_distinct_text(settings, fake_embedder, docs):
     (docs / "copy.txt").write_text((docs / "faq.txt").read_text())
     Ingestor(settings, fake_embedder).ingest([docs])

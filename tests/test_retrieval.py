@@ -8,6 +8,17 @@ import pytest
 from bot.retrieval import RetrievalError, Retriever, keyword_query, near_duplicate, rrf
 from ingest.pipeline import Ingestor
 
+from conftest import on_backend, open_reader
+
+@pytest.fixture(params=["faiss", "postgres"])
+def settings(settings, request):
+    """Every test here runs against both stores (FAISS folders, PostgreSQL), unless marked faiss_only."""
+    return on_backend(settings, request.param, request)
+
+
+# What only a FAISS collection has (its SQLite file, FTS5); these tests stay with it.
+faiss_only = pytest.mark.parametrize("settings", ["faiss"], indirect=True)
+
 
 def test_passages_keep_their_place(collection, fake_embedder):
     result = Retriever(collection, fake_embedder).retrieve("How do I rotate API keys?", k=3)
@@ -104,13 +115,12 @@ def test_langchain_retriever_returns_documents(collection, fake_embedder):
 
 
 def test_very_common_words_leave_a_large_collections_keyword_query(settings, fake_embedder, tmp_path):
-    from ingest.store import Collection
     folder = tmp_path / "big"
     folder.mkdir()
     for i in range(1100):   # "service" is in every chunk, "zebra" in one
         (folder / f"n{i:04d}.txt").write_text(f"The service note number {i}." + (" A zebra escaped." if i == 7 else ""))
     Ingestor(settings, embedder=fake_embedder).ingest([folder], collection="big")
-    with Collection(settings.home_dir(), "big") as store:
+    with open_reader(settings, "big") as store:
         assert store.document_frequency(["service", "zebra", "absent"]) == {"service": 1100, "zebra": 1, "absent": 0}
         pruned = store.keyword_search("service zebra", k=5, max_df=0.1)
         full = store.keyword_search("service zebra", k=5, max_df=1.0)
@@ -129,6 +139,7 @@ def _fts_only(settings) -> None:
     conn.close()
 
 
+@faiss_only
 @pytest.mark.parametrize("query", ["rotate API keys", "docent-restore backup", "install windows wizard", "zzz"])
 def test_keyword_ranking_is_the_same_in_memory_and_by_fts5(collection, fake_embedder, query):
     from ingest.store import Collection
@@ -146,6 +157,7 @@ def test_keyword_ranking_is_the_same_in_memory_and_by_fts5(collection, fake_embe
         assert in_memory
 
 
+@faiss_only
 def test_an_older_collection_gets_its_chunk_terms_on_the_next_ingest(collection, fake_embedder, docs):
     import sqlite3
     from ingest.store import DB_NAME, Collection, collection_dir

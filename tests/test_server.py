@@ -11,6 +11,17 @@ import time
 import pytest
 
 from conftest import SALARY, FakeGenerator, LiveServer, call, quote_passage
+from conftest import on_backend
+
+@pytest.fixture(params=["faiss", "postgres"])
+def settings(settings, request):
+    """Every test here runs against both stores (FAISS folders, PostgreSQL), unless marked faiss_only."""
+    return on_backend(settings, request.param, request)
+
+
+# What only a FAISS collection has (its SQLite file, FTS5); these tests stay with it.
+faiss_only = pytest.mark.parametrize("settings", ["faiss"], indirect=True)
+
 
 def test_no_token_or_a_wrong_one_is_401_and_a_rotated_token_stops_working(team):
     make, tokens, settings = team
