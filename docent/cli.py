@@ -348,13 +348,15 @@ def remove(obj: Context, paths, collection) -> None:
 @main.command()
 @click.pass_obj
 def collections(obj: Context) -> None:
-    """List the collections under the home folder: files, chunks, embedding model, how a
-    search goes (exact, or approximate past store.approximate_above chunks) and when
-    each last changed. One that cannot be opened is named with the reason."""
+    """List the collections in the store (the home folder, or store.url's database):
+    files, chunks, embedding model, how a search goes (exact, or approximate past
+    store.approximate_above chunks) and when each last changed. One that cannot be
+    opened is named with the reason."""
     from ingest.store import StoreError
     ingestor = obj.ingestor()
-    names = ingestor.collections()
-    click.echo(f"home: {ingestor.home}")
+    names = guarded(ingestor.collections, store_errors())
+    shown = ingestor.store.describe()
+    click.echo(f"home: {ingestor.home}" if ingestor.store.kind == "faiss" else f"database: {printable(shown)}")
     for name in names:
         try:
             o = ingestor.overview(name)
@@ -386,6 +388,8 @@ main.add_command(serve)
 main.add_command(users)
 main.add_command(access)
 main.add_command(audit)
+from docent.cli_store import store  # noqa: E402
+main.add_command(store)
 
 if __name__ == "__main__":
     main()
