@@ -188,6 +188,8 @@ class StoreSettings:
     # FAISS: exact search up to this many chunks, approximate (IVF) above; 0: always exact.
     approximate_above: Annotated[int, Field(ge=0)] = 250_000
     nprobe: Annotated[int, Field(ge=1, le=65536)] = 512    # IVF lists a search reads: more is slower and finds more
+    # PostgreSQL: exact search (a scan, ~1 µs a chunk) up to this many chunks, pgvector HNSW above; 0: always exact
+    hnsw_above: Annotated[int, Field(ge=0)] = 20_000
 
 
 @_validated

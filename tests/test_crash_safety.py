@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent("""
 
     pipeline._EMBED_POOL = 1          # commit after every file: many chances to be killed mid-write
     settings = load_settings(profile="test", env={{}}).with_values("paths", home={home!r}).with_values(
-        "store", approximate_above={above}, backend={backend!r}, url={url!r})
+        "store", approximate_above={above}, hnsw_above={above}, backend={backend!r}, url={url!r})
     print("ready", flush=True)
     report = Ingestor(settings, Slow()).ingest([{docs!r}])
     sys.exit(report.exit_code)
@@ -83,7 +83,7 @@ def test_kill_9_at_any_moment_leaves_a_readable_consistent_index(tmp_path, reque
     url = request.getfixturevalue("pg_url") if backend == "postgres" else "embedded"
     docs, home, script = _setup(tmp_path, above=above, backend=backend, url=url)
     settings = load_settings(profile="test", env={}).with_values("paths", home=str(home)).with_values(
-        "store", approximate_above=above, backend=backend, url=url)
+        "store", approximate_above=above, hnsw_above=above, backend=backend, url=url)
     seen = []
     for delay in (0.4, 0.7, 1.0, 1.3):
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

@@ -23,7 +23,7 @@ from docent.settings import load_settings
 from ingest.pipeline import Ingestor
 from ingest.store import StoreError
 
-from conftest import FakeEmbedder, open_reader
+from conftest import FakeEmbedder, on_backend, open_reader
 
 TESTS = str(Path(__file__).parent)
 
@@ -153,7 +153,7 @@ def test_past_the_threshold_search_uses_hnsw_with_the_same_results_and_filters_k
     with open_reader(exact) as coll:
         before = coll.dense_search(query, k=10)[0]
         assert coll.info().get("vector_search", "exact") == "exact"
-    approximate = exact.with_values("store", approximate_above=20)
+    approximate = exact.with_values("store", hnsw_above=20)
     (folder / "many-00.md").write_text("# many 0\n\nRewritten: one more commit.\n")
     Ingestor(approximate, FakeEmbedder(), labeller=ChunkLabeller(exact.leaks)).ingest([folder])
     with open_reader(approximate) as coll:
@@ -285,3 +285,26 @@ def test_vectors_round_trip_exactly(tmp_path, pg_url, docs):
         stored = coll.known_vectors([c.chunk_hash for c in chunks])
         for chunk in chunks:
             assert np.array_equal(stored[chunk.chunk_hash], embedder.embed([embed_text(chunk.heading_path, chunk.text)])[0])
+
+
+@pytest.fixture
+def settings(settings, request):
+    """Here: collections in PostgreSQL (the team fixture builds on this)."""
+    return on_backend(settings, "postgres", request)
+
+
+def test_two_servers_answer_from_one_index_and_each_sees_what_the_other_adds(team):
+    from conftest import call
+    make, tokens, _ = team
+    one, two = make(), make()
+    note = "# Release notes\n\nThe zeppelin build pipeline retries flaky jobs twice before it fails.\n"
+    added = call(one, "POST", "/v1/collections/corp/files", tokens["root"],
+                 files=[("files", ("release.md", note.encode(), "text/markdown"))], data={"folder": "eng"})
+    assert added.status_code == 200, added.text
+    for live in (one, two):
+        found = call(live, "POST", "/v1/retrieve", tokens["alice"], json={"query": "zeppelin pipeline",
+                                                                            "collection": "corp"})
+        assert found.status_code == 200 and "zeppelin" in found.json()["passages"][0]["text"]
+        hidden = call(live, "POST", "/v1/retrieve", tokens["alice"], json={"query": "salary band bonuses",
+                                                                             "collection": "corp", "k": 10})
+        assert "Bonuses" not in hidden.text            # her rights hold on either server

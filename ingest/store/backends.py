@@ -65,17 +65,17 @@ class PostgresStore:
     under `home`). Local files a collection needs (git mirrors, uploads) stay under `home`."""
     kind = "postgres"
 
-    def __init__(self, url: str, home: Path, approximate_above: int = 250_000):
-        self.url, self.home, self.approximate_above = url, Path(home), approximate_above
+    def __init__(self, url: str, home: Path, hnsw_above: int = 20_000):
+        self.url, self.home, self.hnsw_above = url, Path(home), hnsw_above
 
     def reader(self, name: str):
         from ingest.store.postgres.reader import PgCollection
-        return PgCollection(self.url, self.home, validate_name(name), self.approximate_above)
+        return PgCollection(self.url, self.home, validate_name(name))
 
     def writer(self, name: str, model: str | None, dim: int | None, reembed: bool = False):
         from ingest.store.postgres.writer import PgCollectionWriter
         return PgCollectionWriter(self.url, self.home, validate_name(name), model, dim, reembed=reembed,
-                                  approximate_above=self.approximate_above)
+                                  hnsw_above=self.hnsw_above)
 
     def names(self) -> list[str]:
         from ingest.store.postgres import schema
@@ -97,5 +97,5 @@ def open_store(store_settings, home: Path, vectors=None, backend: str | None = N
     store.vectors)."""
     backend = backend or store_settings.backend
     if backend == "postgres":
-        return PostgresStore(store_settings.url, home, store_settings.approximate_above)
+        return PostgresStore(store_settings.url, home, store_settings.hnsw_above)
     return FaissStore(home, vectors)

@@ -65,12 +65,13 @@ class Connection:
 
     def __init__(self, raw, where: str, reopen=None):
         self.raw, self.where, self._reopen = raw, where, reopen
-        self._session: list[str] = []
+        self._session: dict[str, None] = {}      # in the order given, each once
 
     def configure(self, sql: str) -> None:
         """A session setting (search_path, pgvector's), kept for a reopened connection."""
-        self.raw.execute(sql)
-        self._session.append(sql)
+        if sql not in self._session:
+            self.raw.execute(sql)
+            self._session[sql] = None
 
     def execute(self, sql: str, params: Sequence | None = None):
         idle = not self.broken and not self.in_transaction

@@ -3,7 +3,7 @@ ingest/store/reader.py's `Collection` (the same methods, the same results).
 
 Dense search runs in the database: pgvector ranks the chunks by inner product over
 half-precision copies of their vectors (exact, by a scan, until the writer builds an HNSW
-index past `store.approximate_above`), and the filter (labels, paths a rule or a user's
+index past `store.hnsw_above`), and the filter (labels, paths a rule or a user's
 rights exclude) is part of the query's WHERE, so k stays exact. Keyword search is the
 same in-memory BM25 as the FAISS store's, built per generation from the stored terms.
 
@@ -83,7 +83,7 @@ class PgCatalog(Catalog):
 class PgCollection(PgCatalog):
     """Read side of collection `name` in the database `url` names (or `embedded`)."""
 
-    def __init__(self, url: str, home: Path, name: str, approximate_above: int = 250_000):
+    def __init__(self, url: str, home: Path, name: str):
         self.name = name
         self.url, self.home = url, Path(home)
         self.directory = collection_dir(home, name)     # local files only: git mirrors, uploads
@@ -167,6 +167,10 @@ class PgCollection(PgCatalog):
             return frozenset()
         return self._of_generation(("excluded", rule.cache_key()), lambda info: self.matching_ids(rule))
 
+    def _uses_hnsw(self) -> bool:
+        """Whether the writer has built the HNSW index (it starts a generation when it does)."""
+        return self._of_generation("hnsw", lambda info: info.get("vector_search", "exact").startswith("approximate"))
+
     def _excluded_paths(self, rule: ChunkFilter) -> list[str]:
         """The files a rule's path test excludes (the test is Python: a user's rights, restricted paths)."""
         if rule.path_rule is None:
@@ -179,7 +183,10 @@ class PgCollection(PgCatalog):
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if not len(queries):
             return []
-        near = f"{halfvec(queries.shape[1])} <#> ?::halfvec({queries.shape[1]})"
+        if self._uses_hnsw():      # the index's expression, or the planner cannot use it
+            near = f"{halfvec(queries.shape[1])} <#> ?::halfvec({queries.shape[1]})"
+        else:                      # a scan: float32 as stored (a third faster than casting each row)
+            near = "embedding <#> ?::vector"
         where, params = [], []
         if rule.labels:
             where.append("NOT EXISTS (SELECT 1 FROM chunk_labels l WHERE l.chunk_id = c.id AND l.label = ANY(?))")

@@ -30,15 +30,15 @@ from ingest.store.postgres.connection import Connection, connect
 from ingest.store.postgres.reader import PgCatalog, halfvec, vector_text
 from ingest.store.records import FileRecord, NewChunk, collection_dir
 
-HNSW_OPTIONS = "m = 32, ef_construction = 128"      # measured in benchmarks/scale.py (recall 0.99 at 100k)
+HNSW_OPTIONS = "m = 32, ef_construction = 128"      # benchmarks/scale.py: m 16 found 0.70 of the top 10 at 1M
 
 
 class PgCollectionWriter(PgCatalog):
     def __init__(self, url: str, home: Path, name: str, model: str | None, dim: int | None, reembed: bool = False,
-                 approximate_above: int = 250_000):
+                 hnsw_above: int = 20_000):
         self.name = name
         self.directory = collection_dir(home, name)     # local files only: git mirrors, uploads
-        self.approximate_above = approximate_above
+        self.hnsw_above = hnsw_above
         self._conn = connect(url, home)
         self._terms: Connection | None = None
         try:
@@ -249,14 +249,14 @@ class PgCollectionWriter(PgCatalog):
         return True
 
     def _index_vectors(self) -> None:
-        """Exact search below store.approximate_above chunks; above it an HNSW index, built
+        """Exact search up to store.hnsw_above chunks; above it an HNSW index, built
         once, concurrently (writers go on, searches stay exact until it is ready), by
         whichever writer gets there first; dropped again below half the threshold. An
         index left invalid by a build that was killed is built again."""
         count = self.chunk_count()
         valid = self._hnsw_valid()
-        want = bool(self.approximate_above) and count > self.approximate_above
-        keep = bool(self.approximate_above) and count >= self.approximate_above // 2
+        want = bool(self.hnsw_above) and count > self.hnsw_above
+        keep = bool(self.hnsw_above) and count >= self.hnsw_above // 2
         if not ((valid is True and keep) or (valid is None and not want)):
             key = (f"docent:hnsw:{self.schema}",)
             if self.conn.execute("SELECT pg_try_advisory_lock(hashtext(?))", key).fetchone()[0]:
@@ -264,7 +264,10 @@ class PgCollectionWriter(PgCatalog):
                     if valid is not None and (valid is False or not keep):
                         self.conn.execute("DROP INDEX CONCURRENTLY IF EXISTS chunks_embedding_hnsw")
                     if want and self._hnsw_valid() is None:
-                        self.conn.execute("SET maintenance_work_mem = '1GB'")
+                        # The graph built in memory: ~1.4 KB a chunk at 384 dims (benchmarks/postgres.py);
+                        # past maintenance_work_mem the build goes on several times slower.
+                        memory_mb = min(max(1024, count * 2 // 1024), 8192)
+                        self.conn.execute(f"SET maintenance_work_mem = '{memory_mb}MB'")
                         self.conn.execute(f"CREATE INDEX CONCURRENTLY chunks_embedding_hnsw ON chunks USING hnsw "
                                           f"(({halfvec(self.dim)}) halfvec_ip_ops) WITH ({HNSW_OPTIONS})")
                 finally:
@@ -272,8 +275,12 @@ class PgCollectionWriter(PgCatalog):
             # else another writer is building or dropping it
         search = f"approximate (pgvector HNSW, {HNSW_OPTIONS})" if self._hnsw_valid() else "exact"
         if self.info().get("vector_search") != search:
+            # A new generation: readers choose their query (index or scan) once per generation.
+            self.conn.execute("BEGIN")
             self.conn.execute("INSERT INTO info VALUES ('vector_search', ?) ON CONFLICT (key) DO UPDATE "
                               "SET value = excluded.value", (search,))
+            self.conn.execute("UPDATE info SET value = (value::bigint + 1)::text WHERE key = 'generation'")
+            self.conn.execute("COMMIT")
 
     def _hnsw_valid(self) -> bool | None:
         """True: the HNSW index is ready; False: a killed build left it invalid; None: none."""
