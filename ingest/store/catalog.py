@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Iterable, Sequence
+import json
+import threading
+import time
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ingest.errors import EmbeddingMismatch
 from ingest.store import keywords
-from ingest.store.filters import ChunkFilter
+from ingest.store.filters import NO_FILTER, ChunkFilter
 from ingest.store.records import FileRecord, SourceRecord, StoredChunk, file_record, source_record, stored_chunk
 
 
@@ -142,3 +145,73 @@ class Catalog:
                 f"({info.get('embedding_dim')} dims) but the settings ask for {model} ({dim} dims): "
                 f"run `docent ingest --reembed --collection {self.name}` to re-embed it, "
                 f"or set embedding.model back")
+
+
+class Generations:
+    """What a reader builds once per generation (keyword index, excluded ids), kept until a
+    writer publishes another; mixed into both stores' readers, which set `_lock`,
+    `_built` and `SNAPSHOT` (the statement that opens a read snapshot)."""
+
+    SNAPSHOT = "BEGIN"
+    _lock: threading.Lock
+    _built: dict
+
+    @property
+    def generation(self) -> int:
+        row = self.conn.execute("SELECT value FROM info WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _of_generation(self, kind, build: Callable[[dict], object]):
+        """`build(info)` for the current generation, read inside one snapshot, so pointer,
+        counts and rows agree."""
+        conn = self.conn
+        conn.execute(self.SNAPSHOT)
+        try:
+            info = self.info()
+            generation = int(info.get("generation", 0))
+            with self._lock:
+                built = self._built.get(kind)
+                if built is None or built[0] != generation:
+                    built = self._built[kind] = (generation, build(info))
+            return built[1]
+        finally:
+            conn.execute("COMMIT")
+
+    def excluded_ids(self, rule: ChunkFilter = NO_FILTER) -> frozenset[int]:
+        """The chunks `rule` leaves out, built once per generation and rule."""
+        if rule.empty:
+            return frozenset()
+        return self._of_generation(("excluded", rule.cache_key()), lambda info: self.matching_ids(rule))
+
+
+class SharedWrites:
+    """The writes whose SQL both stores' catalogs take as it is; mixed into both writers,
+    which provide `_begin()` (open the staging transaction)."""
+
+    def put_source(self, spec: str, kind: str, state: dict, error: str | None = None) -> None:
+        """Remember a source and its state; published with the next commit, so the state never
+        runs ahead of the files it describes."""
+        self._begin()
+        now = time.time()
+        self.conn.execute(
+            "INSERT INTO sources (spec, kind, state, added_at, synced_at, error) VALUES (?,?,?,?,?,?) "
+            "ON CONFLICT (spec) DO UPDATE SET kind = excluded.kind, state = excluded.state, "
+            "synced_at = excluded.synced_at, error = excluded.error",
+            (spec, kind, json.dumps(state, sort_keys=True), now, now, error))
+
+    def forget_source(self, spec: str) -> bool:
+        self._begin()
+        return self.conn.execute("DELETE FROM sources WHERE spec = ?", (spec,)).rowcount > 0
+
+    def set_labels_version(self, version: str) -> None:
+        self._begin()
+        self.conn.execute("INSERT INTO info VALUES ('labels_version', ?) ON CONFLICT (key) DO UPDATE "
+                          "SET value = excluded.value", (version,))
+
+    def distinct_chunk_texts(self) -> Iterator[tuple[str, tuple[str, ...], str]]:
+        """(chunk hash, heading path, text) once per distinct embedded text."""
+        seen = set()
+        for row in self.conn.execute("SELECT chunk_hash, heading_path, text FROM chunks ORDER BY id").fetchall():
+            if row[0] not in seen:
+                seen.add(row[0])
+                yield row[0], tuple(json.loads(row[1])), row[2]

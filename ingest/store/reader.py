@@ -12,13 +12,12 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from ingest.errors import CollectionNotFound, StoreError, storage_faults
 from ingest.store import keywords, schema
-from ingest.store.catalog import Catalog
+from ingest.store.catalog import Catalog, Generations
 from ingest.store.filters import NO_FILTER, ChunkFilter
 from ingest.store.lock import WriterLock
 from ingest.store.records import collection_dir
@@ -27,7 +26,7 @@ from ingest.store.vectors import VECTOR_BACKENDS, Hit, VectorBackend, VectorInde
 MIGRATION_WAIT_SECONDS = 60
 
 
-class Collection(Catalog):
+class Collection(Generations, Catalog):
     """Read side. Takes the writer lock only once, to migrate a collection written by an
     older docent."""
 
@@ -102,27 +101,6 @@ class Collection(Catalog):
         finally:
             lock.release()
 
-    @property
-    def generation(self) -> int:
-        row = self.conn.execute("SELECT value FROM info WHERE key = 'generation'").fetchone()
-        return int(row[0]) if row else 0
-
-    def _of_generation(self, kind, build: Callable[[dict], object]):
-        """`build(info)` for the current generation, kept until a writer publishes another;
-        read inside one SQLite snapshot, so pointer, counts and rows agree."""
-        conn = self.conn
-        conn.execute("BEGIN")
-        try:
-            info = self.info()
-            generation = int(info.get("generation", 0))
-            with self._lock:
-                built = self._built.get(kind)
-                if built is None or built[0] != generation:
-                    built = self._built[kind] = (generation, build(info))
-            return built[1]
-        finally:
-            conn.execute("COMMIT")
-
     def vector_index(self) -> VectorIndex:
         """The vector index of the current generation (reloaded when a writer has published)."""
         return self._of_generation("vectors", lambda info: load_generation(
@@ -133,12 +111,6 @@ class Collection(Catalog):
         """The in-memory BM25 index of the current generation (ingest/bm25.py; built once
         per generation, ~3 s at 100k chunks), or None: then keyword_search uses FTS5."""
         return self._of_generation("keywords", lambda info: keywords.load_keyword_index(self.conn))
-
-    def excluded_ids(self, rule: ChunkFilter = NO_FILTER) -> frozenset[int]:
-        """The chunks `rule` leaves out, built once per generation and rule."""
-        if rule.empty:
-            return frozenset()
-        return self._of_generation(("excluded", rule.cache_key()), lambda info: self.matching_ids(rule))
 
     def dense_search(self, queries: np.ndarray, k: int = 10, rule: ChunkFilter = NO_FILTER) -> list[list[Hit]]:
         """For each query vector, the k best (chunk id, cosine) the filter lets through."""

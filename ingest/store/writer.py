@@ -17,14 +17,14 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from docent.atomic import is_scratch, replacing
 from ingest.errors import CollectionNotFound, StoreError, storage_faults
 from ingest.store import keywords, schema
-from ingest.store.catalog import Catalog
+from ingest.store.catalog import Catalog, SharedWrites
 from ingest.store.lock import WriterLock
 from ingest.store.records import FileRecord, NewChunk, collection_dir
 from ingest.store.vectors import VECTOR_BACKENDS, VECTOR_FILE, VectorBackend, load_generation, rebuild, vectors_file
@@ -33,7 +33,7 @@ from ingest.store.vectors import VECTOR_BACKENDS, VECTOR_FILE, VectorBackend, lo
 DELTA_SHARE = 0.05      # changes since the last full file, as a share of the index, before it is written again
 
 
-class CollectionWriter(Catalog):
+class CollectionWriter(SharedWrites, Catalog):
     """The one writer of a collection. Changes are staged in an open SQLite transaction and
     an in-memory FAISS index; `commit()` publishes both as a new generation."""
 
@@ -205,21 +205,6 @@ class CollectionWriter(Catalog):
                 "INSERT INTO files (path, format, status, error, failed_hash, n_chunks, ingested_at, source_spec) "
                 "VALUES (?,?,?,?,?,0,?,?)", (path, fmt, "failed", error, failed_hash, time.time(), source))
 
-    def put_source(self, spec: str, kind: str, state: dict, error: str | None = None) -> None:
-        """Remember a source and its state; published with the next commit, so the state never
-        runs ahead of the files it describes."""
-        self._begin()
-        now = time.time()
-        self.conn.execute(
-            "INSERT INTO sources (spec, kind, state, added_at, synced_at, error) VALUES (?,?,?,?,?,?) "
-            "ON CONFLICT(spec) DO UPDATE SET kind=excluded.kind, state=excluded.state, "
-            "synced_at=excluded.synced_at, error=excluded.error",
-            (spec, kind, json.dumps(state, sort_keys=True), now, now, error))
-
-    def forget_source(self, spec: str) -> bool:
-        self._begin()
-        return self.conn.execute("DELETE FROM sources WHERE spec = ?", (spec,)).rowcount > 0
-
     def remove_file(self, path: str) -> bool:
         if not self.file(path):
             return False
@@ -255,10 +240,6 @@ class CollectionWriter(Catalog):
         self.set_labels_version(version)
         return seen
 
-    def set_labels_version(self, version: str) -> None:
-        self._begin()
-        self.conn.execute("INSERT OR REPLACE INTO info VALUES ('labels_version', ?)", (version,))
-
     def replace_all_vectors(self, model: str, dim: int, vectors_by_hash: dict[str, np.ndarray]) -> None:
         """Re-embedding: swap every vector and the recorded model in one transaction."""
         self._begin()
@@ -270,14 +251,6 @@ class CollectionWriter(Catalog):
         self.model, self.dim = model, dim
         self._index = rebuild(self._backend, self.conn, dim)
         self._fresh = True
-
-    def distinct_chunk_texts(self) -> Iterator[tuple[str, tuple[str, ...], str]]:
-        """(chunk hash, heading path, text) once per distinct embedded text."""
-        seen = set()
-        for row in self.conn.execute("SELECT chunk_hash, heading_path, text FROM chunks ORDER BY id"):
-            if row[0] not in seen:
-                seen.add(row[0])
-                yield row[0], tuple(json.loads(row[1])), row[2]
 
     # -- publishing ------------------------------------------------------------
     def commit(self) -> bool:

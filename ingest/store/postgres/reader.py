@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from ingest.store import keywords
-from ingest.store.catalog import Catalog
+from ingest.store.catalog import Catalog, Generations
 from ingest.store.filters import NO_FILTER, ChunkFilter
 from ingest.store.postgres import schema
 from ingest.store.postgres.connection import Connection, connect
@@ -80,7 +80,9 @@ class PgCatalog(Catalog):
         return {r[0] for r in self.conn.execute("SELECT id FROM chunks WHERE path = ANY(?)", (list(paths),))}
 
 
-class PgCollection(PgCatalog):
+class PgCollection(Generations, PgCatalog):
+    SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
     """Read side of collection `name` in the database `url` names (or `embedded`)."""
 
     def __init__(self, url: str, home: Path, name: str):
@@ -134,38 +136,12 @@ class PgCollection(PgCatalog):
             self._built.clear()
         self._local = threading.local()
 
-    @property
-    def generation(self) -> int:
-        row = self.conn.execute("SELECT value FROM info WHERE key = 'generation'").fetchone()
-        return int(row[0]) if row else 0
-
-    def _of_generation(self, kind, build: Callable[[dict], object]):
-        """`build(info)` for the current generation, kept until a writer publishes another;
-        read in one snapshot, so counts and rows agree."""
-        conn = self.conn
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        try:
-            info = self.info()
-            generation = int(info.get("generation", 0))
-            with self._lock:
-                built = self._built.get(kind)
-                if built is None or built[0] != generation:
-                    built = self._built[kind] = (generation, build(info))
-            return built[1]
-        finally:
-            conn.execute("COMMIT")
-
     def vector_index(self) -> "PgVectors":
         """A view of the vectors in the database (searches go to it; nothing is loaded)."""
         return PgVectors(self, int(self.info()["embedding_dim"]))
 
     def keyword_index(self):
         return self._of_generation("keywords", lambda info: keywords.load_keyword_index(self.conn))
-
-    def excluded_ids(self, rule: ChunkFilter = NO_FILTER) -> frozenset[int]:
-        if rule.empty:
-            return frozenset()
-        return self._of_generation(("excluded", rule.cache_key()), lambda info: self.matching_ids(rule))
 
     def _uses_hnsw(self) -> bool:
         """Whether the writer has built the HNSW index (it starts a generation when it does)."""

@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ingest.errors import CollectionNotFound, StoreError
 from ingest.store import keywords
+from ingest.store.catalog import SharedWrites
 from ingest.store.postgres import schema
 from ingest.store.postgres.connection import Connection, connect
 from ingest.store.postgres.reader import PgCatalog, halfvec, vector_text
@@ -33,7 +34,7 @@ from ingest.store.records import FileRecord, NewChunk, collection_dir
 HNSW_OPTIONS = "m = 32, ef_construction = 128"      # benchmarks/scale.py: m 16 found 0.70 of the top 10 at 1M
 
 
-class PgCollectionWriter(PgCatalog):
+class PgCollectionWriter(SharedWrites, PgCatalog):
     def __init__(self, url: str, home: Path, name: str, model: str | None, dim: int | None, reembed: bool = False,
                  hnsw_above: int = 20_000):
         self.name = name
@@ -173,19 +174,6 @@ class PgCollectionWriter(PgCatalog):
             "error = excluded.error, failed_hash = excluded.failed_hash", (path, fmt, error, failed_hash, time.time(),
                                                                            source))
 
-    def put_source(self, spec: str, kind: str, state: dict, error: str | None = None) -> None:
-        self._begin()
-        now = time.time()
-        self.conn.execute(
-            "INSERT INTO sources (spec, kind, state, added_at, synced_at, error) VALUES (?,?,?,?,?,?) "
-            "ON CONFLICT (spec) DO UPDATE SET kind = excluded.kind, state = excluded.state, "
-            "synced_at = excluded.synced_at, error = excluded.error",
-            (spec, kind, json.dumps(state, sort_keys=True), now, now, error))
-
-    def forget_source(self, spec: str) -> bool:
-        self._begin()
-        return self.conn.execute("DELETE FROM sources WHERE spec = ?", (spec,)).rowcount > 0
-
     def remove_file(self, path: str) -> bool:
         if not self.file(path):
             return False
@@ -211,11 +199,6 @@ class PgCollectionWriter(PgCatalog):
         self.set_labels_version(version)
         return seen
 
-    def set_labels_version(self, version: str) -> None:
-        self._begin()
-        self.conn.execute("INSERT INTO info VALUES ('labels_version', ?) ON CONFLICT (key) DO UPDATE "
-                          "SET value = excluded.value", (version,))
-
     def replace_all_vectors(self, model: str, dim: int, vectors_by_hash: dict[str, np.ndarray]) -> None:
         """Re-embedding: swap every vector and the recorded model in one transaction."""
         self._begin()
@@ -225,13 +208,6 @@ class PgCollectionWriter(PgCatalog):
         self.conn.executemany("INSERT INTO info VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                               [("embedding_model", model), ("embedding_dim", str(dim))])
         self.model, self.dim = model, dim
-
-    def distinct_chunk_texts(self) -> Iterator[tuple[str, tuple[str, ...], str]]:
-        seen = set()
-        for row in self.conn.execute("SELECT chunk_hash, heading_path, text FROM chunks ORDER BY id").fetchall():
-            if row[0] not in seen:
-                seen.add(row[0])
-                yield row[0], tuple(json.loads(row[1])), row[2]
 
     # -- publishing ------------------------------------------------------------
     def commit(self) -> bool:
