@@ -308,3 +308,34 @@ def test_two_servers_answer_from_one_index_and_each_sees_what_the_other_adds(tea
         hidden = call(live, "POST", "/v1/retrieve", tokens["alice"], json={"query": "salary band bonuses",
                                                                              "collection": "corp", "k": 10})
         assert "Bonuses" not in hidden.text            # her rights hold on either server
+
+
+EMBEDDED = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from conftest import FakeEmbedder
+    from docent.settings import load_settings
+    from ingest.pipeline import Ingestor
+    from bot.retrieval import Retriever
+    settings = load_settings(profile="test", env={{}}).with_values("paths", home={home!r}).with_values(
+        "store", backend="postgres", url="embedded")
+    if {docs!r}:
+        print(Ingestor(settings, FakeEmbedder()).ingest([{docs!r}]).count("added"))
+    else:
+        print(Retriever(settings, FakeEmbedder()).retrieve("docent-restore", k=1, mode="keyword").passages[0].text)
+""")
+
+
+def test_the_embedded_postgresql_lives_under_the_home_and_stops_with_its_last_process(tmp_path, docs):
+    home = tmp_path / "home"
+
+    def run(folder: str) -> str:
+        done = subprocess.run([sys.executable, "-c", EMBEDDED.format(tests=TESTS, home=str(home), docs=folder)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip()
+    assert run(str(docs)) == "3"
+    assert "docent-restore" in run("")                       # another process, the same collection
+    folder = home / ".postgres"
+    assert (folder / "PG_VERSION").is_file() and not (home / "default" / "docent.sqlite").exists()
+    assert not (folder / "postmaster.pid").exists()         # stopped when the last process using it ended
