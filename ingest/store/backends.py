@@ -65,8 +65,8 @@ class PostgresStore:
     under `home`). Local files a collection needs (git mirrors, uploads) stay under `home`."""
     kind = "postgres"
 
-    def __init__(self, url: str, home: Path, hnsw_above: int = 20_000):
-        self.url, self.home, self.hnsw_above = url, Path(home), hnsw_above
+    def __init__(self, url: str, home: Path, index_above: int = 20_000, index: str = "ivfflat"):
+        self.url, self.home, self.index_above, self.index = url, Path(home), index_above, index
 
     def reader(self, name: str):
         from ingest.store.postgres.reader import PgCollection
@@ -75,7 +75,7 @@ class PostgresStore:
     def writer(self, name: str, model: str | None, dim: int | None, reembed: bool = False):
         from ingest.store.postgres.writer import PgCollectionWriter
         return PgCollectionWriter(self.url, self.home, validate_name(name), model, dim, reembed=reembed,
-                                  hnsw_above=self.hnsw_above)
+                                  index_above=self.index_above, method=self.index)
 
     def names(self) -> list[str]:
         from ingest.store.postgres import schema
@@ -97,5 +97,5 @@ def open_store(store_settings, home: Path, vectors=None, backend: str | None = N
     store.vectors)."""
     backend = backend or store_settings.backend
     if backend == "postgres":
-        return PostgresStore(store_settings.url, home, store_settings.hnsw_above)
+        return PostgresStore(store_settings.url, home, store_settings.pg_index_above, store_settings.pg_index)
     return FaissStore(home, vectors)

@@ -65,13 +65,15 @@ class Connection:
 
     def __init__(self, raw, where: str, reopen=None):
         self.raw, self.where, self._reopen = raw, where, reopen
-        self._session: dict[str, None] = {}      # in the order given, each once
+        self._session: dict[str, str] = {}       # setting -> its SET statement, the latest
 
     def configure(self, sql: str) -> None:
-        """A session setting (search_path, pgvector's), kept for a reopened connection."""
-        if sql not in self._session:
+        """A session setting, `SET name ...` (search_path, pgvector's), sent when it
+        changes and kept for a reopened connection."""
+        name = sql.split()[1]
+        if self._session.get(name) != sql:
             self.raw.execute(sql)
-            self._session[sql] = None
+            self._session[name] = sql
 
     def execute(self, sql: str, params: Sequence | None = None):
         idle = not self.broken and not self.in_transaction
@@ -82,7 +84,7 @@ class Connection:
                 raise
         self.raw.close()
         self.raw = self._reopen()
-        for setting in self._session:
+        for setting in self._session.values():
             self.raw.execute(setting)
         return self.raw.execute(_to_psycopg(sql), params if params else None)
 

@@ -3,7 +3,7 @@ ingest/store/reader.py's `Collection` (the same methods, the same results).
 
 Dense search runs in the database: pgvector ranks the chunks by inner product over
 half-precision copies of their vectors (exact, by a scan, until the writer builds an HNSW
-index past `store.hnsw_above`), and the filter (labels, paths a rule or a user's
+index past `store.pg_index_above`), and the filter (labels, paths a rule or a user's
 rights exclude) is part of the query's WHERE, so k stays exact. Keyword search is the
 same in-memory BM25 as the FAISS store's, built per generation from the stored terms.
 
@@ -29,6 +29,12 @@ from ingest.store.records import StoredChunk, collection_dir, stored_chunk
 
 CHUNK_COLUMNS = 'id, path, ord, text, heading_path, heading, page, page_end, start, "end", chunk_hash, n_tokens'
 EF_SEARCH = 400      # HNSW candidates a search reads (pgvector's hnsw.ef_search); k above it reads k
+PROBE_SHARE = 32     # IVFFlat: a search reads 1 list in PROBE_SHARE (benchmarks/postgres.py)
+
+
+def probes_for(lists: int) -> int:
+    """Lists an IVFFlat search reads: 1 in PROBE_SHARE, and at least 8 (a small index: all)."""
+    return max(min(lists, 8), lists // PROBE_SHARE)
 
 
 def vector_text(vector) -> str:
@@ -103,8 +109,9 @@ class PgCollection(Generations, PgCatalog):
 
     def _adopt(self, conn: Connection) -> None:
         conn.configure(f"SET hnsw.ef_search = {EF_SEARCH}")
-        # A filtered HNSW search goes on reading the graph until k rows pass the filter.
+        # A filtered approximate search goes on reading until k rows pass the filter.
         conn.configure("SET hnsw.iterative_scan = relaxed_order")
+        conn.configure("SET ivfflat.iterative_scan = relaxed_order")
         with self._lock:
             self._connections.append((threading.current_thread(), conn))
         self._local.conn = conn
@@ -143,9 +150,15 @@ class PgCollection(Generations, PgCatalog):
     def keyword_index(self):
         return self._of_generation("keywords", lambda info: keywords.load_keyword_index(self.conn))
 
-    def _uses_hnsw(self) -> bool:
-        """Whether the writer has built the HNSW index (it starts a generation when it does)."""
-        return self._of_generation("hnsw", lambda info: info.get("vector_search", "exact").startswith("approximate"))
+    def _approximate(self) -> int | None:
+        """None: search by a scan; else the IVFFlat probes (0 for HNSW). The writer starts a
+        generation when it builds or drops the index."""
+        def plan(info: dict):
+            built = info.get("vector_index", "").split(":")
+            if not info.get("vector_search", "exact").startswith("approximate"):
+                return None
+            return probes_for(int(built[1])) if built[0] == "ivfflat" and len(built) == 3 else 0
+        return self._of_generation("plan", plan)
 
     def _excluded_paths(self, rule: ChunkFilter) -> list[str]:
         """The files a rule's path test excludes (the test is Python: a user's rights, restricted paths)."""
@@ -159,7 +172,10 @@ class PgCollection(Generations, PgCatalog):
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if not len(queries):
             return []
-        if self._uses_hnsw():      # the index's expression, or the planner cannot use it
+        probes = self._approximate()
+        if probes:
+            self.conn.configure(f"SET ivfflat.probes = {probes}")
+        if probes is not None:     # the index's expression, or the planner cannot use it
             near = f"{halfvec(queries.shape[1])} <#> ?::halfvec({queries.shape[1]})"
         else:                      # a scan: float32 as stored (a third faster than casting each row)
             near = "embedding <#> ?::vector"

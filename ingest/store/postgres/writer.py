@@ -28,18 +28,37 @@ from ingest.store import keywords
 from ingest.store.catalog import SharedWrites
 from ingest.store.postgres import schema
 from ingest.store.postgres.connection import Connection, connect
-from ingest.store.postgres.reader import PgCatalog, halfvec, vector_text
+from ingest.store.approximate import nlist_for
+from ingest.store.postgres.reader import PgCatalog, halfvec, probes_for, vector_text
 from ingest.store.records import FileRecord, NewChunk, collection_dir
 
+INDEX = "chunks_embedding_approximate"
 HNSW_OPTIONS = "m = 32, ef_construction = 128"      # benchmarks/scale.py: m 16 found 0.70 of the top 10 at 1M
+
+
+def _retrain(built: str, count: int) -> bool:
+    """IVFFlat lists trained for a collection a quarter or four times this size."""
+    parts = built.split(":")
+    if parts[0] != "ivfflat" or len(parts) != 3:
+        return False
+    trained = int(parts[2])
+    return count > 4 * trained or count < trained // 4
+
+
+def _describe(built: str) -> str:
+    parts = built.split(":")
+    if parts[0] == "ivfflat" and len(parts) == 3:
+        lists = int(parts[1])
+        return f"approximate (pgvector IVFFlat: {probes_for(lists)} of {lists} lists a search)"
+    return f"approximate (pgvector HNSW, {HNSW_OPTIONS})"
 
 
 class PgCollectionWriter(SharedWrites, PgCatalog):
     def __init__(self, url: str, home: Path, name: str, model: str | None, dim: int | None, reembed: bool = False,
-                 hnsw_above: int = 20_000):
+                 index_above: int = 20_000, method: str = "ivfflat"):
         self.name = name
         self.directory = collection_dir(home, name)     # local files only: git mirrors, uploads
-        self.hnsw_above = hnsw_above
+        self.index_above, self.method = index_above, method
         self._conn = connect(url, home)
         self._terms: Connection | None = None
         try:
@@ -202,7 +221,7 @@ class PgCollectionWriter(SharedWrites, PgCatalog):
     def replace_all_vectors(self, model: str, dim: int, vectors_by_hash: dict[str, np.ndarray]) -> None:
         """Re-embedding: swap every vector and the recorded model in one transaction."""
         self._begin()
-        self.conn.execute("DROP INDEX IF EXISTS chunks_embedding_hnsw")     # built for the old vectors
+        self.conn.execute(f"DROP INDEX IF EXISTS {INDEX}")     # built for the old vectors
         self.conn.executemany("UPDATE chunks SET embedding = ?::vector WHERE chunk_hash = ?",
                               [(vector_text(v), h) for h, v in vectors_by_hash.items()])
         self.conn.executemany("INSERT INTO info VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -225,43 +244,64 @@ class PgCollectionWriter(SharedWrites, PgCatalog):
         return True
 
     def _index_vectors(self) -> None:
-        """Exact search up to store.hnsw_above chunks; above it an HNSW index, built
-        once, concurrently (writers go on, searches stay exact until it is ready), by
-        whichever writer gets there first; dropped again below half the threshold. An
+        """Exact search up to store.pg_index_above chunks; above it an approximate index
+        (store.pg_index: IVFFlat with ~4 sqrt(n) lists, or HNSW), built once, concurrently
+        (writers go on, searches stay exact until it is ready), by whichever writer gets
+        there first; dropped again below half the threshold. IVFFlat's lists are trained
+        again, beside the old index, once the collection has grown or shrunk fourfold. An
         index left invalid by a build that was killed is built again."""
         count = self.chunk_count()
-        valid = self._hnsw_valid()
-        want = bool(self.hnsw_above) and count > self.hnsw_above
-        keep = bool(self.hnsw_above) and count >= self.hnsw_above // 2
-        if not ((valid is True and keep) or (valid is None and not want)):
-            key = (f"docent:hnsw:{self.schema}",)
+        info = self.info()
+        valid = self._index_valid(INDEX)
+        want = bool(self.index_above) and count > self.index_above
+        keep = bool(self.index_above) and count >= self.index_above // 2
+        built = info.get("vector_index", "")
+        stale = bool(valid) and keep and (built.split(":")[0] != self.method or _retrain(built, count))
+        if not ((valid is True and keep and not stale) or (valid is None and not want)):
+            key = (f"docent:index:{self.schema}",)
             if self.conn.execute("SELECT pg_try_advisory_lock(hashtext(?))", key).fetchone()[0]:
                 try:
-                    if valid is not None and (valid is False or not keep):
-                        self.conn.execute("DROP INDEX CONCURRENTLY IF EXISTS chunks_embedding_hnsw")
-                    if want and self._hnsw_valid() is None:
-                        # The graph built in memory: ~1.4 KB a chunk at 384 dims (benchmarks/postgres.py);
-                        # past maintenance_work_mem the build goes on several times slower.
-                        memory_mb = min(max(1024, count * 2 // 1024), 8192)
-                        self.conn.execute(f"SET maintenance_work_mem = '{memory_mb}MB'")
-                        self.conn.execute(f"CREATE INDEX CONCURRENTLY chunks_embedding_hnsw ON chunks USING hnsw "
-                                          f"(({halfvec(self.dim)}) halfvec_ip_ops) WITH ({HNSW_OPTIONS})")
+                    built = self._build(count, valid, keep, want, stale) or built
                 finally:
                     self.conn.execute("SELECT pg_advisory_unlock(hashtext(?))", key)
             # else another writer is building or dropping it
-        search = f"approximate (pgvector HNSW, {HNSW_OPTIONS})" if self._hnsw_valid() else "exact"
-        if self.info().get("vector_search") != search:
+        ready = self._index_valid(INDEX)
+        search = _describe(built) if ready else "exact"
+        if info.get("vector_search") != search or (ready and info.get("vector_index") != built):
             # A new generation: readers choose their query (index or scan) once per generation.
             self.conn.execute("BEGIN")
-            self.conn.execute("INSERT INTO info VALUES ('vector_search', ?) ON CONFLICT (key) DO UPDATE "
-                              "SET value = excluded.value", (search,))
+            self.conn.executemany("INSERT INTO info VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                                  "SET value = excluded.value", [("vector_search", search), ("vector_index", built)])
             self.conn.execute("UPDATE info SET value = (value::bigint + 1)::text WHERE key = 'generation'")
             self.conn.execute("COMMIT")
 
-    def _hnsw_valid(self) -> bool | None:
-        """True: the HNSW index is ready; False: a killed build left it invalid; None: none."""
-        row = self.conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = "
-                                "to_regclass('chunks_embedding_hnsw')").fetchone()
+    def _build(self, count: int, valid: bool | None, keep: bool, want: bool, stale: bool) -> str | None:
+        """Drop, build or rebuild the approximate index (under the caller's lock); returns
+        what was built ("ivfflat:LISTS:CHUNKS" or "hnsw"), or None."""
+        if valid is False or (valid and not keep):
+            self.conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}")
+        if not want or (valid and not stale):
+            return None
+        if self.method == "hnsw":
+            # The graph built in memory: ~1.4 KB a chunk at 384 dims (benchmarks/postgres.py);
+            # past maintenance_work_mem the build goes on several times slower.
+            memory_mb, options, built = min(max(1024, count * 2 // 1024), 8192), HNSW_OPTIONS, "hnsw"
+        else:
+            lists = nlist_for(count)
+            memory_mb, options, built = 1024, f"lists = {lists}", f"ivfflat:{lists}:{count}"
+        self.conn.execute(f"SET maintenance_work_mem = '{memory_mb}MB'")
+        # Built beside the one it replaces (searches keep an index meanwhile), then swapped.
+        self.conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}_next")
+        self.conn.execute(f"CREATE INDEX CONCURRENTLY {INDEX}_next ON chunks USING {self.method} "
+                          f"(({halfvec(self.dim)}) halfvec_ip_ops) WITH ({options})")
+        self.conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {INDEX}")
+        self.conn.execute(f"ALTER INDEX {INDEX}_next RENAME TO {INDEX}")
+        return built
+
+    def _index_valid(self, name: str) -> bool | None:
+        """True: the index is ready; False: a killed build left it invalid; None: none."""
+        row = self.conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(?)",
+                                (name,)).fetchone()
         return None if row is None else bool(row[0])
 
     def rollback(self) -> None:
