@@ -65,7 +65,7 @@ class PostgresStore:
     under `home`). Local files a collection needs (git mirrors, uploads) stay under `home`."""
     kind = "postgres"
 
-    def __init__(self, url: str, home: Path, index_above: int = 20_000, index: str = "ivfflat"):
+    def __init__(self, url: str, home: Path, index_above: int = 20_000, index: str = "hnsw"):
         self.url, self.home, self.index_above, self.index = url, Path(home), index_above, index
 
     def reader(self, name: str):

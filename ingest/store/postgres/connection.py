@@ -75,6 +75,11 @@ class Connection:
             self.raw.execute(sql)
             self._session[name] = sql
 
+    def configure_default(self, sql: str) -> None:
+        """`configure(sql)` unless that setting was configured already (by the caller)."""
+        if sql.split()[1] not in self._session:
+            self.configure(sql)
+
     def execute(self, sql: str, params: Sequence | None = None):
         idle = not self.broken and not self.in_transaction
         try:

@@ -29,7 +29,7 @@ from ingest.store.records import StoredChunk, collection_dir, stored_chunk
 
 CHUNK_COLUMNS = 'id, path, ord, text, heading_path, heading, page, page_end, start, "end", chunk_hash, n_tokens'
 EF_SEARCH = 400      # HNSW candidates a search reads (pgvector's hnsw.ef_search); k above it reads k
-PROBE_SHARE = 32     # IVFFlat: a search reads 1 list in PROBE_SHARE (benchmarks/postgres.py)
+PROBE_SHARE = 8      # IVFFlat: a search reads 1 list in 8 (benchmarks/scale.py, 100k: 0.94 of the top 10; 1 in 32: 0.79)
 
 
 def probes_for(lists: int) -> int:
@@ -174,7 +174,7 @@ class PgCollection(Generations, PgCatalog):
             return []
         probes = self._approximate()
         if probes:
-            self.conn.configure(f"SET ivfflat.probes = {probes}")
+            self.conn.configure_default(f"SET ivfflat.probes = {probes}")
         if probes is not None:     # the index's expression, or the planner cannot use it
             near = f"{halfvec(queries.shape[1])} <#> ?::halfvec({queries.shape[1]})"
         else:                      # a scan: float32 as stored (a third faster than casting each row)

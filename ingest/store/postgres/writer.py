@@ -56,7 +56,7 @@ def _describe(built: str) -> str:
 
 class PgCollectionWriter(SharedWrites, PgCatalog):
     def __init__(self, url: str, home: Path, name: str, model: str | None, dim: int | None, reembed: bool = False,
-                 index_above: int = 20_000, method: str = "ivfflat"):
+                 index_above: int = 20_000, method: str = "hnsw"):
         self.name = name
         self.directory = collection_dir(home, name)     # local files only: git mirrors, uploads
         self.index_above, self.method = index_above, method
