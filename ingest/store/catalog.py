@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ingest.errors import EmbeddingMismatch
+from ingest.errors import CollectionNotFound, EmbeddingMismatch
 from ingest.store import keywords
 from ingest.store.filters import NO_FILTER, ChunkFilter
 from ingest.store.records import FileRecord, SourceRecord, StoredChunk, file_record, source_record, stored_chunk
@@ -177,6 +177,15 @@ class Generations:
         finally:
             conn.execute("COMMIT")
 
+    def close(self) -> None:
+        """Close every thread's connection (the readers keep `_connections`: (thread, conn))."""
+        with self._lock:
+            for _, conn in self._connections:
+                conn.close()
+            self._connections.clear()
+            self._built.clear()
+        self._local = threading.local()
+
     def excluded_ids(self, rule: ChunkFilter = NO_FILTER) -> frozenset[int]:
         """The chunks `rule` leaves out, built once per generation and rule."""
         if rule.empty:
@@ -186,7 +195,23 @@ class Generations:
 
 class SharedWrites:
     """The writes whose SQL both stores' catalogs take as it is; mixed into both writers,
-    which provide `_begin()` (open the staging transaction)."""
+    which provide `_begin()` (open the staging transaction) and `_init_info(model, dim)`
+    (record a new collection's model)."""
+
+    def settle_model(self, model: str | None, dim: int | None, reembed: bool, missing: str) -> tuple[str, int]:
+        """The model a writer embeds with: the collection's own when none is asked for
+        (`missing` raised when it has none: no such collection), recorded when new, else
+        checked against the asked one unless re-embedding."""
+        info = self.info()
+        if model is None:
+            if "embedding_model" not in info:
+                raise CollectionNotFound(missing)
+            model, dim = info["embedding_model"], int(info["embedding_dim"])
+        if "embedding_model" not in info:
+            self._init_info(model, dim)
+        elif not reembed:
+            self.check_model(model, dim)
+        return model, int(dim)
 
     def put_source(self, spec: str, kind: str, state: dict, error: str | None = None) -> None:
         """Remember a source and its state; published with the next commit, so the state never

@@ -67,14 +67,6 @@ class Collection(Generations, Catalog):
             self._local.conn = conn
         return conn
 
-    def close(self) -> None:
-        with self._lock:
-            for _, conn in self._connections:
-                conn.close()
-            self._connections.clear()
-            self._built.clear()
-        self._local = threading.local()
-
     def _migrate(self) -> None:
         """Bring an older collection's catalog up to date, once, as its writer would."""
         lock = WriterLock(self.directory / schema.LOCK_NAME, self.name)

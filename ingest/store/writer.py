@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from docent.atomic import is_scratch, replacing
-from ingest.errors import CollectionNotFound, StoreError, storage_faults
+from ingest.errors import StoreError, storage_faults
 from ingest.store import keywords, schema
 from ingest.store.catalog import Catalog, SharedWrites
 from ingest.store.lock import WriterLock
@@ -55,16 +55,7 @@ class CollectionWriter(SharedWrites, Catalog):
         try:
             self._conn = schema.connect(self.directory / schema.DB_NAME)
             schema.migrate(self._conn, name)
-            info = self.info()
-            if model is None:
-                if "embedding_model" not in info:
-                    raise CollectionNotFound(f"no collection '{name}' under {Path(home)}")
-                model, dim = info["embedding_model"], int(info["embedding_dim"])
-            if "embedding_model" not in info:
-                self._init_info(model, dim)
-            elif not reembed:
-                self.check_model(model, dim)
-            self.model, self.dim = model, dim
+            self.model, self.dim = self.settle_model(model, dim, reembed, f"no collection '{name}' under {Path(home)}")
             self._index = None
             self._index_stale = False
             self._dirty = False
