@@ -14,8 +14,8 @@ figures sit beside scale.py's. Per size and store:
 - search p50/p95 ms (one question at a time, k=10, `dense_search`) and recall@10 against
   exact float32 search: FAISS as the store chooses for the size; PostgreSQL exact (a
   scan, up to store.pg_index_above) and with each approximate index (store.pg_index):
-  IVFFlat (~4 sqrt(n) lists) reading 1/64, 1/32 (the default), 1/16 and 1/8 of its
-  lists, HNSW (m 32, ef_construction 128) at hnsw.ef_search 400 (the default) and 800;
+  IVFFlat (~4 sqrt(n) lists) reading 64, 128, 192 (store.pg_probes' default), 256 and
+  512 of its lists, HNSW (m 32, ef_construction 128) at hnsw.ef_search 400 (the default) and 800;
 - disk: the collection's folder (FAISS) or its tables and indexes (PostgreSQL).
 
 --real (default on): docs_qa and SQuAD through docent's Retriever, the FAISS collections
@@ -131,6 +131,10 @@ def measure_postgres(n: int, vectors: np.ndarray, queries: np.ndarray, truth: np
     server = pgserver.get_server(work / f"pg-{n}", cleanup_mode="delete")
     url = server.get_uri()
     try:
+        conn = connect(url, work)
+        for name in ("bench", "two"):       # left by a run that was stopped: ids must start at 1
+            schema.drop(conn, name)
+        conn.close()
         store = PostgresStore(url, work, index_above=0)          # exact while writing
         started = time.perf_counter()
         with store.writer("bench", "bench", vectors.shape[1]) as writer:
@@ -158,7 +162,7 @@ def measure_postgres(n: int, vectors: np.ndarray, queries: np.ndarray, truth: np
                     knobs = [f"SET hnsw.ef_search = {ef}" for ef in (400, 800)]
                 else:
                     lists = int(info["vector_index"].split(":")[1])
-                    knobs = [f"SET ivfflat.probes = {max(1, lists // share)}" for share in (64, 32, 16, 8)]
+                    knobs = [f"SET ivfflat.probes = {probes}" for probes in (64, 128, 192, 256, 512) if probes <= lists]
                 for knob in knobs:
                     reader.conn.configure(knob)
                     label = f"{method}_" + knob.split()[1].split(".")[1] + knob.split()[-1]
@@ -286,6 +290,8 @@ def main() -> int:
     cache = args.work / f"scale-sentences-{embedder.name}-{len(texts)}.npy"
     base = np.load(cache, allow_pickle=False) if cache.is_file() else np.asarray(embedder.embed(texts), np.float32)
     asked = questions()
+    if len(asked) < QUERIES:
+        raise SystemExit(f"only {len(asked)} questions: the shared sets (../shared/eval) are missing")
     pick = np.random.default_rng(3).choice(len(asked), size=min(QUERIES, len(asked)), replace=False)
     queries = np.ascontiguousarray(embedder.embed([asked[i] for i in pick]), dtype=np.float32)
     results: dict = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} cores",

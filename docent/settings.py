@@ -190,7 +190,8 @@ class StoreSettings:
     nprobe: Annotated[int, Field(ge=1, le=65536)] = 512    # IVF lists a search reads: more is slower and finds more
     # PostgreSQL: exact search (a scan, ~0.6 µs a chunk) up to this many chunks, a pgvector index above; 0: always exact
     pg_index_above: Annotated[int, Field(ge=0)] = 20_000
-    pg_index: Literal["hnsw", "ivfflat"] = "hnsw"         # that index (benchmarks/postgres.py)
+    pg_index: Literal["ivfflat", "hnsw"] = "ivfflat"      # that index (benchmarks/postgres.py)
+    pg_probes: Annotated[int, Field(ge=1, le=65536)] = 192  # IVFFlat lists a search reads: more is slower and finds more
 
 
 @_validated

@@ -79,7 +79,7 @@ def _setup(tmp_path: Path, delay: float = 0.02, above: int = 250_000, backend: s
 def test_kill_9_at_any_moment_leaves_a_readable_consistent_index(tmp_path, request, backend, above):
     """Approximate: past 20 chunks the FAISS index is IVF, mostly published without a new
     file (a generation names an older file and readers catch up from the catalog); in
-    PostgreSQL, an HNSW index is built past 20 chunks while writes go on."""
+    PostgreSQL, an IVFFlat index (the default) is built past 20 chunks while writes go on."""
     url = request.getfixturevalue("pg_url") if backend == "postgres" else "embedded"
     docs, home, script = _setup(tmp_path, above=above, backend=backend, url=url)
     settings = load_settings(profile="test", env={}).with_values("paths", home=str(home)).with_values(
@@ -105,7 +105,7 @@ def test_kill_9_at_any_moment_leaves_a_readable_consistent_index(tmp_path, reque
             assert coll.vector_index().approximate == (above < 60)
     else:
         with open_reader(settings) as coll:
-            assert coll.info()["vector_search"].startswith("approximate (pgvector HNSW")
+            assert coll.info()["vector_search"].startswith("approximate (pgvector IVFFlat")
 
 
 def test_ctrl_c_stops_with_status_130_and_keeps_finished_files(tmp_path):

@@ -155,7 +155,7 @@ def test_past_the_threshold_search_uses_the_index_with_the_same_results_and_filt
     with open_reader(exact) as coll:
         before = coll.dense_search(query, k=10)[0]
         assert coll.info().get("vector_search", "exact") == "exact"
-    approximate = exact.with_values("store", pg_index_above=20, pg_index=method)
+    approximate = exact.with_values("store", pg_index_above=20, pg_index=method, pg_probes=3)
     (folder / "many-00.md").write_text("# many 0\n\nRewritten: one more commit.\n")
     Ingestor(approximate, FakeEmbedder(), labeller=ChunkLabeller(exact.leaks)).ingest([folder])
     with open_reader(approximate) as coll:
@@ -167,6 +167,9 @@ def test_past_the_threshold_search_uses_the_index_with_the_same_results_and_filt
         assert "chunks_embedding_approximate" in plan
         after = coll.dense_search(query, k=10)[0]
         assert len({i for i, _ in after} & {i for i, _ in before}) >= 9
+        if method == "ivfflat":         # store.pg_probes: the lists a search reads, as `docent collections` says
+            assert "3 of " in coll.info()["vector_search"]
+            assert coll.conn.execute("SHOW ivfflat.probes").fetchone()[0] == "3"
         from ingest.store import ChunkFilter
         secret = coll.labelled_ids(["secret"])
         assert secret

@@ -65,17 +65,17 @@ class PostgresStore:
     under `home`). Local files a collection needs (git mirrors, uploads) stay under `home`."""
     kind = "postgres"
 
-    def __init__(self, url: str, home: Path, index_above: int = 20_000, index: str = "hnsw"):
-        self.url, self.home, self.index_above, self.index = url, Path(home), index_above, index
+    def __init__(self, url: str, home: Path, index_above: int = 20_000, index: str = "ivfflat", probes: int = 192):
+        self.url, self.home, self.index_above, self.index, self.probes = url, Path(home), index_above, index, probes
 
     def reader(self, name: str):
         from ingest.store.postgres.reader import PgCollection
-        return PgCollection(self.url, self.home, validate_name(name))
+        return PgCollection(self.url, self.home, validate_name(name), self.probes)
 
     def writer(self, name: str, model: str | None, dim: int | None, reembed: bool = False):
         from ingest.store.postgres.writer import PgCollectionWriter
         return PgCollectionWriter(self.url, self.home, validate_name(name), model, dim, reembed=reembed,
-                                  index_above=self.index_above, method=self.index)
+                                  index_above=self.index_above, method=self.index, probes=self.probes)
 
     def names(self) -> list[str]:
         from ingest.store.postgres import schema
@@ -97,5 +97,6 @@ def open_store(store_settings, home: Path, vectors=None, backend: str | None = N
     store.vectors)."""
     backend = backend or store_settings.backend
     if backend == "postgres":
-        return PostgresStore(store_settings.url, home, store_settings.pg_index_above, store_settings.pg_index)
+        return PostgresStore(store_settings.url, home, store_settings.pg_index_above, store_settings.pg_index,
+                             store_settings.pg_probes)
     return FaissStore(home, vectors)

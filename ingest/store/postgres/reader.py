@@ -29,12 +29,14 @@ from ingest.store.records import StoredChunk, collection_dir, stored_chunk
 
 CHUNK_COLUMNS = 'id, path, ord, text, heading_path, heading, page, page_end, start, "end", chunk_hash, n_tokens'
 EF_SEARCH = 400      # HNSW candidates a search reads (pgvector's hnsw.ef_search); k above it reads k
-PROBE_SHARE = 8      # IVFFlat: a search reads 1 list in 8 (benchmarks/scale.py, 100k: 0.94 of the top 10; 1 in 32: 0.79)
+# IVFFlat lists a search reads (store.pg_probes): benchmarks/postgres.py at 1M chunks (4,096
+# lists): 128 found 0.96 of the exact top 10 (p95 24 ms), 192 0.978 (39 ms), 256 0.984 (51 ms).
+PROBES = 192
 
 
-def probes_for(lists: int) -> int:
-    """Lists an IVFFlat search reads: 1 in PROBE_SHARE, and at least 8 (a small index: all)."""
-    return max(min(lists, 8), lists // PROBE_SHARE)
+def probes_for(lists: int, probes: int = PROBES) -> int:
+    """Lists an IVFFlat search reads: `probes`, or all of a small index's."""
+    return max(1, min(lists, probes))
 
 
 def vector_text(vector) -> str:
@@ -87,12 +89,12 @@ class PgCatalog(Catalog):
 
 
 class PgCollection(Generations, PgCatalog):
+    """Read side of collection `name` in the database `url` names (or `embedded`); an
+    IVFFlat search reads `probes` lists."""
     SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
-    """Read side of collection `name` in the database `url` names (or `embedded`)."""
-
-    def __init__(self, url: str, home: Path, name: str):
-        self.name = name
+    def __init__(self, url: str, home: Path, name: str, probes: int = PROBES):
+        self.name, self.probes = name, probes
         self.url, self.home = url, Path(home)
         self.directory = collection_dir(home, name)     # local files only: git mirrors, uploads
         self._local = threading.local()
@@ -135,14 +137,6 @@ class PgCollection(Generations, PgCatalog):
         self._adopt(reused)
         return reused
 
-    def close(self) -> None:
-        with self._lock:
-            for _, conn in self._connections:
-                conn.close()
-            self._connections.clear()
-            self._built.clear()
-        self._local = threading.local()
-
     def vector_index(self) -> "PgVectors":
         """A view of the vectors in the database (searches go to it; nothing is loaded)."""
         return PgVectors(self, int(self.info()["embedding_dim"]))
@@ -157,7 +151,7 @@ class PgCollection(Generations, PgCatalog):
             built = info.get("vector_index", "").split(":")
             if not info.get("vector_search", "exact").startswith("approximate"):
                 return None
-            return probes_for(int(built[1])) if built[0] == "ivfflat" and len(built) == 3 else 0
+            return probes_for(int(built[1]), self.probes) if built[0] == "ivfflat" and len(built) == 3 else 0
         return self._of_generation("plan", plan)
 
     def _excluded_paths(self, rule: ChunkFilter) -> list[str]:

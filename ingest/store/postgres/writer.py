@@ -24,13 +24,13 @@ from typing import Sequence
 
 import numpy as np
 
-from ingest.errors import CollectionNotFound, StoreError
+from ingest.errors import StoreError
 from ingest.store import keywords
 from ingest.store.catalog import SharedWrites
 from ingest.store.postgres import schema
 from ingest.store.postgres.connection import Connection, connect
 from ingest.store.approximate import nlist_for
-from ingest.store.postgres.reader import PgCatalog, halfvec, probes_for, vector_text
+from ingest.store.postgres.reader import PROBES, PgCatalog, halfvec, probes_for, vector_text
 from ingest.store.records import FileRecord, NewChunk, collection_dir
 
 INDEX = "chunks_embedding_approximate"
@@ -46,38 +46,29 @@ def _retrain(built: str, count: int) -> bool:
     return count > 4 * trained or count < trained // 4
 
 
-def _describe(built: str) -> str:
+def _describe(built: str, probes: int) -> str:
     parts = built.split(":")
     if parts[0] == "ivfflat" and len(parts) == 3:
         lists = int(parts[1])
-        return f"approximate (pgvector IVFFlat: {probes_for(lists)} of {lists} lists a search)"
+        return f"approximate (pgvector IVFFlat: {probes_for(lists, probes)} of {lists} lists a search)"
     return f"approximate (pgvector HNSW, {HNSW_OPTIONS})"
 
 
 class PgCollectionWriter(SharedWrites, PgCatalog):
     def __init__(self, url: str, home: Path, name: str, model: str | None, dim: int | None, reembed: bool = False,
-                 index_above: int = 20_000, method: str = "hnsw"):
+                 index_above: int = 20_000, method: str = "ivfflat", probes: int = PROBES):
         self.name = name
         self.directory = collection_dir(home, name)     # local files only: git mirrors, uploads
-        self.index_above, self.method = index_above, method
+        self.index_above, self.method, self.probes = index_above, method, probes
         self._conn = connect(url, home)
         self._terms: Connection | None = None
         try:
             self.schema = schema.open_schema(self._conn, name, create=model is not None)
             self._terms = connect(url, home)
             schema.use(self._terms, self.schema)
-            info = self.info()
-            if model is None:
-                if "embedding_model" not in info:
-                    raise CollectionNotFound(f"no collection '{name}' in {self._conn.where}")
-                model, dim = info["embedding_model"], int(info["embedding_dim"])
-            if "embedding_model" not in info:
-                self._init_info(model, dim)
-            elif not reembed:
-                self.check_model(model, dim)
-            self.model, self.dim = model, dim
+            self.model, self.dim = self.settle_model(model, dim, reembed,
+                                                     f"no collection '{name}' in {self._conn.where}")
             self._dirty = False
-            self._reindex = False
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             self.close()
@@ -267,7 +258,7 @@ class PgCollectionWriter(SharedWrites, PgCatalog):
                     self.conn.execute("SELECT pg_advisory_unlock(hashtext(?))", key)
             # else another writer is building or dropping it
         ready = self._index_valid(INDEX)
-        search = _describe(built) if ready else "exact"
+        search = _describe(built, self.probes) if ready else "exact"
         if info.get("vector_search") != search or (ready and info.get("vector_index") != built):
             # A new generation: readers choose their query (index or scan) once per generation.
             self.conn.execute("BEGIN")
