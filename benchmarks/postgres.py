@@ -16,7 +16,9 @@ figures sit beside scale.py's. Per size and store:
   scan, up to store.pg_index_above) and with each approximate index (store.pg_index):
   IVFFlat (~4 sqrt(n) lists) reading 64, 128, 192 (store.pg_probes' default), 256 and
   512 of its lists, HNSW (m 32, ef_construction 128) at hnsw.ef_search 400 (the default) and 800;
-- disk: the collection's folder (FAISS) or its tables and indexes (PostgreSQL).
+- disk: the collection's folder (FAISS) or its tables and indexes (PostgreSQL);
+- memory of the PostgreSQL server (the proportional set size of all its processes,
+  shared buffers split among them): after the writes, and after each index's searches.
 
 --real (default on): docs_qa and SQuAD through docent's Retriever, the FAISS collections
 benchmarks/answer.py builds, copied into PostgreSQL with `docent store migrate`'s copy
@@ -67,6 +69,29 @@ def searches(reader, queries: np.ndarray, truth: np.ndarray) -> dict:
     p50, p95, found = timed_searches(lambda q: np.array([i for i, _ in reader.dense_search(q[None, :], K)[0]]),
                                      queries)
     return {"p50_ms": round(p50, 2), "p95_ms": round(p95, 2), f"recall@{K}": round(recall(found, truth), 4)}
+
+
+def server_pss_mb(datadir: Path) -> float:
+    """Memory the PostgreSQL server holds: the proportional set size (shared pages split
+    among the processes sharing them, so nothing counts twice) of its postmaster and every
+    process it started (backends, io workers, checkpointer). Linux only."""
+    root = int((datadir / "postmaster.pid").read_text().split()[0])
+    pids = {root}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == root:          # the parent pid
+            pids.add(int(stat.parent.name))
+    total = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in text.splitlines() if line.startswith("Pss:"))
+    return round(total / 1024, 1)
 
 
 def folder_mb(path: Path) -> float:
@@ -140,7 +165,7 @@ def measure_postgres(n: int, vectors: np.ndarray, queries: np.ndarray, truth: np
         with store.writer("bench", "bench", vectors.shape[1]) as writer:
             put_files(writer, vectors)
         written = time.perf_counter() - started
-        row: dict = {"writes_per_s": round(n / written)}
+        row: dict = {"writes_per_s": round(n / written), "server_pss_mb_after_writes": server_pss_mb(work / f"pg-{n}")}
         if n <= 100_000:
             row["two_writers_writes_per_s"] = round(two_writers(url, work, vectors, work))
         if n <= 200_000:            # a scan at 1M takes ~1 s a question: 200 of them say nothing new
@@ -168,6 +193,7 @@ def measure_postgres(n: int, vectors: np.ndarray, queries: np.ndarray, truth: np
                     label = f"{method}_" + knob.split()[1].split(".")[1] + knob.split()[-1]
                     row[label] = searches(reader, queries, truth)
                     print(f"  postgres {label} {row[label]}", flush=True)
+                row[f"{method}_server_pss_mb"] = server_pss_mb(work / f"pg-{n}")
             conn = connect(url, work)
             name = schema.find(conn, "bench")
             size = conn.execute(f"SELECT pg_relation_size('{schema.quoted(name)}.chunks_embedding_approximate')"
