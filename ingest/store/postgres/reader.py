@@ -30,7 +30,7 @@ from ingest.store.records import StoredChunk, collection_dir, stored_chunk
 CHUNK_COLUMNS = 'id, path, ord, text, heading_path, heading, page, page_end, start, "end", chunk_hash, n_tokens'
 EF_SEARCH = 400      # HNSW candidates a search reads (pgvector's hnsw.ef_search); k above it reads k
 # IVFFlat lists a search reads (store.pg_probes): benchmarks/postgres.py at 1M chunks (4,096
-# lists): 128 found 0.96 of the exact top 10 (p95 24 ms), 192 0.978 (39 ms), 256 0.984 (51 ms).
+# lists): 128 found 0.96 of the exact top 10 (p95 24-33 ms), 192 0.979 (39-48), 256 0.985 (51-64).
 PROBES = 192
 
 
