@@ -183,6 +183,28 @@ def test_past_the_threshold_search_uses_the_index_with_the_same_results_and_filt
         assert coll.info()["vector_search"] == "exact"
 
 
+def test_a_collection_indexed_with_hnsw_moves_to_the_default_ivfflat_on_its_next_change(tmp_path, pg_url):
+    # A collection built before IVFFlat became the default keeps answering from its HNSW
+    # index until a writer under the new settings commits a change, which rebuilds it.
+    folder = _folder(tmp_path, "older", 30)
+    hnsw = _pg(tmp_path, pg_url).with_values("store", pg_index_above=20, pg_index="hnsw")
+    Ingestor(hnsw, FakeEmbedder()).ingest([folder])
+    query = FakeEmbedder().embed(["the older page 7 says"])
+    with open_reader(hnsw) as coll:
+        assert coll.info()["vector_search"].startswith("approximate (pgvector HNSW")
+        before = coll.dense_search(query, k=5)[0]
+    default = hnsw.with_values("store", pg_index="ivfflat")
+    with open_reader(default) as coll:           # reading alone changes nothing
+        assert coll.info()["vector_search"].startswith("approximate (pgvector HNSW")
+        assert coll.dense_search(query, k=5)[0] == before
+    (folder / "older-29.md").write_text("# older 29\n\nRewritten once.\n")
+    Ingestor(default, FakeEmbedder()).ingest([folder])
+    with open_reader(default) as coll:
+        assert coll.info()["vector_search"].startswith("approximate (pgvector IVFFlat")
+        assert coll.info()["vector_index"].startswith("ivfflat:")
+        assert [i for i, _ in coll.dense_search(query, k=5)[0]][:3] == [i for i, _ in before][:3]
+
+
 def test_a_faiss_collection_migrates_with_its_vectors_and_answers_the_same(tmp_path, pg_url, docs):
     home = tmp_path / "home"
     faiss = load_settings(profile="test", env={}).with_values("paths", home=str(home))
