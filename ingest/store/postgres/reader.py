@@ -29,12 +29,9 @@ from ingest.store.records import StoredChunk, collection_dir, stored_chunk
 
 CHUNK_COLUMNS = 'id, path, ord, text, heading_path, heading, page, page_end, start, "end", chunk_hash, n_tokens'
 EF_SEARCH = 400      # HNSW candidates a search reads (pgvector's hnsw.ef_search); k above it reads k
-# IVFFlat lists a search reads (store.pg_probes): benchmarks/postgres.py at 1M chunks (4,096
-# lists): 128 found 0.96 of the exact top 10 (p95 24-33 ms), 192 0.979 (39-48), 256 0.985 (51-64).
-PROBES = 192
 
 
-def probes_for(lists: int, probes: int = PROBES) -> int:
+def probes_for(lists: int, probes: int) -> int:
     """Lists an IVFFlat search reads: `probes`, or all of a small index's."""
     return max(1, min(lists, probes))
 
@@ -93,7 +90,7 @@ class PgCollection(Generations, PgCatalog):
     IVFFlat search reads `probes` lists."""
     SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
-    def __init__(self, url: str, home: Path, name: str, probes: int = PROBES):
+    def __init__(self, url: str, home: Path, name: str, probes: int):
         self.name, self.probes = name, probes
         self.url, self.home = url, Path(home)
         self.directory = collection_dir(home, name)     # local files only: git mirrors, uploads

@@ -30,7 +30,7 @@ from ingest.store.catalog import SharedWrites
 from ingest.store.postgres import schema
 from ingest.store.postgres.connection import Connection, connect
 from ingest.store.approximate import nlist_for
-from ingest.store.postgres.reader import PROBES, PgCatalog, halfvec, probes_for, vector_text
+from ingest.store.postgres.reader import PgCatalog, halfvec, probes_for, vector_text
 from ingest.store.records import FileRecord, NewChunk, collection_dir
 
 INDEX = "chunks_embedding_approximate"
@@ -56,7 +56,7 @@ def _describe(built: str, probes: int) -> str:
 
 class PgCollectionWriter(SharedWrites, PgCatalog):
     def __init__(self, url: str, home: Path, name: str, model: str | None, dim: int | None, reembed: bool = False,
-                 index_above: int = 20_000, method: str = "ivfflat", probes: int = PROBES):
+                 *, index_above: int, method: str, probes: int):
         self.name = name
         self.directory = collection_dir(home, name)     # local files only: git mirrors, uploads
         self.index_above, self.method, self.probes = index_above, method, probes
