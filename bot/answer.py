@@ -43,16 +43,17 @@ def _ms(since: float) -> float:
 
 class Answerer:
     def __init__(self, settings: Settings, retriever: Retriever | None = None, generator=None,
-                 prompts: Prompts | None = None, home=None, scanners: Sequence | None = None):
+                 prompts: Prompts | None = None, home=None, scanners: Sequence | None = None, guard=None):
         """`scanners`: the checks settings guard.scanners adds (made from the settings when
-        not given; bot/guard/scanners.py)."""
+        not given; bot/guard/scanners.py). `guard`: the groundedness guard (made from the
+        settings when not given)."""
         self.settings = settings
         self.config = settings.answer
         self.retriever = retriever or Retriever(settings, home=home)
         self._generator = generator
         self.prompts = prompts or Prompts(settings.prompts_dir())
         self.abstainer = Abstainer(self.prompts)
-        self._guard = None
+        self._guard = guard
         self._leak_scanners: dict = {}
         self._scanners = None if scanners is None else list(scanners)
 
@@ -178,9 +179,11 @@ class Answerer:
         `judged`: the model's own checks (P(no) by name), as the answer recorded them.
         (A pure function of its inputs: the benchmark replays it on recorded outputs.)"""
         extractor = Extractor(self.retriever.embedder)
-        answer = Finisher(self.config, self.abstainer, extractor).run(question, standalone, raw, passages, judged)
-        if self.guard is not None:
-            GroundednessStep(self.guard, self.config, self.abstainer, extractor).run(answer, standalone)
+        grounded = GroundednessStep(self.guard, self.config, self.abstainer, extractor) if self.guard is not None else None
+        backs = (lambda text, used: grounded.backs(text, used, question)) if grounded is not None and self.config.judge_backs else None
+        answer = Finisher(self.config, self.abstainer, extractor, backs).run(question, standalone, raw, passages, judged)
+        if grounded is not None:
+            grounded.run(answer, standalone)
         if self.leak_scanner(collection) is not None:
             self.check_leaks(answer, collection)
         if self.scanners:

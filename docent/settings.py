@@ -155,6 +155,8 @@ class AnswerSettings:
     min_coverage: Share = 0.0
     judge_answerable: Share = 0.62
     judge_addresses: Share = 0.0
+    judge_backs: bool = True          # bot/steps/finish.py: the guard's judge may back a reworded answer
+    restated: bool = True             # bot/steps/finish.py: an answer that only restates the question falls back
     history_turns: NonNegative = 3
     max_question_chars: Count = 2000
 

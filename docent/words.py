@@ -36,3 +36,7 @@ over but such""".split()))
 
 TOPIC_STOP = STOP_WORDS | _FRAMING | frozenset("""being has have had whose all any some each every also only just
 but such more most other else one two get set yes doesn""".split())
+
+# Words that open a question asking for something other than yes or no ("when can a counter
+# go back to zero?"): an answer to one must name something the question does not.
+OPEN_QUESTION = frozenset("what when where which who whom whose why how".split())

@@ -146,6 +146,57 @@ def test_unbacked_answer_falls_back_to_the_passages_own_sentences(make_answerer)
     assert kept.fallback is None and "Zurich" in kept.text
 
 
+def test_a_reworded_answer_the_judge_backs_is_kept_where_the_words_alone_would_replace_it(make_answerer):
+    # Right, but in other words than the passage's: word overlap alone calls it unbacked.
+    reworded = "Go to the administration screen and click the button labelled Rotate [1]."
+    question = "How do I rotate API keys?"
+
+    def ask(p_yes, **answer):
+        gen = FakeGenerator(lambda m: reworded, judge=lambda m: p_yes)
+        return make_answerer(gen, guard={"judge": True}, answer={"judge_answerable": 0.0, **answer}).ask(question)
+
+    kept = ask(0.97)
+    assert not kept.abstained and kept.fallback is None and kept.text == reworded
+    assert kept.groundedness == 1.0 and not [f for f in kept.flags if f["kind"] in ("unsupported", "contradicted")]
+    # The judge says the passage does not state it: the passage's own sentence instead.
+    replaced = ask(0.03)
+    assert replaced.fallback == "extractive" and "press Rotate" in replaced.text
+    # answer.judge_backs off: the words decide, as before.
+    words = ask(0.97, judge_backs=False)
+    assert words.fallback == "extractive" and "press Rotate" in words.text
+    # Without a citation the sentence is checked against every passage and, backed, cites
+    # the one that backs it.
+    reworded = "Go to the administration screen and click the button labelled Rotate."
+    uncited = ask(0.97)
+    assert uncited.fallback is None and uncited.text == reworded[:-1] + " [1]."
+    assert _source_of(uncited, 1).endswith("faq.txt")
+
+
+def test_an_answer_that_only_restates_the_question_is_replaced_by_the_passages_own_sentences(make_answerer):
+    gen = FakeGenerator(lambda m: "Old API keys stop working [1].")
+    answer = make_answerer(gen).ask("When do old API keys stop working?")
+    assert answer.fallback == "extractive" and "24 hours" in answer.text
+    # Asked yes or no, the same sentence answers it; and the check can be turned off.
+    assert make_answerer(gen).ask("Do old API keys stop working?").text == "Old API keys stop working [1]."
+    kept = make_answerer(gen, answer={"restated": False}).ask("When do old API keys stop working?")
+    assert kept.fallback is None and kept.text == "Old API keys stop working [1]."
+
+
+@pytest.mark.parametrize("question, answer, restated", [
+    ("When can a counter go back to zero?", "A counter can go back to zero [1].", True),
+    ("How do I remove a file from the index?", "You remove the file from the index [2].", True),
+    ("How many metric types are there?", "There are four metric types [1].", False),         # a number word
+    ("Which prefix is reserved for internal use?", "The prefix `__` is reserved [1].", False),  # code
+    ("Which port does the server use?", "The server uses port 8080 [1].", False),             # digits
+    ("What is the plural of Prometheus?", "The plural of Prometheus is Prometheus [1].", False),  # a repeat
+    ("What command creates a database?", "The createdb command creates it [1].", False),       # a new name
+    ("Should I use a counter for a value that can go down?", "No, do not use a counter for it [1].", False),
+])
+def test_what_counts_as_only_restating_the_question(question, answer, restated):
+    from bot.steps.finish import restates
+    assert restates(question, answer) is restated
+
+
 def test_an_answer_the_guard_flags_throughout_is_replaced_by_the_passages_own_sentences(make_answerer):
     # Worded like the passage, so it passes the word-overlap check, but its one fact is wrong.
     gen = FakeGenerator(lambda m: "Old API keys stop working after 48 hours [1].")

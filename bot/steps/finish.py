@@ -4,16 +4,19 @@ backed by its passage: the passages' own best sentences (extractive), or an abst
 
 from __future__ import annotations
 
-from typing import Sequence
+import re
+from collections import Counter
+from typing import Callable, Sequence
 
 from bot.citations import clean, cited_numbers, strip_markers
-from bot.guard.lexical import support
+from bot.guard.lexical import stem, support
 from bot.guard.sentences import split_claims
 from bot.retrieval import Passage
 from bot.steps.abstain import Abstainer
 from bot.steps.gate import question_coverage
 from bot.steps.result import ABSTAIN_PATTERN, Answer
 from docent.settings import AnswerSettings
+from docent.words import OPEN_QUESTION, STOP_WORDS
 
 
 def split_sentences(text: str, kinds: tuple[str, ...] = ("prose", "item", "heading", "code")) -> list[str]:
@@ -36,6 +39,42 @@ def backed(text: str, passages: Sequence[Passage]) -> bool:
     return False
 
 
+def restates(question: str, text: str) -> bool:
+    """An answer to a what / when / which / how question that names nothing the question
+    does not: "The value of a Prometheus counter can go back to zero [1]." for "When can
+    the value of a Prometheus counter go back to zero?". The passage may well say it, so
+    the guard passes it, and it tells the reader nothing. Words are compared with their
+    repeats ("The plural of Prometheus is Prometheus." answers "What is the plural of
+    Prometheus?"); a number, code or an identifier the question lacks is something new.
+    (A yes / no question may be answered by restating it with a yes or a no: left alone.)"""
+    words = question.strip().lower().split()
+    if not words or words[0].strip("\"'(") not in OPEN_QUESTION:
+        return False
+    answer = strip_markers(text)
+    if set(_NAMED.findall(answer.lower())) - set(_NAMED.findall(question.lower())):
+        return False
+    said, asked = _counted(answer), _counted(question)
+    return bool(said) and all(asked[key] >= n for key, n in said.items())
+
+
+# Digits, code and names with underscores: facts even when they are not words.
+_NAMED = re.compile(r"`[^`]*`|\w*\d\w*|\w*_\w*")
+
+
+def _counted(text: str) -> Counter:
+    """Content words by their stems ("creates" ~ "created"), with repeats. Not by their first
+    five letters, as the guard matches words: "createdb" answers "which command creates ...?"."""
+    words = (w.rstrip(".-/") for w in re.findall(r"[^\W_][\w.\-/]*", text.lower()))
+    return Counter(stem(w) for w in words if w not in STOP_WORDS and len(w) >= 2)
+
+
+def cite(sentence: str, n: int) -> str:
+    """The sentence citing passage [n] alone, the marker before its full stop."""
+    fixed = strip_markers(sentence).rstrip()
+    end = "." if fixed.endswith(".") else ""
+    return fixed.rstrip(".").rstrip() + f" [{n}]" + end
+
+
 def repoint(text: str, passages: Sequence[Passage], margin: float = 0.25) -> tuple[str, list[dict]]:
     """Point each sentence's citation at the passage that holds its words when the cited
     one clearly does not (small models often cite the wrong number). Reported as
@@ -56,9 +95,7 @@ def repoint(text: str, passages: Sequence[Passage], margin: float = 0.25) -> tup
         best = max(range(len(passages)), key=lambda i: scores[i]) + 1
         cited_best = max(scores[n - 1] for n in numbers)
         if best not in numbers and scores[best - 1] >= cited_best + margin:
-            fixed = strip_markers(sentence).rstrip()
-            end = "." if fixed.endswith(".") else ""
-            fixed = fixed.rstrip(".").rstrip() + f" [{best}]" + end
+            fixed = cite(sentence, best)
             findings.append({"kind": "wrong_citation", "severity": "low", "span": [start, start + len(sentence)],
                              "message": f"cited [{', '.join(map(str, numbers))}], but the words are in passage "
                                         f"[{best}]; the citation was corrected",
@@ -79,9 +116,10 @@ class Extractor:
 
     def run(self, question: str, passages: Sequence[Passage], limit: int = 2,
             margin: float = 0.05) -> tuple[str, list[int]]:
-        # Prose and list items only: a heading or a code block is not an answer sentence.
+        # Prose and list items only: a heading, a code block or a question (an FAQ's) is not
+        # an answer sentence.
         candidates = [(n + 1, s) for n, p in enumerate(passages) for s in split_sentences(p.text, ("prose", "item"))
-                      if 20 <= len(s) <= 600]
+                      if 20 <= len(s) <= 600 and not s.rstrip().endswith("?")]
         if not candidates:
             return "", []
         vectors = self.embedder.embed([question] + [s for _, s in candidates])
@@ -98,8 +136,12 @@ class Extractor:
 
 
 class Finisher:
-    def __init__(self, config: AnswerSettings, abstainer: Abstainer, extractor: Extractor):
-        self.config, self.abstainer, self.extractor = config, abstainer, extractor
+    def __init__(self, config: AnswerSettings, abstainer: Abstainer, extractor: Extractor,
+                 backs: Callable[[str, Sequence[Passage]], str | None] | None = None):
+        """`backs(text, passages)`: a check that understands rewording (the guard with the
+        model as judge), asked when the words alone back no sentence: the text with each
+        sentence it finds backed citing the passage that backs it, or None."""
+        self.config, self.abstainer, self.extractor, self.backs = config, abstainer, extractor, backs
 
     def run(self, question: str, standalone: str, raw: str, passages: Sequence[Passage],
             judged: dict | None = None) -> Answer:
@@ -120,20 +162,28 @@ class Finisher:
             # for "how to remove"): say so and list the closest passages.
             answer.abstained, answer.abstain_reason, answer.cited = True, "off_question", []
             self.abstainer.apply(answer)
-        elif self.config.fallback != "none" and not backed(text, passages):
-            # Not one sentence is backed by the passage it cites. If the passages do not
-            # even name everything the question asks about, the model was most likely
-            # answering from elsewhere: abstain. Otherwise it misread: quote the passages.
-            mode = self.config.fallback
-            if mode == "auto":
-                mode = "extractive" if question_coverage(standalone, passages) >= 1.0 else "abstain"
-            replacement, cited = self.extractor.run(standalone, passages) if mode == "extractive" else ("", [])
-            if replacement:
-                answer.text, answer.cited, answer.fallback = replacement, cited, "extractive"
-            else:
-                answer.abstained, answer.abstain_reason, answer.cited, answer.fallback = True, "unbacked", [], "abstain"
-                self.abstainer.apply(answer)
+        elif self.config.fallback != "none":
+            # Not one sentence is backed by the passage it cites, or the answer only restates the question.
+            restated = self.config.restated and restates(standalone, text)
+            recited = None if restated or backed(text, passages) or self.backs is None else self.backs(text, passages)
+            if recited:
+                answer.text, answer.cited = recited, [n for n in cited_numbers(recited) if n in valid]
+            elif restated or not backed(text, passages):
+                self.fall_back(answer, standalone, passages, "off_question" if restated else "unbacked")
         return answer
+
+    def fall_back(self, answer: Answer, standalone: str, passages: Sequence[Passage], reason: str) -> None:
+        """If the passages do not even name everything the question asks about, the model was
+        most likely answering from elsewhere: abstain. Otherwise it misread: quote the passages."""
+        mode = self.config.fallback
+        if mode == "auto":
+            mode = "extractive" if question_coverage(standalone, passages) >= 1.0 else "abstain"
+        replacement, cited = self.extractor.run(standalone, passages) if mode == "extractive" else ("", [])
+        if replacement:
+            answer.text, answer.cited, answer.fallback = replacement, cited, "extractive"
+        else:
+            answer.abstained, answer.abstain_reason, answer.cited, answer.fallback = True, reason, [], "abstain"
+            self.abstainer.apply(answer)
 
 
 def _strip_end(sentence: str) -> str:

@@ -9,7 +9,8 @@ import time
 
 from bot.citations import cited_numbers
 from bot.steps.abstain import Abstainer
-from bot.steps.finish import Extractor
+from bot.guard.spans import replace_spans
+from bot.steps.finish import Extractor, cite
 from bot.steps.result import Answer
 from docent.settings import AnswerSettings
 from docent.timing import elapsed_ms
@@ -18,6 +19,32 @@ from docent.timing import elapsed_ms
 class GroundednessStep:
     def __init__(self, guard, config: AnswerSettings, abstainer: Abstainer, extractor: Extractor):
         self.guard, self.config, self.abstainer, self.extractor = guard, config, abstainer, extractor
+        self._verdicts: dict = {}     # one step per answer: a text judged once, by whoever asks first
+
+    def verdict(self, text: str, passages, question: str):
+        """The guard's verdict on `text` against the passages (headings included: they name
+        the subject a paraphrase keeps), computed once per text."""
+        key = (text, tuple(p.chunk_ids for p in passages), question)
+        if key not in self._verdicts:
+            texts = [f"{p.heading}\n{p.text}" if p.heading else p.text for p in passages]
+            self._verdicts[key] = self.guard.check(text, texts, question)
+        return self._verdicts[key]
+
+    def backs(self, text: str, passages, question: str) -> str | None:
+        """When the words alone back no sentence of `text` (finish.py): the guard, with the
+        model as its judge, reads the sentences as reworded. Returns the text with each
+        sentence it finds backed citing the passage that backs it (an uncited sentence gets
+        its citation, a miscited one the right one), or None when it backs none. Without a
+        judge the guard's signals are word overlap again: None, and the words decide."""
+        if self.guard is None or getattr(self.guard, "judge", None) is None:
+            return None
+        verdict = self.verdict(text, passages, question)
+        edits = [(s.span[0], s.span[1], cite(s.text, s.best_passage)) for s in verdict.sentences
+                 if s.label in ("supported", "wrong_citation") and s.best_passage
+                 and (not s.cited or s.label == "wrong_citation")]
+        if not edits and not any(s.label == "supported" and s.cited for s in verdict.sentences):
+            return None
+        return replace_spans(text, edits)[0]
 
     def check(self, answer: Answer):
         """Findings into flags, unsupported sentences cut when the policy says drop, the
@@ -25,8 +52,7 @@ class GroundednessStep:
         from bot.guard.groundedness import apply_policy
         from bot.guard.spans import shift_span
         started = time.perf_counter()
-        texts = [f"{p.heading}\n{p.text}" if p.heading else p.text for p in answer.passages]
-        verdict = self.guard.check(answer.text, texts, answer.question)
+        verdict = self.verdict(answer.text, answer.passages, answer.question)
         # Wrong citations are repoint()'s to correct and report (answer.repoint_citations).
         findings = [f for f in self.guard.findings(verdict) if f.kind != "wrong_citation"]
         answer.groundedness = round(verdict.score, 3)

@@ -52,7 +52,8 @@ class Answer:
     fallback: str | None = None          # "extractive" when the passages' sentences replaced the model's
     # "retrieval" (nothing relevant), "coverage" (the question's subject is not in the
     # passages), "judge" (the model says they do not answer it), "model" (its answer says
-    # so), "unbacked" (no sentence backed by its passage), "unsupported" (the guard cut all)
+    # so), "unbacked" (no sentence backed by its passage), "off_question" (it answers
+    # another question, or only restates this one), "unsupported" (the guard cut all)
     abstain_reason: str | None = None
     dropped_passages: int = 0            # retrieved passages that did not fit the model's window
     model_text: str = ""                 # what the model wrote, before any fallback or abstention text
