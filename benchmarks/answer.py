@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/answer.py --part answer --questions 30
     .venv/bin/python benchmarks/answer.py --part latency            # 100k-chunk synthetic index
     .venv/bin/python benchmarks/answer.py --part cold --questions 5 # a new `docent ask` process vs warm (cold.py)
+    .venv/bin/python benchmarks/answer.py --part fallback           # who decides "unbacked" (fallback.py), on the recorded answers
 
 Data: ../shared/eval/docs_qa.jsonl over ../shared/eval/docs/, and ../shared/eval/squad2/
 (its 20 articles ingested as Markdown, questions matched to their paragraph).
@@ -334,7 +335,7 @@ def part_replay(work: Path, settings) -> dict:
                     latest[r["question"]] = r
             if not latest:
                 continue
-            items = _all_items(set_name)
+            items = all_items(set_name)
             variants = {
                 "as recorded": None,
                 "no repoint, no fallback": dict(repoint_citations=False, fallback="none"),
@@ -364,12 +365,12 @@ def part_replay(work: Path, settings) -> dict:
                                     for i, p in enumerate(t["passages"])]
                         answerer.settings = answerer.settings.with_values("retrieval", min_score=threshold or 0.0)
                         if t["abstain_reason"] in BEFORE_MODEL or answerer.nothing_relevant(question, passages, t["top_dense"]):
-                            rows.append(_row(item, "", True, [], r, None))
+                            rows.append(answer_row(item, "", True, [], r, None))
                             continue
                         a = answerer.finalize(question, question, t["model_text"], passages)
-                        rows.append(_row(item, a.text, a.abstained, [t["passages"][n - 1] for n in a.cited], r, a.fallback))
+                        rows.append(answer_row(item, a.text, a.abstained, [t["passages"][n - 1] for n in a.cited], r, a.fallback))
                     name = f"{set_name}/{config}/{label}" + (f"/min_score={threshold}" if threshold is not None else "")
-                    out[name] = _score(rows)
+                    out[name] = score_rows(rows)
     keys = ["token_f1", "contains_reference", "correct_with_citation", "citation_precision", "abstain_precision",
             "abstain_recall", "abstain_f1"]
     print("  " + f"{'replay':70}" + "".join(f"{k[:14]:>15}" for k in keys))
@@ -382,7 +383,7 @@ def part_replay(work: Path, settings) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold"],
+    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold", "fallback"],
                         help="which part to run (repeatable; default: all but cold)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work", help="where indexes are kept")
     parser.add_argument("--squad", type=int, default=400, help="SQuAD questions sampled (answerable ones are used for retrieval)")
@@ -426,6 +427,9 @@ def main() -> None:
         results["ttft"] = part_ttft(args.work, settings)
     if "replay" in parts:
         results["replay"] = part_replay(args.work, settings)
+    if "fallback" in parts:
+        from fallback import part_fallback
+        results["fallback"] = part_fallback(args.work, settings)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     from report import refresh      # all benchmarks' figures on one page
@@ -473,7 +477,19 @@ def _answer_sets(limit: int, squad_n: int) -> dict:
     docs = _sample(answerable, limit - half if limit else 0) + _sample(unanswerable, half)
     sq = _sample(sq_yes, limit - half if limit else 40) + _sample(sq_no, half if limit else 20)
     keys = answer_keys()
-    return {"docs_qa": [_docs_item(q, keys) for q in docs], "squad2": [_squad_item(q) for q in sq]}
+    return {"docs_qa": [_docs_item(q, keys) for q in docs], "squad2": [_squad_item(q) for q in sq],
+            "docs_qa_reworded": reworded_items(keys)}
+
+
+def reworded_items(keys: dict) -> list[dict]:
+    """docs_qa questions reworded by a person (benchmarks/data/docs_qa_paraphrased.jsonl):
+    each rewording is asked and judged by its original's reference, key and source."""
+    items = []
+    for q in _load_jsonl(ROOT / "benchmarks" / "data" / "docs_qa_paraphrased.jsonl"):
+        for text in q["paraphrases"]:
+            item = _docs_item({**q, "question": text}, keys)
+            items.append({**item, "original": q["question"]})
+    return items
 
 
 def _docs_item(q: dict, keys: dict) -> dict:
@@ -486,7 +502,7 @@ def _squad_item(q: dict) -> dict:
             "hit": (lambda p: squad_hit(p, q)), "q": q}
 
 
-def _all_items(set_name: str) -> dict[str, dict]:
+def all_items(set_name: str) -> dict[str, dict]:
     """Every question of a set as the answer part builds it, by question text (replay)."""
     if set_name == "docs_qa":
         keys = answer_keys()
@@ -494,7 +510,7 @@ def _all_items(set_name: str) -> dict[str, dict]:
     return {q["question"]: _squad_item(q) for q in squad_questions(2000)}
 
 
-def _score(rows: list[dict]) -> dict:
+def score_rows(rows: list[dict]) -> dict:
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
     abstained_right = sum(r["abstained"] for r in unanswerable)
@@ -552,7 +568,7 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
     out: dict = {**previous, "model": settings.generation.model, "load_s": load_s}
     log = (work / "answers.jsonl").open("a", encoding="utf-8")
     for set_name, items in sets.items():
-        collection, folder = ("docs", EVAL / "docs") if set_name == "docs_qa" else ("squad", EVAL / "squad2" / "docs")
+        collection, folder = ("docs", EVAL / "docs") if set_name.startswith("docs_qa") else ("squad", EVAL / "squad2" / "docs")
         # Keep the baseline's figures from the last run when it is not rerun.
         figures = {k: v for k, v in previous.get(set_name, {}).items() if k == "langchain-tutorial" and k not in wanted}
         for config, s in configs.items():
@@ -568,7 +584,7 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
                 else:
                     answer = answerer.ask(item["question"], collection)
                     passages = as_dicts(answer.passages, folder)
-                    row = _row(item, answer.text, answer.abstained, [passages[n - 1] for n in answer.cited],
+                    row = answer_row(item, answer.text, answer.abstained, [passages[n - 1] for n in answer.cited],
                                answer.timings, answer.fallback)
                     # Enough to replay other post-processing rules offline without the LLM.
                     row["trace"] = {"model_text": answer.model_text, "passages": passages, "abstain_reason": answer.abstain_reason,
@@ -590,16 +606,16 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
                         rows_nofallback.append(row)
                     else:
                         plain = raw.finalize(item["question"], answer.standalone_question, answer.model_text, answer.passages)
-                        rows_nofallback.append(_row(item, plain.text, plain.abstained, [passages[n - 1] for n in plain.cited],
+                        rows_nofallback.append(answer_row(item, plain.text, plain.abstained, [passages[n - 1] for n in plain.cited],
                                                     answer.timings, None))
                 rows.append(row)
                 log.write(json.dumps({"set": set_name, "config": config, **row}) + "\n")
                 log.flush()
-            figures[config] = _score(rows)
+            figures[config] = score_rows(rows)
             for r in rows:
                 r.pop("trace", None)
             if s is not None:
-                figures[config + " (model text only)"] = _score(rows_nofallback)
+                figures[config + " (model text only)"] = score_rows(rows_nofallback)
         out[set_name] = figures
         print(f"\n{set_name}: {len(items)} questions ({sum(i['answerable'] for i in items)} answerable)")
         keys = ["token_f1", "contains_reference", "correct_with_citation", "citation_precision", "abstain_precision",
@@ -616,7 +632,7 @@ def _cited(text: str, k: int) -> list[int]:
     return [n for n in cited_numbers(text) if 1 <= n <= k]
 
 
-def _row(item: dict, text: str, abstained: bool, cited: list[dict], timings: dict, fallback) -> dict:
+def answer_row(item: dict, text: str, abstained: bool, cited: list[dict], timings: dict, fallback) -> dict:
     return {"question": item["question"], "answerable": item["answerable"], "answer": text, "abstained": abstained,
             "f1": max((_f1(text, r) for r in item["references"]), default=0.0) if not abstained else 0.0,
             "contains": _contains(text, item["references"]) if not abstained else False,
@@ -636,7 +652,7 @@ def _tutorial_answer(generator, baseline: Baseline, item: dict, settings) -> dic
         pieces.append(piece)
     text = "".join(pieces).strip()
     timings = {"first_token_ms": first or 0, "total_ms": (time.perf_counter() - started) * 1000, "tokens": len(pieces)}
-    return _row(item, text, bool(TUTORIAL_ABSTAIN.search(text)), [], timings, None)
+    return answer_row(item, text, bool(TUTORIAL_ABSTAIN.search(text)), [], timings, None)
 
 
 def _synthetic_collection(home: Path, embedder, chunks: int) -> None:

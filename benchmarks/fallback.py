@@ -1,0 +1,127 @@
+"""Who decides that an answer is unbacked: the words alone, or the guard with the model as
+its judge? Replayed on the recorded model outputs of the last answer run (docs_qa and the
+person-written rewordings of 25 of its questions), so both rows read the same answers
+and the difference is the decision alone.
+
+    .venv/bin/python benchmarks/answer.py --part answer --configs docent --sets docs_qa,docs_qa_reworded --questions 0
+    .venv/bin/python benchmarks/answer.py --part fallback
+
+When no sentence of an answer holds most of its cited passage's words, docent abstains
+(or, when the passages name every topic word of the question, quotes their best
+sentences). A right answer reworded by the model holds few of the passage's words; the
+guard's judge reads the rewording. Rows: right + cited by the answer keys, abstention on
+the unanswerable questions, and agreement between each rewording's answer and its
+original's (docent eval's measure: both abstain, or token F1 >= 0.5), and what the
+decision costs (the guard's time, which the answer then reuses).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from answer import all_items, answer_keys, answer_row, reworded_items, score_rows
+
+# answer.judge_backs, answer.restated
+VARIANTS = {"words decide (before)": (False, False),
+            "the guard's judge may back a rewording": (True, False),
+            "a restated question falls back": (False, True),
+            "both (the new default)": (True, True)}
+
+
+def _outcome(row: dict) -> str:
+    if row["abstained"]:
+        return "abstained"
+    if row.get("key_correct") is None:
+        return "answered"
+    return "right" if row["key_correct"] and any(row["cited_hits"]) else "wrong"
+
+
+def _latest(records: list[dict], set_name: str) -> dict[str, dict]:
+    latest = {}
+    for r in records:
+        if r["set"] == set_name and r["config"] == "docent" and "trace" in r:
+            latest[r["question"]] = r
+    return latest
+
+
+def part_fallback(work: Path, settings) -> dict:
+    from bot.answer import BEFORE_MODEL, Answerer
+    from bot.generators import make_generator
+    from bot.guard.groundedness import GroundednessGuard
+    from bot.guard.train import CachedJudge
+    from bot.retrieval import Passage, Retriever
+    from evaluation.metrics import AGREE_F1, agreement_f1
+    from ingest.embedder import make_embedder
+    path = work / "answers.jsonl"
+    records = [json.loads(line) for line in path.open(encoding="utf-8")] if path.is_file() else []
+    sets = {name: _latest(records, name) for name in ("docs_qa", "docs_qa_reworded")}
+    if not sets["docs_qa"]:
+        raise SystemExit(f"no recorded docs_qa answers in {path}: run --part answer first (see this module's help)")
+    items = {**all_items("docs_qa"), **{i["question"]: i for i in reworded_items(answer_keys())}}
+    embedder = make_embedder(settings.embedding)
+    generator = make_generator(settings.generation)
+    generator.warm_up()
+    # One judge for every variant, its answers cached by (claim, passage): the variants
+    # judge mostly the same sentences.
+    judge = CachedJudge(Answerer(settings, generator=generator).sentence_judge(), work / "judge-cache.jsonl")
+    guard = GroundednessGuard(settings.guard.threshold or None, settings.guard.unsupported, judge=judge)
+    out: dict = {"recorded": {name: len(rows) for name, rows in sets.items()}}
+    rows_of: dict[str, dict[str, dict]] = {}
+    for label, (backs, restated) in VARIANTS.items():
+        s = settings.with_values("answer", judge_backs=backs, restated=restated)
+        answerer = Answerer(s, retriever=Retriever(s, embedder), generator=generator, guard=guard)
+        answers: dict[str, dict] = {}
+        figures: dict = {}
+        for set_name, latest in sets.items():
+            rows, spent, changed = [], [], 0
+            for question, r in latest.items():
+                item, t = items[question], r["trace"]
+                if t["abstain_reason"] in BEFORE_MODEL:
+                    row = answer_row(item, "", True, [], r, None)
+                else:
+                    passages = [Passage((i,), p["source"], None, None, tuple(p.get("heading", ())), p["text"], 0.0)
+                                for i, p in enumerate(t["passages"])]
+                    mark = time.perf_counter()
+                    a = answerer.finalize(question, question, t["model_text"], passages, judged=t.get("judged"))
+                    spent.append(time.perf_counter() - mark)
+                    row = answer_row(item, a.text, a.abstained, [t["passages"][n - 1] for n in a.cited], r, a.fallback)
+                    changed += (a.abstained, a.fallback) != (r["abstained"], r.get("fallback"))
+                answers[question] = row
+                rows.append(row)
+            figures[set_name] = {**score_rows(rows), "finalize_s_mean": sum(spent) / max(1, len(spent)),
+                                 "differs_from_recorded": changed}
+        # Each rewording's answer against its original's, both under this variant.
+        agree, right = 0, 0
+        pairs = [(answers[i["original"]], answers[q]) for q, i in items.items()
+                 if "original" in i and q in answers and i["original"] in answers]
+        for original, reworded in pairs:
+            if original["abstained"] and reworded["abstained"]:
+                agree += 1
+            elif not original["abstained"] and not reworded["abstained"]:
+                agree += agreement_f1(original["answer"], reworded["answer"]) >= AGREE_F1
+            right += bool(reworded.get("key_correct"))
+        figures["rewordings"] = {"pairs": len(pairs), "agreement": agree / max(1, len(pairs)),
+                                 "rewordings_right_by_key": right}
+        # What this variant changed against the first, answer by answer (right = by the key, and cited).
+        if rows_of:
+            first = rows_of[next(iter(VARIANTS))]
+            figures["changed"] = [{"question": q, "answerable": row["answerable"],
+                                   "before": _outcome(first[q]), "after": _outcome(row), "answer": row["answer"][:300]}
+                                  for q, row in answers.items() if _outcome(first[q]) != _outcome(row)
+                                  or first[q]["answer"] != row["answer"]]
+        rows_of[label] = answers
+        out[label] = figures
+    keys = ["key_correct_with_citation", "key_correct", "abstain_precision", "abstain_recall", "abstain_f1",
+            "answered", "fallbacks", "finalize_s_mean", "differs_from_recorded"]
+    print("  " + f"{'variant / set':52}" + "".join(f"{k[:14]:>15}" for k in keys))
+    for label in VARIANTS:
+        for set_name in sets:
+            f = out[label][set_name]
+            print("  " + f"{label + ' / ' + set_name:52}" + "".join(f"{f.get(k, 0):15.3f}" for k in keys))
+        for change in out[label].get("changed", []):
+            print(f"    {change['before']:>9} -> {change['after']:<9} {change['question'][:70]}")
+        print(f"  {label}: rewordings agree {out[label]['rewordings']['agreement']:.3f} on "
+              f"{out[label]['rewordings']['pairs']} pairs, right by key {out[label]['rewordings']['rewordings_right_by_key']}")
+    return out
