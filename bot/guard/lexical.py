@@ -11,11 +11,16 @@ from bot.citations import strip_markers
 from docent.words import STOP_WORDS as CONTENT_STOP
 
 
+def content_tokens(text: str, stop: frozenset = CONTENT_STOP, min_len: int = 2) -> list[str]:
+    """Lower-case words worth comparing, in order, with their repeats."""
+    words = (w.rstrip(".-/") for w in re.findall(r"[^\W_][\w.\-/]*", text.lower()))
+    return [w for w in words if w not in stop and len(w) >= min_len]
+
+
 @lru_cache(maxsize=2048)
 def content_words(text: str, stop: frozenset = CONTENT_STOP, min_len: int = 2) -> frozenset[str]:
     """Lower-case words worth comparing (cached: passages are compared sentence by sentence)."""
-    words = (w.rstrip(".-/") for w in re.findall(r"[^\W_][\w.\-/]*", text.lower()))
-    return frozenset(w for w in words if w not in stop and len(w) >= min_len)
+    return frozenset(content_tokens(text, stop, min_len))
 
 
 def stem(word: str) -> str:

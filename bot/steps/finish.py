@@ -9,14 +9,14 @@ from collections import Counter
 from typing import Callable, Sequence
 
 from bot.citations import clean, cited_numbers, strip_markers
-from bot.guard.lexical import stem, support
+from bot.guard.lexical import content_tokens, stem, support
 from bot.guard.sentences import split_claims
 from bot.retrieval import Passage
 from bot.steps.abstain import Abstainer
 from bot.steps.gate import question_coverage
 from bot.steps.result import ABSTAIN_PATTERN, Answer
 from docent.settings import AnswerSettings
-from docent.words import OPEN_QUESTION, STOP_WORDS
+from docent.words import OPEN_QUESTION
 
 
 def split_sentences(text: str, kinds: tuple[str, ...] = ("prose", "item", "heading", "code")) -> list[str]:
@@ -64,8 +64,7 @@ _NAMED = re.compile(r"`[^`]*`|\w*\d\w*|\w*_\w*")
 def _counted(text: str) -> Counter:
     """Content words by their stems ("creates" ~ "created"), with repeats. Not by their first
     five letters, as the guard matches words: "createdb" answers "which command creates ...?"."""
-    words = (w.rstrip(".-/") for w in re.findall(r"[^\W_][\w.\-/]*", text.lower()))
-    return Counter(stem(w) for w in words if w not in STOP_WORDS and len(w) >= 2)
+    return Counter(stem(w) for w in content_tokens(text))
 
 
 def cite(sentence: str, n: int) -> str:
@@ -164,12 +163,14 @@ class Finisher:
             self.abstainer.apply(answer)
         elif self.config.fallback != "none":
             # Not one sentence is backed by the passage it cites, or the answer only restates the question.
-            restated = self.config.restated and restates(standalone, text)
-            recited = None if restated or backed(text, passages) or self.backs is None else self.backs(text, passages)
-            if recited:
-                answer.text, answer.cited = recited, [n for n in cited_numbers(recited) if n in valid]
-            elif restated or not backed(text, passages):
-                self.fall_back(answer, standalone, passages, "off_question" if restated else "unbacked")
+            if self.config.restated and restates(standalone, text):
+                self.fall_back(answer, standalone, passages, "off_question")
+            elif not backed(text, passages):
+                recited = self.backs(text, passages) if self.backs is not None else None
+                if recited:
+                    answer.text, answer.cited = recited, [n for n in cited_numbers(recited) if n in valid]
+                else:
+                    self.fall_back(answer, standalone, passages, "unbacked")
         return answer
 
     def fall_back(self, answer: Answer, standalone: str, passages: Sequence[Passage], reason: str) -> None:
