@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/answer.py --part latency            # 100k-chunk synthetic index
     .venv/bin/python benchmarks/answer.py --part cold --questions 5 # a new `docent ask` process vs warm (cold.py)
     .venv/bin/python benchmarks/answer.py --part fallback           # who decides "unbacked" (fallback.py), on the recorded answers
+    .venv/bin/python benchmarks/answer.py --part citations          # where citations point (fallback.py), on the same
 
 Data: ../shared/eval/docs_qa.jsonl over ../shared/eval/docs/, and ../shared/eval/squad2/
 (its 20 articles ingested as Markdown, questions matched to their paragraph).
@@ -383,7 +384,7 @@ def part_replay(work: Path, settings) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold", "fallback"],
+    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold", "fallback", "citations"],
                         help="which part to run (repeatable; default: all but cold)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work", help="where indexes are kept")
     parser.add_argument("--squad", type=int, default=400, help="SQuAD questions sampled (answerable ones are used for retrieval)")
@@ -430,6 +431,9 @@ def main() -> None:
     if "fallback" in parts:
         from fallback import part_fallback
         results["fallback"] = part_fallback(args.work, settings)
+    if "citations" in parts:
+        from fallback import CITATION_VARIANTS, part_fallback
+        results["citations"] = part_fallback(args.work, settings, CITATION_VARIANTS)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     from report import refresh      # all benchmarks' figures on one page

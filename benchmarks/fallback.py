@@ -21,13 +21,16 @@ import json
 import time
 from pathlib import Path
 
-from answer import all_items, answer_keys, answer_row, reworded_items, score_rows
+from answer import all_items, answer_keys, answer_row, key_correct, reworded_items, score_rows
 
-# answer.judge_backs, answer.restated
-VARIANTS = {"words decide (before)": (False, False),
-            "the guard's judge may back a rewording": (True, False),
-            "a restated question falls back": (False, True),
-            "both (the new default)": (True, True)}
+# The [answer] settings each variant sets.
+VARIANTS = {"words decide (before)": dict(judge_backs=False, restated=False, cite_uncited=False),
+            "the guard's judge may back a rewording": dict(judge_backs=True, restated=False, cite_uncited=False),
+            "a restated question falls back": dict(judge_backs=False, restated=True, cite_uncited=False),
+            "both (the new default)": dict(judge_backs=True, restated=True, cite_uncited=False)}
+# Uncited sentences the guard finds backed cite their passage (answer.cite_uncited).
+CITATION_VARIANTS = {"the model's citations, re-pointed by words (before)": dict(cite_uncited=False),
+                     "+ uncited backed sentences cite their passage": dict(cite_uncited=True)}
 
 
 def _outcome(row: dict) -> str:
@@ -46,7 +49,23 @@ def _latest(records: list[dict], set_name: str) -> dict[str, dict]:
     return latest
 
 
-def part_fallback(work: Path, settings) -> dict:
+def _warned(answer) -> bool:
+    """The answer carries a warning: a sentence flagged unsupported or contradicted with
+    high confidence (what a reader sees as "not backed")."""
+    return any(f["kind"] in ("unsupported", "contradicted") and f.get("confidence") == "high" for f in answer.flags)
+
+
+def _citation_cover(answer) -> tuple[int, int]:
+    """(sentences, sentences with a citation) of a shown answer's prose and list items."""
+    from bot.citations import cited_numbers
+    from bot.steps.finish import split_sentences
+    if answer.abstained:
+        return 0, 0
+    sentences = split_sentences(answer.text, ("prose", "item"))
+    return len(sentences), sum(1 for s in sentences if cited_numbers(s))
+
+
+def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
     from bot.answer import BEFORE_MODEL, Answerer
     from bot.generators import make_generator
     from bot.guard.groundedness import GroundednessGuard
@@ -66,11 +85,11 @@ def part_fallback(work: Path, settings) -> dict:
     # One judge for every variant, its answers cached by (claim, passage): the variants
     # judge mostly the same sentences.
     judge = CachedJudge(Answerer(settings, generator=generator).sentence_judge(), work / "judge-cache.jsonl")
-    guard = GroundednessGuard(settings.guard.threshold or None, settings.guard.unsupported, judge=judge)
     out: dict = {"recorded": {name: len(rows) for name, rows in sets.items()}}
     rows_of: dict[str, dict[str, dict]] = {}
-    for label, (backs, restated) in VARIANTS.items():
-        s = settings.with_values("answer", judge_backs=backs, restated=restated)
+    guard = GroundednessGuard(settings.guard.threshold or None, settings.guard.unsupported, judge=judge)
+    for label, values in variants.items():
+        s = settings.with_values("answer", **values)
         answerer = Answerer(s, retriever=Retriever(s, embedder), generator=generator, guard=guard)
         answers: dict[str, dict] = {}
         figures: dict = {}
@@ -87,11 +106,29 @@ def part_fallback(work: Path, settings) -> dict:
                     a = answerer.finalize(question, question, t["model_text"], passages, judged=t.get("judged"))
                     spent.append(time.perf_counter() - mark)
                     row = answer_row(item, a.text, a.abstained, [t["passages"][n - 1] for n in a.cited], r, a.fallback)
+                    row["warned"] = _warned(a)
+                    # Looser than a hit (the annotators' quote): a cited passage states the key fact.
+                    row["cited_key"] = bool(item.get("key")) and any(
+                        key_correct(t["passages"][n - 1]["text"], item["key"]) for n in a.cited)
+                    row["sentences"], row["sentences_cited"] = _citation_cover(a)
                     changed += (a.abstained, a.fallback) != (r["abstained"], r.get("fallback"))
                 answers[question] = row
                 rows.append(row)
+            # Warnings a reader sees: on answers right by the key (false alarms) and on the
+            # other answers shown to answerable questions (catches).
+            shown = [row for row in rows if row["answerable"] and not row["abstained"]]
+            right = [row for row in shown if row.get("key_correct")]
+            wrong = [row for row in shown if not row.get("key_correct")]
+            answered = [row for row in shown if "sentences" in row]
             figures[set_name] = {**score_rows(rows), "finalize_s_mean": sum(spent) / max(1, len(spent)),
-                                 "differs_from_recorded": changed}
+                                 "key_correct_cited_key": sum(bool(row.get("key_correct") and row.get("cited_key"))
+                                                              for row in shown) / max(1, sum(r["answerable"] for r in rows)),
+                                 "sentences_cited": sum(r["sentences_cited"] for r in answered)
+                                                    / max(1, sum(r["sentences"] for r in answered)),
+                                 "differs_from_recorded": changed,
+                                 "warned_right": sum(row.get("warned", False) for row in right) / max(1, len(right)),
+                                 "warned_wrong": sum(row.get("warned", False) for row in wrong) / max(1, len(wrong)),
+                                 "right_shown": len(right), "wrong_shown": len(wrong)}
         # Each rewording's answer against its original's, both under this variant.
         agree, right = 0, 0
         pairs = [(answers[i["original"]], answers[q]) for q, i in items.items()
@@ -106,7 +143,7 @@ def part_fallback(work: Path, settings) -> dict:
                                  "rewordings_right_by_key": right}
         # What this variant changed against the first, answer by answer (right = by the key, and cited).
         if rows_of:
-            first = rows_of[next(iter(VARIANTS))]
+            first = rows_of[next(iter(variants))]
             figures["changed"] = [{"question": q, "answerable": row["answerable"],
                                    "before": _outcome(first[q]), "after": _outcome(row), "answer": row["answer"][:300]}
                                   for q, row in answers.items() if _outcome(first[q]) != _outcome(row)
@@ -114,9 +151,10 @@ def part_fallback(work: Path, settings) -> dict:
         rows_of[label] = answers
         out[label] = figures
     keys = ["key_correct_with_citation", "key_correct", "abstain_precision", "abstain_recall", "abstain_f1",
-            "answered", "fallbacks", "finalize_s_mean", "differs_from_recorded"]
+            "answered", "fallbacks", "finalize_s_mean", "differs_from_recorded", "warned_right", "warned_wrong",
+            "key_correct_cited_key", "sentences_cited", "citation_precision"]
     print("  " + f"{'variant / set':52}" + "".join(f"{k[:14]:>15}" for k in keys))
-    for label in VARIANTS:
+    for label in variants:
         for set_name in sets:
             f = out[label][set_name]
             print("  " + f"{label + ' / ' + set_name:52}" + "".join(f"{f.get(k, 0):15.3f}" for k in keys))

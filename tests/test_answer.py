@@ -3,6 +3,8 @@ the token budget and bad input."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bot.answer import AnswerError, citation_grammar
@@ -297,6 +299,29 @@ def test_wrong_citation_is_pointed_at_the_passage_holding_the_words(make_answere
     kept = make_answerer(FakeGenerator(respond), answer={"repoint_citations": False, "fallback": "none"}).ask(
         "When do old API keys stop working?")
     assert not _source_of(kept, kept.cited[0]).endswith("faq.txt") and kept.flags == []
+
+
+def _faq_number(messages) -> int:
+    """The faq passage's number in the answer prompt."""
+    return next(int(m.group(1)) for m in re.finditer(r"^\[(\d+)\] \((\S+?)[,)]", messages[-1]["content"], re.M)
+                if m.group(2).endswith("faq.txt"))
+
+
+def test_an_uncited_sentence_the_guard_finds_backed_cites_its_passage(make_answerer):
+    def respond(messages):
+        return (f"Old keys stop working after 24 hours [{_faq_number(messages)}]. Open the admin console and "
+                "press Rotate. The new key is also mailed to the security team in Zurich.")
+
+    answer = make_answerer(FakeGenerator(respond)).ask("How do I rotate API keys?")
+    rotate, mailed = answer.text.split("Rotate", 1)
+    n = answer.cited[0]
+    assert mailed.startswith(f" [{n}].") and len(answer.cited) == 1 and _source_of(answer, n).endswith("faq.txt")
+    # A sentence no passage backs gets no citation (it keeps its warning, at its new place).
+    assert mailed.endswith("security team in Zurich.")
+    flagged = [f for f in answer.flags if f["kind"] == "unsupported"]
+    assert flagged and all(answer.text[slice(*f["span"])].startswith("The new key") for f in flagged)
+    bare = make_answerer(FakeGenerator(respond), answer={"cite_uncited": False}).ask("How do I rotate API keys?")
+    assert "press Rotate. The new key" in bare.text
 
 
 def test_question_whose_subject_no_passage_names_is_not_sent_to_the_model(make_answerer):

@@ -6,10 +6,12 @@ own best sentences (fallback auto or extractive)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from bot.citations import cited_numbers
 from bot.steps.abstain import Abstainer
-from bot.guard.spans import replace_spans
+from bot.guard.findings import Finding
+from bot.guard.spans import replace_spans, shift_span
 from bot.steps.finish import Extractor, cite
 from bot.steps.result import Answer
 from docent.settings import AnswerSettings
@@ -46,15 +48,32 @@ class GroundednessStep:
             return None
         return replace_spans(text, edits)[0]
 
+    def cite_uncited(self, answer: Answer, verdict, findings: list[Finding]) -> list[Finding]:
+        """Each sentence without a citation that the guard finds backed cites the passage
+        that backs it best (the model leaves 7% of docs_qa sentences and 19% of their
+        rewordings' uncited). The abstention decisions are taken by then: this changes no
+        answer's words, only adds citations. Returns `findings` moved to the new text."""
+        edits = [(s.span[0], s.span[1], cite(s.text, s.best_passage)) for s in verdict.sentences
+                 if s.label == "supported" and not s.cited and s.best_passage]
+        if not edits:
+            return findings
+        text, moves = replace_spans(answer.text, edits)
+        for flag in answer.flags:
+            flag["span"] = shift_span(flag["span"], moves)
+        answer.text = text
+        answer.cited = [n for n in cited_numbers(text) if 0 < n <= len(answer.passages)]
+        return [replace(f, span=tuple(shift_span(f.span, moves))) for f in findings]
+
     def check(self, answer: Answer):
         """Findings into flags, unsupported sentences cut when the policy says drop, the
         answer-level score kept. Returns the guard's verdict."""
         from bot.guard.groundedness import apply_policy
-        from bot.guard.spans import shift_span
         started = time.perf_counter()
         verdict = self.verdict(answer.text, answer.passages, answer.question)
         # Wrong citations are repoint()'s to correct and report (answer.repoint_citations).
         findings = [f for f in self.guard.findings(verdict) if f.kind != "wrong_citation"]
+        if self.config.cite_uncited:
+            findings = self.cite_uncited(answer, verdict, findings)
         answer.groundedness = round(verdict.score, 3)
         answer.flags += [f.to_dict() for f in findings]
         if any(f.action == "redacted" for f in findings):
