@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/answer.py --part cold --questions 5 # a new `docent ask` process vs warm (cold.py)
     .venv/bin/python benchmarks/answer.py --part fallback           # who decides "unbacked" (fallback.py), on the recorded answers
     .venv/bin/python benchmarks/answer.py --part citations          # where citations point (fallback.py), on the same
+    .venv/bin/python benchmarks/answer.py --part yes_no             # a bare yes / no restating the question (fallback.py)
 
 Data: ../shared/eval/docs_qa.jsonl over ../shared/eval/docs/, and ../shared/eval/squad2/
 (its 20 articles ingested as Markdown, questions matched to their paragraph).
@@ -384,7 +385,7 @@ def part_replay(work: Path, settings) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold", "fallback", "citations"],
+    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold", "fallback", "citations", "yes_no"],
                         help="which part to run (repeatable; default: all but cold)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work", help="where indexes are kept")
     parser.add_argument("--squad", type=int, default=400, help="SQuAD questions sampled (answerable ones are used for retrieval)")
@@ -434,6 +435,9 @@ def main() -> None:
     if "citations" in parts:
         from fallback import CITATION_VARIANTS, part_fallback
         results["citations"] = part_fallback(args.work, settings, CITATION_VARIANTS)
+    if "yes_no" in parts:
+        from fallback import YES_NO_VARIANTS, part_fallback
+        results["yes_no"] = part_fallback(args.work, settings, YES_NO_VARIANTS)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     from report import refresh      # all benchmarks' figures on one page

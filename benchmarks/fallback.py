@@ -23,14 +23,18 @@ from pathlib import Path
 
 from answer import all_items, answer_keys, answer_row, key_correct, reworded_items, score_rows
 
-# The [answer] settings each variant sets.
-VARIANTS = {"words decide (before)": dict(judge_backs=False, restated=False, cite_uncited=False),
-            "the guard's judge may back a rewording": dict(judge_backs=True, restated=False, cite_uncited=False),
-            "a restated question falls back": dict(judge_backs=False, restated=True, cite_uncited=False),
-            "both (the new default)": dict(judge_backs=True, restated=True, cite_uncited=False)}
+# The [answer] settings each variant sets (later rules off, as they were when it was measured).
+LATER = dict(cite_uncited=False, restated_yes_no=False)
+VARIANTS = {"words decide (before)": dict(LATER, judge_backs=False, restated=False),
+            "the guard's judge may back a rewording": dict(LATER, judge_backs=True, restated=False),
+            "a restated question falls back": dict(LATER, judge_backs=False, restated=True),
+            "both (the new default)": dict(LATER, judge_backs=True, restated=True)}
 # Uncited sentences the guard finds backed cite their passage (answer.cite_uncited).
-CITATION_VARIANTS = {"the model's citations, re-pointed by words (before)": dict(cite_uncited=False),
-                     "+ uncited backed sentences cite their passage": dict(cite_uncited=True)}
+CITATION_VARIANTS = {"the model's citations, re-pointed by words (before)": dict(cite_uncited=False, restated_yes_no=False),
+                     "+ uncited backed sentences cite their passage": dict(cite_uncited=True, restated_yes_no=False)}
+# A bare yes / no restating a yes / no question falls back (answer.restated_yes_no).
+YES_NO_VARIANTS = {"a bare yes / no stands (before)": dict(restated_yes_no=False),
+                   "a bare yes / no restating the question falls back": dict(restated_yes_no=True)}
 
 
 def _outcome(row: dict) -> str:

@@ -184,6 +184,19 @@ def test_an_answer_that_only_restates_the_question_is_replaced_by_the_passages_o
     assert kept.fallback is None and kept.text == "Old API keys stop working [1]."
 
 
+def test_a_bare_yes_that_restates_a_yes_no_question_gives_way_to_the_passages_own_sentences(make_answerer):
+    # The small model says no to what the passage states, in the question's own words.
+    gen = FakeGenerator(lambda m: "No, old keys do not stop working after 24 hours [1].")
+    question = "Do old keys stop working after 24 hours?"
+    answer = make_answerer(gen).ask(question)
+    assert answer.fallback == "extractive" and answer.text.startswith("Old keys stop working after 24 hours [")
+    # A yes with something the question does not say is an answer: left to the guard.
+    said = FakeGenerator(lambda m: "Yes, old keys stop working 24 hours after you press Rotate [1].")
+    assert make_answerer(said).ask(question).text.startswith("Yes, old keys stop working 24 hours after you")
+    kept = make_answerer(gen, answer={"restated_yes_no": False}).ask(question)
+    assert kept.fallback is None and kept.text.startswith("No, old keys do not stop working")
+
+
 @pytest.mark.parametrize("question, answer, restated", [
     ("When can a counter go back to zero?", "A counter can go back to zero [1].", True),
     ("How do I remove a file from the index?", "You remove the file from the index [2].", True),
@@ -197,6 +210,20 @@ def test_an_answer_that_only_restates_the_question_is_replaced_by_the_passages_o
 def test_what_counts_as_only_restating_the_question(question, answer, restated):
     from bot.steps.finish import restates
     assert restates(question, answer) is restated
+
+
+@pytest.mark.parametrize("question, answer, restated", [
+    ("If authentication fails, are later records tried?", "Yes, later records are tried [3].", True),
+    ("Should I use a counter for a value that can go down?", "No, do not use a counter for it [1].", True),
+    ("Is the feature on by default?", "Yes [2].", True),
+    ("Does pg_dump block other users?", "Yes, pg_dump blocks readers and writers [1].", False),   # new words
+    ("Is the limit 24 hours?", "No. The limit is 48 hours [1].", False),                          # a new number
+    ("Are modules loaded lazily?", "No module is loaded lazily [1].", False),    # "no" a determiner
+    ("Do old keys stop working?", "Old keys stop working [1].", False),          # no yes or no: the sentence answers
+])
+def test_what_counts_as_a_bare_yes_or_no(question, answer, restated):
+    from bot.steps.finish import bare_yes_no
+    assert bare_yes_no(question, answer) is restated
 
 
 def test_an_answer_the_guard_flags_throughout_is_replaced_by_the_passages_own_sentences(make_answerer):

@@ -46,11 +46,31 @@ def restates(question: str, text: str) -> bool:
     the guard passes it, and it tells the reader nothing. Words are compared with their
     repeats ("The plural of Prometheus is Prometheus." answers "What is the plural of
     Prometheus?"); a number, code or an identifier the question lacks is something new.
-    (A yes / no question may be answered by restating it with a yes or a no: left alone.)"""
-    words = question.strip().lower().split()
-    if not words or words[0].strip("\"'(") not in OPEN_QUESTION:
+    (A yes / no question may be answered by restating it: see bare_yes_no.)"""
+    return _open(question) and _only_asked(question, strip_markers(text))
+
+
+def bare_yes_no(question: str, text: str) -> bool:
+    """An answer to a yes / no question that is a yes or a no and the question's own words
+    ("Yes, later records are tried [3]." for "... are later records tried?"): it shows no
+    evidence, and the bundled model says yes to what the passage denies (10 of its 12 bare
+    yeses to docs_qa questions and their rewordings were wrong)."""
+    if not question.strip() or _open(question):
         return False
-    answer = strip_markers(text)
+    said = _YES_NO.match(strip_markers(text))
+    if said is None:
+        return False
+    rest = strip_markers(text)[said.end():]
+    return not rest.strip() or _only_asked(question, rest)        # "Yes." alone is bare too
+
+
+def _open(question: str) -> bool:
+    words = question.strip().lower().split()
+    return bool(words) and words[0].strip("\"'(") in OPEN_QUESTION
+
+
+def _only_asked(question: str, answer: str) -> bool:
+    """Every word of the answer, with its repeats, is the question's; no new number, code or name."""
     if set(_NAMED.findall(answer.lower())) - set(_NAMED.findall(question.lower())):
         return False
     said, asked = _counted(answer), _counted(question)
@@ -59,6 +79,8 @@ def restates(question: str, text: str) -> bool:
 
 # Digits, code and names with underscores: facts even when they are not words.
 _NAMED = re.compile(r"`[^`]*`|\w*\d\w*|\w*_\w*")
+# A yes or a no opening an answer ("Yes, ...", "No."): not "No module is ..." (a determiner).
+_YES_NO = re.compile(r"\s*(?:yes|no)\b\s*[,.!;:]\s*", re.IGNORECASE)
 
 
 def _counted(text: str) -> Counter:
@@ -165,6 +187,10 @@ class Finisher:
             # Not one sentence is backed by the passage it cites, or the answer only restates the question.
             if self.config.restated and restates(standalone, text):
                 self.fall_back(answer, standalone, passages, "off_question")
+            elif self.config.restated_yes_no and bare_yes_no(standalone, text):
+                # A bare yes or no shows no evidence: the passages' sentences that decide it,
+                # even where they do not name every word of the question.
+                self.fall_back(answer, standalone, passages, "off_question", quote=True)
             elif not backed(text, passages):
                 recited = self.backs(text, passages) if self.backs is not None else None
                 if recited:
@@ -173,10 +199,14 @@ class Finisher:
                     self.fall_back(answer, standalone, passages, "unbacked")
         return answer
 
-    def fall_back(self, answer: Answer, standalone: str, passages: Sequence[Passage], reason: str) -> None:
+    def fall_back(self, answer: Answer, standalone: str, passages: Sequence[Passage], reason: str,
+                  quote: bool = False) -> None:
         """If the passages do not even name everything the question asks about, the model was
-        most likely answering from elsewhere: abstain. Otherwise it misread: quote the passages."""
+        most likely answering from elsewhere: abstain. Otherwise it misread: quote the passages.
+        `quote`: quote them either way (fallback auto)."""
         mode = self.config.fallback
+        if mode == "auto" and quote:
+            mode = "extractive"
         if mode == "auto":
             mode = "extractive" if question_coverage(standalone, passages) >= 1.0 else "abstain"
         replacement, cited = self.extractor.run(standalone, passages) if mode == "extractive" else ("", [])
