@@ -351,6 +351,12 @@ def test_an_uncited_sentence_the_guard_finds_backed_cites_its_passage(make_answe
     assert "press Rotate. The new key" in bare.text
 
 
+def test_a_code_block_gets_no_citation_after_its_fence(make_answerer):
+    gen = FakeGenerator(lambda m: "Use the apt repository [1].\n\n```\napt install docent\n```")
+    answer = make_answerer(gen, answer={"fallback": "none"}).ask("How do I install docent on Linux?")
+    assert answer.text.endswith("\n```"), answer.text
+
+
 def test_question_whose_subject_no_passage_names_is_not_sent_to_the_model(make_answerer):
     gen = FakeGenerator(lambda m: "Sidecars were introduced in version 1.28 [1].")
     answerer = make_answerer(gen, answer={"min_coverage": 0.5})

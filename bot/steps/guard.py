@@ -11,6 +11,7 @@ from dataclasses import replace
 from bot.citations import cited_numbers
 from bot.steps.abstain import Abstainer
 from bot.guard.findings import Finding
+from bot.guard.sentences import split_claims
 from bot.guard.spans import replace_spans, shift_span
 from bot.steps.finish import Extractor, cite
 from bot.steps.result import Answer
@@ -52,9 +53,11 @@ class GroundednessStep:
         """Each sentence without a citation that the guard finds backed cites the passage
         that backs it best (the model leaves 7% of docs_qa sentences and 19% of their
         rewordings' uncited). The abstention decisions are taken by then: this changes no
-        answer's words, only adds citations. Returns `findings` moved to the new text."""
+        answer's words, only adds citations. Returns `findings` moved to the new text.
+        (Prose and list items only: a marker after a code block's closing fence breaks it.)"""
+        prose = {(c.start, c.end) for c in split_claims(answer.text) if c.kind in ("prose", "item")}
         edits = [(s.span[0], s.span[1], cite(s.text, s.best_passage)) for s in verdict.sentences
-                 if s.label == "supported" and not s.cited and s.best_passage]
+                 if s.label == "supported" and not s.cited and s.best_passage and tuple(s.span) in prose]
         if not edits:
             return findings
         text, moves = replace_spans(answer.text, edits)
