@@ -75,7 +75,8 @@ def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
     from bot.guard.groundedness import GroundednessGuard
     from bot.guard.train import CachedJudge
     from bot.retrieval import Passage, Retriever
-    from evaluation.metrics import AGREE_F1, agreement_f1
+    from bot.citations import strip_markers
+    from evaluation.metrics import AGREE_F1, agreement_f1, same_citations
     from ingest.embedder import make_embedder
     path = work / "answers.jsonl"
     records = [json.loads(line) for line in path.open(encoding="utf-8")] if path.is_file() else []
@@ -115,6 +116,7 @@ def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
                     row["cited_key"] = bool(item.get("key")) and any(
                         key_correct(t["passages"][n - 1]["text"], item["key"]) for n in a.cited)
                     row["sentences"], row["sentences_cited"] = _citation_cover(a)
+                    row["cited_sources"] = [t["passages"][n - 1]["source"] for n in a.cited]
                     changed += (a.abstained, a.fallback) != (r["abstained"], r.get("fallback"))
                 answers[question] = row
                 rows.append(row)
@@ -143,8 +145,14 @@ def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
             elif not original["abstained"] and not reworded["abstained"]:
                 agree += agreement_f1(original["answer"], reworded["answer"]) >= AGREE_F1
             right += bool(reworded.get("key_correct"))
+        # The measures (docent eval's): the guard's entailment of the rewording's answer
+        # by the original's, where both answered, and the same cited files (or both abstain).
+        entailed = [guard.check(strip_markers(r["answer"]), [strip_markers(o["answer"])]).score
+                    for o, r in pairs if not o["abstained"] and not r["abstained"]]
         figures["rewordings"] = {"pairs": len(pairs), "agreement": agree / max(1, len(pairs)),
-                                 "rewordings_right_by_key": right}
+                                 "rewordings_right_by_key": right,
+                                 "entailment": sum(entailed) / max(1, len(entailed)), "both_answered": len(entailed),
+                                 "same_citations": sum(same_citations(o, r) for o, r in pairs) / max(1, len(pairs))}
         # What this variant changed against the first, answer by answer (right = by the key, and cited).
         if rows_of:
             first = rows_of[next(iter(variants))]
@@ -164,6 +172,8 @@ def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
             print("  " + f"{label + ' / ' + set_name:52}" + "".join(f"{f.get(k, 0):15.3f}" for k in keys))
         for change in out[label].get("changed", []):
             print(f"    {change['before']:>9} -> {change['after']:<9} {change['question'][:70]}")
-        print(f"  {label}: rewordings agree {out[label]['rewordings']['agreement']:.3f} on "
-              f"{out[label]['rewordings']['pairs']} pairs, right by key {out[label]['rewordings']['rewordings_right_by_key']}")
+        w = out[label]["rewordings"]
+        print(f"  {label}: rewordings agree {w['agreement']:.3f} on {w['pairs']} pairs, right by key "
+              f"{w['rewordings_right_by_key']}; entailment {w['entailment']:.3f} on the {w['both_answered']} "
+              f"both answered, same cited files {w['same_citations']:.3f}")
     return out

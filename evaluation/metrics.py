@@ -179,7 +179,9 @@ def _per_source(answerable: list[Row]) -> dict:
     return {s: {"questions": n, "hit_at_5": _share(h, n)} for s, (n, h) in sorted(counts.items())}
 
 
-def _same_citations(original: Row, para: Row) -> bool:
+def same_citations(original: Row, para: Row) -> bool:
+    """Both abstained, or both cite the same source files (docent eval's measure of two
+    answers to one question agreeing, beside the guard's entailment between them)."""
     if original.get("abstained") or para.get("abstained"):
         return bool(original.get("abstained") and para.get("abstained"))
     return set(original.get("cited_sources") or []) == set(para.get("cited_sources") or [])
@@ -200,7 +202,7 @@ def _consistency(rows: list[Row]) -> dict:
     # sentences the original backs), where evaluation.run could check it.
     entailed = [para["entailment"] for _, para in flat if para.get("entailment") is not None]
     for original, para in flat:
-        same += _same_citations(original, para)
+        same += same_citations(original, para)
         if original.get("abstained") and para.get("abstained"):
             agree += 1
         elif not original.get("abstained") and not para.get("abstained"):
