@@ -1,18 +1,22 @@
-"""Who decides that an answer is unbacked: the words alone, or the guard with the model as
-its judge? Replayed on the recorded model outputs of the last answer run (docs_qa and the
-person-written rewordings of 25 of its questions), so both rows read the same answers
-and the difference is the decision alone.
+"""What docent does with the model's text, rule by rule, replayed on the recorded model
+outputs of the last answer run (docs_qa and the person-written rewordings of 25 of its
+questions), so every row reads the same answers and the difference is the rule alone.
 
     .venv/bin/python benchmarks/answer.py --part answer --configs docent --sets docs_qa,docs_qa_reworded --questions 0
-    .venv/bin/python benchmarks/answer.py --part fallback
+    .venv/bin/python benchmarks/answer.py --part fallback     # who decides that an answer is unbacked
+    .venv/bin/python benchmarks/answer.py --part citations    # uncited backed sentences cite their passage
+    .venv/bin/python benchmarks/answer.py --part yes_no       # a bare yes / no gives way to the passages
 
+Who decides that an answer is unbacked: the words alone, or the guard with the model as
+its judge?
 When no sentence of an answer holds most of its cited passage's words, docent abstains
 (or, when the passages name every topic word of the question, quotes their best
 sentences). A right answer reworded by the model holds few of the passage's words; the
 guard's judge reads the rewording. Rows: right + cited by the answer keys, abstention on
 the unanswerable questions, and agreement between each rewording's answer and its
-original's (docent eval's measure: both abstain, or token F1 >= 0.5), and what the
-decision costs (the guard's time, which the answer then reuses).
+original's (both abstain, or token F1 >= 0.5; and docent eval's guard entailment and
+same cited files), warnings on right and on wrong answers, how many sentences carry a
+citation, and what the decision costs (the guard's time, which the answer then reuses).
 """
 
 from __future__ import annotations
