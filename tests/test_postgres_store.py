@@ -165,8 +165,7 @@ def test_past_the_threshold_search_uses_the_index_with_the_same_results_and_filt
             "EXPLAIN SELECT id FROM chunks ORDER BY embedding::halfvec(64) <#> ?::halfvec(64) LIMIT 10",
             ("[" + ",".join(["0.125"] * 64) + "]",)))
         assert "chunks_embedding_approximate" in plan
-        after = coll.dense_search(query, k=10)[0]
-        assert len({i for i, _ in after} & {i for i, _ in before}) >= 9
+        assert len(coll.dense_search(query, k=10)[0]) == 10
         if method == "ivfflat":         # store.pg_probes: the lists a search reads, as `docent collections` says
             assert "3 of " in coll.info()["vector_search"]
             assert coll.conn.execute("SHOW ivfflat.probes").fetchone()[0] == "3"
@@ -176,6 +175,15 @@ def test_past_the_threshold_search_uses_the_index_with_the_same_results_and_filt
         filtered = coll.dense_search(FakeEmbedder().embed(["many page key bucket"]), k=30,
                                      rule=ChunkFilter(labels=("secret",)))[0]
         assert len(filtered) == 30 and not secret & {i for i, _ in filtered}
+    # Through the index, the same neighbours as the exact search. IVFFlat reads every list
+    # for this: with 3 of its ~40 lists it is approximate, and how close it comes depends on
+    # its k-means, seeded at random by pgvector (7 of 10 in one CI run); recall at given
+    # probes is benchmarks/postgres.py's to measure.
+    every = approximate.with_values("store", pg_probes=65536) if method == "ivfflat" else approximate
+    with open_reader(every) as coll:
+        coll.conn.execute("SET enable_seqscan = off")
+        after = coll.dense_search(query, k=10)[0]
+        assert len({i for i, _ in after} & {i for i, _ in before}) >= 9
     for path in sorted(folder.iterdir())[2:]:
         path.unlink()
     Ingestor(approximate, FakeEmbedder()).ingest([folder])       # under half the threshold: exact again
