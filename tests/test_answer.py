@@ -355,6 +355,12 @@ def test_a_code_block_gets_no_citation_after_its_fence(make_answerer):
     gen = FakeGenerator(lambda m: "Use the apt repository [1].\n\n```\napt install docent\n```")
     answer = make_answerer(gen, answer={"fallback": "none"}).ask("How do I install docent on Linux?")
     assert answer.text.endswith("\n```"), answer.text
+    # Nor when the judge backs an uncited answer that the words alone would replace.
+    reworded = FakeGenerator(lambda m: "On Linux, install it from the package source:\n\n```\napt install docent\n```",
+                             judge=lambda m: 0.97)
+    backed = make_answerer(reworded, guard={"judge": True}, answer={"judge_answerable": 0.0}).ask(
+        "How do I install docent on Linux?")
+    assert backed.fallback is None and backed.text.endswith("\n```"), backed.text
 
 
 def test_question_whose_subject_no_passage_names_is_not_sent_to_the_model(make_answerer):

@@ -57,10 +57,11 @@ def bare_yes_no(question: str, text: str) -> bool:
     yeses to docs_qa questions and their rewordings were wrong)."""
     if not question.strip() or _open(question):
         return False
-    said = _YES_NO.match(strip_markers(text))
+    answer = strip_markers(text)
+    said = _YES_NO.match(answer)
     if said is None:
         return False
-    rest = strip_markers(text)[said.end():]
+    rest = answer[said.end():]
     return not rest.strip() or _only_asked(question, rest)        # "Yes." alone is bare too
 
 

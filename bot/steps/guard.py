@@ -42,22 +42,19 @@ class GroundednessStep:
         if self.guard is None or getattr(self.guard, "judge", None) is None:
             return None
         verdict = self.verdict(text, passages, question)
-        edits = [(s.span[0], s.span[1], cite(s.text, s.best_passage)) for s in verdict.sentences
-                 if s.label in ("supported", "wrong_citation") and s.best_passage
+        moves = [s for s in verdict.sentences if s.label in ("supported", "wrong_citation") and s.best_passage
                  and (not s.cited or s.label == "wrong_citation")]
-        if not edits and not any(s.label == "supported" and s.cited for s in verdict.sentences):
+        if not moves and not any(s.label == "supported" and s.cited for s in verdict.sentences):
             return None
-        return replace_spans(text, edits)[0]
+        return replace_spans(text, _citing(text, moves))[0]
 
     def cite_uncited(self, answer: Answer, verdict, findings: list[Finding]) -> list[Finding]:
         """Each sentence without a citation that the guard finds backed cites the passage
         that backs it best (the model leaves 7% of docs_qa sentences and 19% of their
         rewordings' uncited). The abstention decisions are taken by then: this changes no
-        answer's words, only adds citations. Returns `findings` moved to the new text.
-        (Prose and list items only: a marker after a code block's closing fence breaks it.)"""
-        prose = {(c.start, c.end) for c in split_claims(answer.text) if c.kind in ("prose", "item")}
-        edits = [(s.span[0], s.span[1], cite(s.text, s.best_passage)) for s in verdict.sentences
-                 if s.label == "supported" and not s.cited and s.best_passage and tuple(s.span) in prose]
+        answer's words, only adds citations. Returns `findings` moved to the new text."""
+        edits = _citing(answer.text, [s for s in verdict.sentences
+                                      if s.label == "supported" and not s.cited and s.best_passage])
         if not edits:
             return findings
         text, moves = replace_spans(answer.text, edits)
@@ -102,3 +99,10 @@ class GroundednessStep:
                 answer.text, answer.cited, answer.fallback = replacement, cited, "extractive"
                 answer.flags = [f for f in answer.flags if f["kind"] not in ("unsupported", "contradicted")]
                 self.check(answer)
+
+
+def _citing(text: str, sentences) -> list[tuple[int, int, str]]:
+    """Edits of `text` making each of the guard's `sentences` cite its best passage alone.
+    Prose and list items only: a marker after a code block's closing fence breaks the block."""
+    prose = {(c.start, c.end) for c in split_claims(text) if c.kind in ("prose", "item")}
+    return [(s.span[0], s.span[1], cite(s.text, s.best_passage)) for s in sentences if tuple(s.span) in prose]
