@@ -322,19 +322,14 @@ def part_replay(work: Path, settings) -> dict:
     """Post-processing choices replayed on the recorded model outputs of the last answer
     run (no LLM): citation re-pointing, extractive fallback, the abstention threshold."""
     from bot.answer import BEFORE_MODEL, Answerer
-    from bot.retrieval import Passage, Retriever
+    from bot.retrieval import Retriever
     from ingest.embedder import make_embedder
-    path = work / "answers.jsonl"
-    records = [json.loads(line) for line in path.open(encoding="utf-8")] if path.is_file() else []
+    records = recorded_answers(work)
     embedder = make_embedder(settings.embedding)
     out: dict = {}
     for set_name in ("docs_qa", "squad2"):
         for config in ("docent", "docent-grammar"):
-            # The latest record per question for this set and config.
-            latest = {}
-            for r in records:
-                if r["set"] == set_name and r["config"] == config and "trace" in r:
-                    latest[r["question"]] = r
+            latest = latest_records(records, set_name, config)
             if not latest:
                 continue
             items = all_items(set_name)
@@ -363,8 +358,7 @@ def part_replay(work: Path, settings) -> dict:
                             rows.append({**r, "hit": item["hit"]})
                             continue
                         t = r["trace"]
-                        passages = [Passage((i,), p["source"], None, None, tuple(p.get("heading", ())), p["text"], 0.0)
-                                    for i, p in enumerate(t["passages"])]
+                        passages = trace_passages(t)
                         answerer.settings = answerer.settings.with_values("retrieval", min_score=threshold or 0.0)
                         if t["abstain_reason"] in BEFORE_MODEL or answerer.nothing_relevant(question, passages, t["top_dense"]):
                             rows.append(answer_row(item, "", True, [], r, None))
@@ -638,6 +632,28 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
 def _cited(text: str, k: int) -> list[int]:
     from bot.citations import cited_numbers
     return [n for n in cited_numbers(text) if 1 <= n <= k]
+
+
+def recorded_answers(work: Path) -> list[dict]:
+    """The answers --part answer recorded (answers.jsonl), oldest first."""
+    path = work / "answers.jsonl"
+    return [json.loads(line) for line in path.open(encoding="utf-8")] if path.is_file() else []
+
+
+def latest_records(records: list[dict], set_name: str, config: str = "docent") -> dict[str, dict]:
+    """The latest recorded answer per question of a set and config, with its trace."""
+    latest = {}
+    for r in records:
+        if r["set"] == set_name and r["config"] == config and "trace" in r:
+            latest[r["question"]] = r
+    return latest
+
+
+def trace_passages(trace: dict) -> list:
+    """The passages a recorded answer read, as the answer pipeline takes them (replays)."""
+    from bot.retrieval import Passage
+    return [Passage((i,), p["source"], None, None, tuple(p.get("heading", ())), p["text"], 0.0)
+            for i, p in enumerate(trace["passages"])]
 
 
 def answer_row(item: dict, text: str, abstained: bool, cited: list[dict], timings: dict, fallback) -> dict:

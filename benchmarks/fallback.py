@@ -21,11 +21,11 @@ citation, and what the decision costs (the guard's time, which the answer then r
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-from answer import all_items, answer_keys, answer_row, key_correct, reworded_items, score_rows
+from answer import (all_items, answer_keys, answer_row, key_correct, latest_records, recorded_answers, reworded_items,
+                    score_rows, trace_passages)
 
 # The [answer] settings each variant sets (later rules off, as they were when it was measured).
 LATER = dict(cite_uncited=False, restated_yes_no=False)
@@ -49,14 +49,6 @@ def _outcome(row: dict) -> str:
     return "right" if row["key_correct"] and any(row["cited_hits"]) else "wrong"
 
 
-def _latest(records: list[dict], set_name: str) -> dict[str, dict]:
-    latest = {}
-    for r in records:
-        if r["set"] == set_name and r["config"] == "docent" and "trace" in r:
-            latest[r["question"]] = r
-    return latest
-
-
 def _warned(answer) -> bool:
     """The answer carries a warning: a sentence flagged unsupported or contradicted with
     high confidence (what a reader sees as "not backed")."""
@@ -78,15 +70,14 @@ def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
     from bot.generators import make_generator
     from bot.guard.groundedness import GroundednessGuard
     from bot.guard.train import CachedJudge
-    from bot.retrieval import Passage, Retriever
+    from bot.retrieval import Retriever
     from bot.citations import strip_markers
     from evaluation.metrics import AGREE_F1, agreement_f1, same_citations
     from ingest.embedder import make_embedder
-    path = work / "answers.jsonl"
-    records = [json.loads(line) for line in path.open(encoding="utf-8")] if path.is_file() else []
-    sets = {name: _latest(records, name) for name in ("docs_qa", "docs_qa_reworded")}
+    sets = {name: latest_records(recorded_answers(work), name) for name in ("docs_qa", "docs_qa_reworded")}
     if not sets["docs_qa"]:
-        raise SystemExit(f"no recorded docs_qa answers in {path}: run --part answer first (see this module's help)")
+        raise SystemExit(f"no recorded docs_qa answers in {work / 'answers.jsonl'}: run --part answer first "
+                         "(see this module's help)")
     items = {**all_items("docs_qa"), **{i["question"]: i for i in reworded_items(answer_keys())}}
     embedder = make_embedder(settings.embedding)
     generator = make_generator(settings.generation)
@@ -109,8 +100,7 @@ def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
                 if t["abstain_reason"] in BEFORE_MODEL:
                     row = answer_row(item, "", True, [], r, None)
                 else:
-                    passages = [Passage((i,), p["source"], None, None, tuple(p.get("heading", ())), p["text"], 0.0)
-                                for i, p in enumerate(t["passages"])]
+                    passages = trace_passages(t)
                     mark = time.perf_counter()
                     a = answerer.finalize(question, question, t["model_text"], passages, judged=t.get("judged"))
                     spent.append(time.perf_counter() - mark)
