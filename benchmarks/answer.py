@@ -7,6 +7,7 @@
     .venv/bin/python benchmarks/answer.py --part fallback           # who decides "unbacked" (fallback.py), on the recorded answers
     .venv/bin/python benchmarks/answer.py --part citations          # where citations point (fallback.py), on the same
     .venv/bin/python benchmarks/answer.py --part yes_no             # a bare yes / no restating the question (fallback.py)
+    .venv/bin/python benchmarks/answer.py --part rewordings         # questions reworded by a person (rewordings.py), ~1 h
 
 Data: ../shared/eval/docs_qa.jsonl over ../shared/eval/docs/, and ../shared/eval/squad2/
 (its 20 articles ingested as Markdown, questions matched to their paragraph).
@@ -379,7 +380,7 @@ def part_replay(work: Path, settings) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold", "fallback", "citations", "yes_no"],
+    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold", "fallback", "citations", "yes_no", "rewordings"],
                         help="which part to run (repeatable; default: all but cold)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work", help="where indexes are kept")
     parser.add_argument("--squad", type=int, default=400, help="SQuAD questions sampled (answerable ones are used for retrieval)")
@@ -387,6 +388,8 @@ def main() -> None:
     parser.add_argument("--configs", default="langchain-tutorial,docent,docent-grammar",
                         help="answer part: which pipelines to run (figures of others are kept from the last run)")
     parser.add_argument("--sets", default="docs_qa,squad2", help="answer part: which question sets")
+    parser.add_argument("--answer-sets", default="held-out",
+                        help="rewordings part: which sets (tuning, held-out) to answer live besides the retrieval figures ('' for none)")
     parser.add_argument("--verbose", action="store_true", help="cold part: each cold answer's stages")
     parser.add_argument("--fresh-state", action="store_true",
                         help="cold part: delete the saved prompt states first (the first answer saves them)")
@@ -432,6 +435,9 @@ def main() -> None:
     if "yes_no" in parts:
         from fallback import YES_NO_VARIANTS, part_fallback
         results["yes_no"] = part_fallback(args.work, settings, YES_NO_VARIANTS)
+    if "rewordings" in parts:
+        from rewordings import part_rewordings
+        results["rewordings"] = part_rewordings(args.work, settings, [s for s in args.answer_sets.split(",") if s])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     from report import refresh      # all benchmarks' figures on one page
@@ -483,11 +489,17 @@ def _answer_sets(limit: int, squad_n: int) -> dict:
             "docs_qa_reworded": reworded_items(keys)}
 
 
-def reworded_items(keys: dict) -> list[dict]:
-    """docs_qa questions reworded by a person (benchmarks/data/docs_qa_paraphrased.jsonl):
-    each rewording is asked and judged by its original's reference, key and source."""
+REWORDED = ROOT / "benchmarks" / "data" / "docs_qa_paraphrased.jsonl"
+REWORDED_HELDOUT = ROOT / "benchmarks" / "data" / "docs_qa_reworded_heldout.jsonl"
+
+
+def reworded_items(keys: dict, path: Path = REWORDED) -> list[dict]:
+    """docs_qa questions reworded by a person (benchmarks/data/README.md): each rewording
+    is asked and judged by its original's reference, key and source. REWORDED: 25
+    questions, two rewordings each, read while docent's answer rules were written;
+    REWORDED_HELDOUT: the other 52, one each, written later and kept for measuring."""
     items = []
-    for q in _load_jsonl(ROOT / "benchmarks" / "data" / "docs_qa_paraphrased.jsonl"):
+    for q in _load_jsonl(path):
         for text in q["paraphrases"]:
             item = _docs_item({**q, "question": text}, keys)
             items.append({**item, "original": q["question"]})
