@@ -312,17 +312,25 @@ class Retriever:
             return merge_neighbours(out, {c.id: c for c, _ in kept}) if self.config.merge_neighbours else out
 
         kept: list[tuple["StoredChunk", float]] = []
+        neighbours: list[tuple["StoredChunk", float]] = []
         for chunk_id, score in ranked:
             chunk = chunks[chunk_id]
             if any(near_duplicate(chunk.text, other.text, self.config.dedupe_overlap) for other, _ in kept):
                 continue
             # Filling up to k passages: a further chunk next to a kept one would only merge.
             if len(kept) >= k and any(o.path == chunk.path and abs(o.ord - chunk.ord) == 1 for o, _ in kept):
+                neighbours.append((chunk, score))
                 continue
             kept.append((chunk, score))
             if len(kept) >= k and (not fill or len(passages_of(kept)) >= k):
                 break
-        passages = with_origins(passages_of(kept), store)
+        merged = passages_of(kept)
+        if fill and len(merged) < k:
+            # Every further candidate would only merge (one long page): the best of them,
+            # each its own passage, keep LangChain's contract of k documents.
+            merged += [Passage((c.id,), c.path, c.page, c.page_end, c.heading_path, c.text, score,
+                               cosine.get(c.id), bm25.get(c.id)) for c, score in neighbours[:k - len(merged)]]
+        passages = with_origins(merged, store)
         timings["select_ms"] = _ms(mark)
         timings["retrieve_ms"] = _ms(started)
         top = max(cosine.values(), default=0.0)
