@@ -121,7 +121,7 @@ class RetrievalSettings:
     k: Count = 4
     candidates: Count = 30
     rrf_k: NonNegative = 10                                     # ranks start at 1: 0 divides by >= 1
-    keyword_weight: Annotated[float, Field(ge=0)] = 2.0
+    keyword_weight: Annotated[float, Field(ge=0)] = 1.0
     keyword_max_df: Share = 1.0
     rerank: str = "none"                                        # "none" or a model name or folder
     rerank_candidates: Count = 12
