@@ -306,9 +306,12 @@ class Retriever:
 
         from bot.merge import merge_neighbours
 
+        def single(chunks_scored: list[tuple["StoredChunk", float]]) -> list[Passage]:
+            return [Passage((c.id,), c.path, c.page, c.page_end, c.heading_path, c.text, score,
+                            cosine.get(c.id), bm25.get(c.id)) for c, score in chunks_scored]
+
         def passages_of(kept: list[tuple["StoredChunk", float]]) -> list[Passage]:
-            out = [Passage((c.id,), c.path, c.page, c.page_end, c.heading_path, c.text, score,
-                           cosine.get(c.id), bm25.get(c.id)) for c, score in kept]
+            out = single(kept)
             return merge_neighbours(out, {c.id: c for c, _ in kept}) if self.config.merge_neighbours else out
 
         kept: list[tuple["StoredChunk", float]] = []
@@ -328,8 +331,7 @@ class Retriever:
         if fill and len(merged) < k:
             # Every further candidate would only merge (one long page): the best of them,
             # each its own passage, keep LangChain's contract of k documents.
-            merged += [Passage((c.id,), c.path, c.page, c.page_end, c.heading_path, c.text, score,
-                               cosine.get(c.id), bm25.get(c.id)) for c, score in neighbours[:k - len(merged)]]
+            merged += single(neighbours[:k - len(merged)])
         passages = with_origins(merged, store)
         timings["select_ms"] = _ms(mark)
         timings["retrieve_ms"] = _ms(started)
