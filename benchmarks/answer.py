@@ -668,6 +668,33 @@ def trace_passages(trace: dict) -> list:
             for i, p in enumerate(trace["passages"])]
 
 
+def cached_guard(work: Path, settings, generator):
+    """The groundedness guard with the bundled model as its judge, the judge's answers cached
+    by (claim, passage) in work/judge-cache.jsonl: replays and reruns judge mostly the same
+    sentences."""
+    from bot.answer import Answerer
+    from bot.guard.groundedness import GroundednessGuard
+    from bot.guard.train import CachedJudge
+    judge = CachedJudge(Answerer(settings, generator=generator).sentence_judge(), work / "judge-cache.jsonl")
+    return GroundednessGuard(settings.guard.threshold or None, settings.guard.unsupported, judge=judge)
+
+
+def agreement(pairs: list[tuple[dict, dict]], guard) -> dict:
+    """Each rewording's answer row against its original's: token F1 at docent eval's cut (or
+    both abstain), and the issue's measures as docent eval computes them: the guard's
+    entailment of the rewording's answer by the original's where both answered, and the same
+    cited files (or both abstain)."""
+    from bot.citations import strip_markers
+    from evaluation.metrics import AGREE_F1, agreement_f1, same_citations
+    agree = sum((o["abstained"] and r["abstained"]) or (not o["abstained"] and not r["abstained"]
+                and agreement_f1(o["answer"], r["answer"]) >= AGREE_F1) for o, r in pairs)
+    entailed = [guard.check(strip_markers(r["answer"]), [strip_markers(o["answer"])]).score
+                for o, r in pairs if not o["abstained"] and not r["abstained"]]
+    return {"pairs": len(pairs), "agreement": agree / max(1, len(pairs)),
+            "entailment": sum(entailed) / max(1, len(entailed)), "both_answered": len(entailed),
+            "same_citations": sum(same_citations(o, r) for o, r in pairs) / max(1, len(pairs))}
+
+
 def answer_row(item: dict, text: str, abstained: bool, cited: list[dict], timings: dict, fallback) -> dict:
     return {"question": item["question"], "answerable": item["answerable"], "answer": text, "abstained": abstained,
             "f1": max((_f1(text, r) for r in item["references"]), default=0.0) if not abstained else 0.0,

@@ -24,8 +24,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from answer import (all_items, answer_keys, answer_row, key_correct, latest_records, recorded_answers, reworded_items,
-                    score_rows, trace_passages)
+from answer import (agreement, all_items, answer_keys, answer_row, cached_guard, key_correct, latest_records,
+                    recorded_answers, reworded_items, score_rows, trace_passages)
 
 # The [answer] settings each variant sets (later rules off, as they were when it was measured).
 LATER = dict(cite_uncited=False, restated_yes_no=False)
@@ -68,11 +68,7 @@ def _citation_cover(answer) -> tuple[int, int]:
 def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
     from bot.answer import BEFORE_MODEL, Answerer
     from bot.generators import make_generator
-    from bot.guard.groundedness import GroundednessGuard
-    from bot.guard.train import CachedJudge
     from bot.retrieval import Retriever
-    from bot.citations import strip_markers
-    from evaluation.metrics import AGREE_F1, agreement_f1, same_citations
     from ingest.embedder import make_embedder
     sets = {name: latest_records(recorded_answers(work), name) for name in ("docs_qa", "docs_qa_reworded")}
     if not sets["docs_qa"]:
@@ -82,12 +78,9 @@ def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
     embedder = make_embedder(settings.embedding)
     generator = make_generator(settings.generation)
     generator.warm_up()
-    # One judge for every variant, its answers cached by (claim, passage): the variants
-    # judge mostly the same sentences.
-    judge = CachedJudge(Answerer(settings, generator=generator).sentence_judge(), work / "judge-cache.jsonl")
+    guard = cached_guard(work, settings, generator)        # one judge for every variant
     out: dict = {"recorded": {name: len(rows) for name, rows in sets.items()}}
     rows_of: dict[str, dict[str, dict]] = {}
-    guard = GroundednessGuard(settings.guard.threshold or None, settings.guard.unsupported, judge=judge)
     for label, values in variants.items():
         s = settings.with_values("answer", **values)
         answerer = Answerer(s, retriever=Retriever(s, embedder), generator=generator, guard=guard)
@@ -130,23 +123,10 @@ def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
                                  "warned_wrong": sum(row.get("warned", False) for row in wrong) / max(1, len(wrong)),
                                  "right_shown": len(right), "wrong_shown": len(wrong)}
         # Each rewording's answer against its original's, both under this variant.
-        agree, right = 0, 0
         pairs = [(answers[i["original"]], answers[q]) for q, i in items.items()
                  if "original" in i and q in answers and i["original"] in answers]
-        for original, reworded in pairs:
-            if original["abstained"] and reworded["abstained"]:
-                agree += 1
-            elif not original["abstained"] and not reworded["abstained"]:
-                agree += agreement_f1(original["answer"], reworded["answer"]) >= AGREE_F1
-            right += bool(reworded.get("key_correct"))
-        # The measures (docent eval's): the guard's entailment of the rewording's answer
-        # by the original's, where both answered, and the same cited files (or both abstain).
-        entailed = [guard.check(strip_markers(r["answer"]), [strip_markers(o["answer"])]).score
-                    for o, r in pairs if not o["abstained"] and not r["abstained"]]
-        figures["rewordings"] = {"pairs": len(pairs), "agreement": agree / max(1, len(pairs)),
-                                 "rewordings_right_by_key": right,
-                                 "entailment": sum(entailed) / max(1, len(entailed)), "both_answered": len(entailed),
-                                 "same_citations": sum(same_citations(o, r) for o, r in pairs) / max(1, len(pairs))}
+        figures["rewordings"] = {**agreement(pairs, guard),
+                                 "rewordings_right_by_key": sum(bool(r.get("key_correct")) for _, r in pairs)}
         # What this variant changed against the first, answer by answer (right = by the key, and cited).
         if rows_of:
             first = rows_of[next(iter(variants))]

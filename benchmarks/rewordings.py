@@ -23,8 +23,8 @@ import json
 import statistics
 from pathlib import Path
 
-from answer import (EVAL, REWORDED, REWORDED_HELDOUT, all_items, answer_keys, answer_row, as_dicts, docent_home,
-                    docs_hit, reworded_items, score_rows)
+from answer import (EVAL, REWORDED, REWORDED_HELDOUT, agreement, all_items, answer_keys, answer_row, as_dicts,
+                    cached_guard, docent_home, docs_hit, reworded_items, score_rows)
 
 VARIANTS = {"keyword weight 2.0 (before)": dict(keyword_weight=2.0),
             "keyword weight 1.0": dict(keyword_weight=1.0)}
@@ -85,27 +85,20 @@ class AnswerCache:
         return self.rows[key]
 
 
-def _answers(answerer, cache: AnswerCache, pairs: list[tuple[dict, dict]], guard) -> dict:
-    from bot.citations import strip_markers
-    from evaluation.metrics import AGREE_F1, agreement_f1, same_citations
+def _answers(answerer, cache: AnswerCache, pairs: list[tuple[dict, dict]], guard) -> tuple[dict, list[dict]]:
+    """The set's figures, and the originals' answer rows (for the figures over all docs_qa)."""
     rows = {}
     for original, reworded in pairs:
         for item in (original, reworded):
             if item["question"] not in rows:
                 rows[item["question"]] = cache.answer(answerer, item)
-    both = [(rows[o["question"]], rows[r["question"]]) for o, r in pairs]
-    agree = sum((a["abstained"] and b["abstained"]) or (not a["abstained"] and not b["abstained"]
-                and agreement_f1(a["answer"], b["answer"]) >= AGREE_F1) for a, b in both)
-    entailed = [guard.check(strip_markers(b["answer"]), [strip_markers(a["answer"])]).score
-                for a, b in both if not a["abstained"] and not b["abstained"]]
     originals = [rows[q] for q in dict.fromkeys(o["question"] for o, _ in pairs)]
     reworded = [rows[r["question"]] for _, r in pairs]
-    return {"original_rows": originals, "originals": score_rows(originals), "rewordings": score_rows(reworded), "pairs": len(both),
-            "agreement_f1": agree / max(1, len(both)),
-            "same_citations": sum(same_citations(a, b) for a, b in both) / max(1, len(both)),
-            "entailment": sum(entailed) / max(1, len(entailed)), "both_answered": len(entailed),
-            "rewordings_right_cited": sum(bool(r.get("key_correct") and any(r["cited_hits"])) for r in reworded),
-            "rewordings_answerable": sum(r["answerable"] for r in reworded)}
+    figures = {"originals": score_rows(originals), "rewordings": score_rows(reworded),
+               **agreement([(rows[o["question"]], rows[r["question"]]) for o, r in pairs], guard),
+               "rewordings_right_cited": sum(bool(r.get("key_correct") and any(r["cited_hits"])) for r in reworded),
+               "rewordings_answerable": sum(r["answerable"] for r in reworded)}
+    return figures, originals
 
 
 def part_rewordings(work: Path, settings, answer_sets: list[str]) -> dict:
@@ -118,12 +111,9 @@ def part_rewordings(work: Path, settings, answer_sets: list[str]) -> dict:
     generator = guard = None
     if answer_sets:
         from bot.generators import make_generator
-        from bot.guard.groundedness import GroundednessGuard
-        from bot.guard.train import CachedJudge
         generator = make_generator(settings.generation)
         generator.warm_up()
-        judge = CachedJudge(Answerer(settings, generator=generator).sentence_judge(), work / "judge-cache.jsonl")
-        guard = GroundednessGuard(settings.guard.threshold or None, settings.guard.unsupported, judge=judge)
+        guard = cached_guard(work, settings, generator)
     out: dict = {}
     for label, values in VARIANTS.items():
         s = settings.with_values("retrieval", **values)
@@ -135,8 +125,8 @@ def part_rewordings(work: Path, settings, answer_sets: list[str]) -> dict:
             figures = {"retrieval": _retrieval(retriever, pairs, s.retrieval.k)}
             if set_name in answer_sets:
                 answerer = Answerer(s, retriever=retriever, generator=generator, guard=guard)
-                figures["answers"] = _answers(answerer, cache, pairs, guard)
-                originals += figures["answers"].pop("original_rows")
+                figures["answers"], rows = _answers(answerer, cache, pairs, guard)
+                originals += rows
             out[label][set_name] = figures
             _print(label, set_name, figures)
         if set(answer_sets) >= set(SETS):      # every docs_qa question, as the issue's target counts it
@@ -157,5 +147,5 @@ def _print(label: str, set_name: str, f: dict) -> None:
         print(f"  answers: originals right + cited {a['originals']['key_correct_with_citation']:.3f}, rewordings "
               f"{a['rewordings_right_cited']} of {a['rewordings_answerable']}; abstain F1 originals "
               f"{a['originals']['abstain_f1']:.3f} rewordings {a['rewordings']['abstain_f1']:.3f}; agreement: token F1 "
-              f"{a['agreement_f1']:.3f}, same cited files {a['same_citations']:.3f}, entailment {a['entailment']:.3f} "
+              f"{a['agreement']:.3f}, same cited files {a['same_citations']:.3f}, entailment {a['entailment']:.3f} "
               f"on {a['both_answered']} of {a['pairs']} pairs", flush=True)
