@@ -349,7 +349,8 @@ def part_replay(work: Path, settings) -> dict:
             for label, values in variants.items():
                 for threshold in ((None,) if values is None else (0.0, 0.3, 0.35, 0.4)):
                     rows = []
-                    s = settings if values is None else settings.with_values("answer", **values)
+                    # The recorded traces' finish step replayed; the collection is not at hand.
+                    s = settings if values is None else settings.with_values("answer", unnamed=False, **values)
                     answerer = Answerer(s, retriever=Retriever(s, embedder), generator=object())
                     for question, r in latest.items():
                         item = items.get(question)
@@ -361,7 +362,8 @@ def part_replay(work: Path, settings) -> dict:
                         t = r["trace"]
                         passages = trace_passages(t)
                         answerer.settings = answerer.settings.with_values("retrieval", min_score=threshold or 0.0)
-                        if t["abstain_reason"] in BEFORE_MODEL or answerer.nothing_relevant(question, passages, t["top_dense"]):
+                        if t["abstain_reason"] in BEFORE_MODEL or answerer.nothing_relevant(question, passages,
+                                                                                             t["top_dense"])[0]:
                             rows.append(answer_row(item, "", True, [], r, None))
                             continue
                         a = answerer.finalize(question, question, t["model_text"], passages)
@@ -380,7 +382,7 @@ def part_replay(work: Path, settings) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold", "fallback", "citations", "yes_no", "rewordings"],
+    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold", "fallback", "citations", "yes_no", "rewordings", "asked"],
                         help="which part to run (repeatable; default: all but cold)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work", help="where indexes are kept")
     parser.add_argument("--squad", type=int, default=400, help="SQuAD questions sampled (answerable ones are used for retrieval)")
@@ -390,6 +392,8 @@ def main() -> None:
     parser.add_argument("--sets", default="docs_qa,squad2", help="answer part: which question sets")
     parser.add_argument("--answer-sets", default="held-out",
                         help="rewordings part: which sets (tuning, held-out) to answer live besides the retrieval figures ('' for none)")
+    parser.add_argument("--squad-live", type=int, default=0,
+                        help="asked part: also answer live this many SQuAD 2.0 questions that ask for a number (241 in all)")
     parser.add_argument("--verbose", action="store_true", help="cold part: each cold answer's stages")
     parser.add_argument("--fresh-state", action="store_true",
                         help="cold part: delete the saved prompt states first (the first answer saves them)")
@@ -438,6 +442,9 @@ def main() -> None:
     if "rewordings" in parts:
         from rewordings import part_rewordings
         results["rewordings"] = part_rewordings(args.work, settings, [s for s in args.answer_sets.split(",") if s])
+    if "asked" in parts:
+        from asked import part_asked
+        results["asked"] = part_asked(args.work, settings, args.squad_live)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     from report import refresh      # all benchmarks' figures on one page

@@ -31,7 +31,7 @@ VARIANTS = {"keyword weight 2.0 (before)": dict(keyword_weight=2.0),
 SETS = {"tuning": REWORDED, "held-out": REWORDED_HELDOUT}
 
 
-def _pairs(set_name: str) -> list[tuple[dict, dict]]:
+def set_pairs(set_name: str) -> list[tuple[dict, dict]]:
     """(original item, rewording item) of a set."""
     originals = all_items("docs_qa")
     return [(originals[i["original"]], i) for i in reworded_items(answer_keys(), SETS[set_name])]
@@ -57,8 +57,9 @@ def _retrieval(retriever, pairs: list[tuple[dict, dict]], k: int) -> dict:
 class AnswerCache:
     """Rows answered live, by (question, passage chunk ids), kept on disk."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, collection: str = "docs", folder: Path = EVAL / "docs"):
+        """`folder`: the collection's source folder (passages' paths are read relative to it)."""
+        self.path, self.collection, self.folder = path, collection, folder
         self.rows: dict[str, dict] = {}
         if path.is_file():
             for line in path.open(encoding="utf-8"):
@@ -70,11 +71,11 @@ class AnswerCache:
         return json.dumps([question, [list(p.chunk_ids) for p in passages]])
 
     def answer(self, answerer, item: dict) -> dict:
-        result = answerer.retriever.retrieve(item["question"], "docs")
+        result = answerer.retriever.retrieve(item["question"], self.collection)
         key = self.key(item["question"], result.passages)
         if key not in self.rows:
-            a = answerer.ask(item["question"], "docs")
-            passages = as_dicts(a.passages, EVAL / "docs")
+            a = answerer.ask(item["question"], self.collection)
+            passages = as_dicts(a.passages, self.folder)
             cited = [passages[n - 1] for n in a.cited]
             row = answer_row(item, a.text, a.abstained, cited, a.timings, a.fallback)
             row.update(key=key, cited_sources=[p["source"] for p in cited], abstain_reason=a.abstain_reason)
@@ -121,7 +122,7 @@ def part_rewordings(work: Path, settings, answer_sets: list[str]) -> dict:
         out[label] = {}
         originals: list[dict] = []
         for set_name in SETS:
-            pairs = _pairs(set_name)
+            pairs = set_pairs(set_name)
             figures = {"retrieval": _retrieval(retriever, pairs, s.retrieval.k)}
             if set_name in answer_sets:
                 answerer = Answerer(s, retriever=retriever, generator=generator, guard=guard)

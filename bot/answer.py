@@ -131,6 +131,7 @@ class Answerer:
         self.warm_up_ms["ready_ms"] = _ms(started)
         # Read the templates now: a broken one fails at start, not on the first question.
         for name in ("answer.system.txt", "answer.user.txt", "passage.txt", "abstain.txt", "abstain.closest.txt",
+                     *(("abstain.unnamed.txt",) if self.config.unnamed else ()),
                      "condense.system.txt", "condense.user.txt", "blocked.txt"):
             self.prompts.template(name)
 
@@ -151,9 +152,16 @@ class Answerer:
         """A follow-up rewritten as a standalone question, using the last turns."""
         return Condenser(self.prompts, self.generator, self.config.history_turns).run(question, history)
 
-    def nothing_relevant(self, question: str, passages: Sequence[Passage], top_dense: float) -> str | None:
-        """Why the passages cannot answer the question before any model reads them, or None."""
-        return Gate(self.settings.retrieval.min_score, self.config.min_coverage).run(question, passages, top_dense)
+    def nothing_relevant(self, question: str, passages: Sequence[Passage], top_dense: float,
+                         collection: str | None = None, rights=None) -> tuple[str | None, str]:
+        """Why the passages cannot answer the question before any model reads them (or
+        None), and the abstention's statement when it is not the usual one."""
+        mentions = (lambda word: self.retriever.mentions(word, collection, rights)) if self.config.unnamed else None
+        gate = Gate(self.settings.retrieval.min_score, self.config.min_coverage, mentions)
+        reason = gate.run(question, passages, top_dense)
+        if reason == "unnamed":
+            return reason, self.prompts.render("abstain.unnamed.txt", names=_listed(gate.unnamed))
+        return reason, ""
 
     def build_messages(self, question: str, passages: Sequence[Passage]) -> tuple[list[dict], int]:
         """The chat messages with as many passages as fit; (messages, passages used)."""
@@ -220,9 +228,13 @@ class Answerer:
             raise CollectionError(str(exc)) from None
         timings["retrieve_ms"] = round(found.timings.get("retrieve_ms", 0.0), 1)
         passages = found.passages
-        reason = self.nothing_relevant(standalone, passages, found.top_dense)
+        try:
+            reason, lead = self.nothing_relevant(standalone, passages, found.top_dense, collection, rights)
+        except RetrievalError as exc:
+            raise CollectionError(str(exc)) from None
         if reason:
-            yield from self._abstain_early(run, question, standalone, passages, reason, timings, started, collection)
+            yield from self._abstain_early(run, question, standalone, passages, reason, timings, started, collection,
+                                           lead)
             return
 
         messages, used = self.build_messages(standalone, passages)
@@ -283,11 +295,13 @@ class Answerer:
         run.answer = answer
 
     def _abstain_early(self, run: AnswerRun, question: str, standalone: str, passages: Sequence[Passage],
-                       reason: str, timings: dict, started: float, collection: str | None) -> Iterator[Event]:
-        """Abstain before the model writes anything, listing the closest passages."""
+                       reason: str, timings: dict, started: float, collection: str | None,
+                       lead: str = "") -> Iterator[Event]:
+        """Abstain before the model writes anything (`lead`: the statement, default the
+        usual one), listing the closest passages."""
         timings.update(first_token_ms=_ms(started), total_ms=_ms(started), tokens=0)
         run.answer = Answer(question, standalone, "", True, list(passages), [], timings=timings, abstain_reason=reason)
-        self.abstain(run.answer)
+        self.abstain(run.answer, lead)
         if self.leak_scanner(collection) is not None:
             self.check_leaks(run.answer, collection)    # the closest passages are quoted: mask what they hold
         yield Event("token", run.answer.text)
@@ -362,3 +376,9 @@ class Answerer:
 
     def check_groundedness(self, answer: Answer):
         return GroundednessStep(self.guard, self.config, self.abstainer, Extractor(self.retriever.embedder)).check(answer)
+
+
+def _listed(words: Sequence[str]) -> str:
+    """“LFS”, “Kafka” or “Oracle”."""
+    quoted = [f"“{w}”" for w in words]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]

@@ -112,6 +112,13 @@ def with_origins(passages: list[Passage], store) -> list[Passage]:
             if p.source in origins else p for p in passages]
 
 
+def holds_word(text: str, word: str) -> bool:
+    """The text holds the word in any case, as a word or the start of one ("Postgres"
+    in "PostgreSQL"); a word of several parts ("file_sd") when it holds every part."""
+    parts = re.findall(r"[^\W_]+", word)
+    return all(re.search(r"(?<![^\W_])" + re.escape(p), text, re.IGNORECASE) for p in parts)
+
+
 def clean_query(text: str | None) -> str:
     """A question or query as typed, without invisible characters, trimmed."""
     return _INVISIBLE.sub("", text or "").strip()
@@ -337,6 +344,20 @@ class Retriever:
         timings["retrieve_ms"] = _ms(started)
         top = max(cosine.values(), default=0.0)
         return RetrievalResult(question, passages, top, timings)
+
+    def mentions(self, word: str, collection: str | None = None, rights=None, look: int = 50) -> bool:
+        """Whether a chunk the asker may read holds the word (`holds_word`). The keyword
+        index finds the chunks by the word's stem, and the `look` best are read for the
+        word itself: a stem can stand for another word ("LFS" and "LF" are both "lf")."""
+        name = collection or self.settings.ingest.collection
+        parts = re.findall(r"[^\W_]+", word)
+        if not parts:
+            return True
+        with self._store_errors(name):
+            store = self.collection(name)
+            hits = store.keyword_search(" ".join(parts), look, 1.0, self.chunk_filter(store.name, rights))
+            return any(holds_word("\n".join((c.text, *c.heading_path)), word)
+                       for c in store.chunks([i for i, _ in hits]))
 
     def chunk_filter(self, collection: str, rights=None) -> "ChunkFilter":
         """What searches of this collection leave out: chunks labelled at ingest with

@@ -158,6 +158,8 @@ class AnswerSettings:
     judge_backs: bool = True          # bot/steps/finish.py: the guard's judge may back a reworded answer
     restated: bool = True             # bot/steps/finish.py: an answer that only restates the question falls back
     restated_yes_no: bool = True      # bot/steps/finish.py: so does a bare yes / no restating a yes / no question
+    answers_asked: bool = True        # bot/steps/asked.py: so does an answer without the number or the action asked
+    unnamed: bool = True              # bot/steps/asked.py: a question naming what no document mentions is not answered
     cite_uncited: bool = True         # bot/steps/guard.py: a backed sentence without a citation gets its passage's
     history_turns: NonNegative = 3
     max_question_chars: Count = 2000

@@ -69,7 +69,7 @@ def test_stream_yields_tokens_in_order(make_answerer):
 
 
 def test_model_abstention_lists_the_closest_passages(make_answerer):
-    answer = make_answerer(FakeGenerator(lambda m: "I don't know.")).ask("What is the office VPN password?")
+    answer = make_answerer(FakeGenerator(lambda m: "I don't know.")).ask("What is the office wifi password?")
     assert answer.abstained and answer.abstain_reason == "model"
     assert answer.citations == []
     assert "closest passages" in answer.text and "[1]" in answer.text
@@ -85,13 +85,13 @@ def test_retrieval_abstention_does_not_call_the_model(make_answerer):
 
 def test_the_model_judging_the_passages_unanswerable_abstains_before_answering(make_answerer):
     says_no = FakeGenerator(judge=lambda messages: 0.1)          # P(yes) = 0.1
-    answer = make_answerer(says_no, answer={"judge_answerable": 0.5}).ask("What is the office VPN password?")
+    answer = make_answerer(says_no, answer={"judge_answerable": 0.5}).ask("What is the office wifi password?")
     assert answer.abstained and answer.abstain_reason == "judge" and "documents don't say" in answer.text
     assert len(says_no.calls) == 1                                # the judge only: no answer was generated
     asked = says_no.calls[0]
     # The answer prompt, its last turn extended with the yes/no question: llama.cpp reuses its tokens.
     assert asked[-1]["content"].startswith("Passages:") and asked[-1]["content"].rstrip().endswith("yes or no.")
-    assert "VPN password" in asked[-1]["content"]
+    assert "wifi password" in asked[-1]["content"]
     says_yes = FakeGenerator(judge=lambda messages: 0.9)
     kept = make_answerer(says_yes, answer={"judge_answerable": 0.5}).ask("When do old API keys stop working?")
     assert not kept.abstained and "24 hours" in kept.text and "judge_ms" in kept.timings
@@ -120,7 +120,7 @@ def test_an_answer_to_another_question_than_the_one_asked_is_withdrawn(make_answ
     kept = make_answerer(fine, answer={"judge_addresses": 0.5, "judge_answerable": 0.0}).ask("How do I install docent on Linux?")
     assert not kept.abstained and kept.judged["off_question"] == pytest.approx(0.1)
     off = FakeGenerator(answers_adding, judge=judge)
-    assert not make_answerer(off, answer={"judge_addresses": 0.0, "judge_answerable": 0.0}).ask(
+    assert not make_answerer(off, answer={"judge_addresses": 0.0, "judge_answerable": 0.0, "answers_asked": False}).ask(
         "How do I remove docent on Linux?").abstained
 
 
@@ -374,6 +374,7 @@ def test_question_whose_subject_no_passage_names_is_not_sent_to_the_model(make_a
 
 def test_unbacked_answer_about_an_unnamed_subject_abstains(make_answerer):
     gen = FakeGenerator(lambda m: "The Kafka brokers need a 6 GB heap [1].")
-    answer = make_answerer(gen, answer={"fallback": "auto"}).ask("What heap size do the Kafka brokers need?")
+    # (The gate would stop it before the model: no document names Kafka.)
+    answer = make_answerer(gen, answer={"fallback": "auto", "unnamed": False}).ask("What heap size do the Kafka brokers need?")
     assert answer.abstained and answer.abstain_reason == "unbacked" and answer.citations == []
     assert "documents don't say" in answer.text

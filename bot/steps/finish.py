@@ -1,6 +1,7 @@
 """Step 6: what the model wrote -> the answer shown. Markers checked, citations pointed at
 the passage that holds the sentence, abstention recognised, and when no sentence is
-backed by its passage: the passages' own best sentences (extractive), or an abstention."""
+backed by its passage, or the answer lacks what was asked (bot/steps/asked.py): the
+passages' own best sentences (extractive), or an abstention."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bot.guard.lexical import content_tokens, stem, support
 from bot.guard.sentences import split_claims
 from bot.retrieval import Passage
 from bot.steps.abstain import Abstainer
+from bot.steps.asked import mismatch
 from bot.steps.gate import question_coverage
 from bot.steps.result import ABSTAIN_PATTERN, Answer
 from docent.settings import AnswerSettings
@@ -192,6 +194,10 @@ class Finisher:
                 # A bare yes or no shows no evidence: the passages' sentences that decide it,
                 # even where they do not name every word of the question.
                 self.fall_back(answer, standalone, passages, "off_question", quote=True)
+            elif self.config.answers_asked and mismatch(standalone, text):
+                # Backed or not, it lacks what was asked (a number, the action): the passages'
+                # own sentences if they give it, else an abstention.
+                self.fall_back(answer, standalone, passages, "off_question")
             elif not backed(text, passages):
                 recited = self.backs(text, passages) if self.backs is not None else None
                 if recited:
@@ -211,6 +217,8 @@ class Finisher:
         if mode == "auto":
             mode = "extractive" if question_coverage(standalone, passages) >= 1.0 else "abstain"
         replacement, cited = self.extractor.run(standalone, passages) if mode == "extractive" else ("", [])
+        if replacement and self.config.answers_asked and mismatch(standalone, replacement):
+            replacement = ""        # the passages' best sentences lack what was asked too
         if replacement:
             answer.text, answer.cited, answer.fallback = replacement, cited, "extractive"
         else:

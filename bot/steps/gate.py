@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 from bot.guard.lexical import content_words, share_found
-from bot.retrieval import Passage
+from bot.retrieval import Passage, holds_word
+from bot.steps.asked import unnamed
 from docent.words import QUESTION_STOP
 
 
@@ -17,15 +18,26 @@ def question_coverage(question: str, passages: Sequence[Passage]) -> float:
 
 
 class Gate:
-    def __init__(self, min_score: float, min_coverage: float):
-        self.min_score, self.min_coverage = min_score, min_coverage
+    def __init__(self, min_score: float, min_coverage: float, mentions: Callable[[str], bool] | None = None):
+        """`mentions(word)`: whether the documents the asker may read hold the word (None:
+        not checked)."""
+        self.min_score, self.min_coverage, self.mentions = min_score, min_coverage, mentions
+        self.unnamed: list[str] = []
 
     def run(self, question: str, passages: Sequence[Passage], top_dense: float) -> str | None:
         """Why the passages cannot answer the question: "retrieval" (nothing similar
-        enough) or "coverage" (the question's subject is not named in them); None when
-        the model should try."""
+        enough), "coverage" (the question's subject is not named in them) or "unnamed" (it
+        names something no document mentions: those names are left in `self.unnamed`);
+        None when the model should try."""
         if not passages or top_dense < self.min_score:
             return "retrieval"
         if self.min_coverage and question_coverage(question, passages) < self.min_coverage:
             return "coverage"
+        if self.mentions is not None:
+            # The passages at hand first: they find "PostgreSQL" for "Postgres", which the
+            # keyword index, by stems, may not.
+            text = "\n".join(f"{p.text}\n{p.heading}" for p in passages)
+            self.unnamed = unnamed(question, lambda word: holds_word(text, word) or self.mentions(word))
+            if self.unnamed:
+                return "unnamed"
         return None

@@ -16,7 +16,7 @@ ABSTAIN_PATTERN = re.compile(
     r"|(this|that) (is not|isn'?t) (mentioned|covered|stated)|there is no (information|mention))", re.I)
 
 # Abstentions decided before the model writes anything (no model text to replay).
-BEFORE_MODEL = ("retrieval", "coverage", "judge")
+BEFORE_MODEL = ("retrieval", "coverage", "unnamed", "judge")
 # Told once per answer when answer.judge_answerable is set but the model cannot be asked.
 CHECK_SKIPPED = Finding("check_skipped", "low", (0, 0), "the answerability check was skipped: the model server gives "
                         "no token probabilities", None, "flagged", 0.0, confidence="low")
@@ -51,7 +51,7 @@ class Answer:
     timings: dict = field(default_factory=dict)
     fallback: str | None = None          # "extractive" when the passages' sentences replaced the model's
     # "retrieval" (nothing relevant), "coverage" (the question's subject is not in the
-    # passages), "judge" (the model says they do not answer it), "model" (its answer says
+    # passages), "unnamed" (it names something no document mentions), "judge" (the model says they do not answer it), "model" (its answer says
     # so), "unbacked" (no sentence backed by its passage), "off_question" (it answers
     # another question, or only restates this one), "unsupported" (the guard cut all)
     abstain_reason: str | None = None
