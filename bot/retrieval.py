@@ -347,8 +347,9 @@ class Retriever:
 
     def mentions(self, word: str, collection: str | None = None, rights=None, look: int = 50) -> bool:
         """Whether a chunk the asker may read holds the word (`holds_word`). The keyword
-        index finds the chunks by the word's stem, and the `look` best are read for the
-        word itself: a stem can stand for another word ("LFS" and "LF" are both "lf")."""
+        index finds the chunks by the word's stem, and they are read for the word itself:
+        a stem can stand for another word ("LFS" and "LF" are both "lf"). A stem in `look`
+        chunks or more counts as mentioned unread: common words are not names to miss."""
         name = collection or self.settings.ingest.collection
         parts = re.findall(r"[^\W_]+", word)
         if not parts:
@@ -356,8 +357,8 @@ class Retriever:
         with self._store_errors(name):
             store = self.collection(name)
             hits = store.keyword_search(" ".join(parts), look, 1.0, self.chunk_filter(store.name, rights))
-            return any(holds_word("\n".join((c.text, *c.heading_path)), word)
-                       for c in store.chunks([i for i, _ in hits]))
+            return len(hits) >= look or any(holds_word("\n".join((c.text, *c.heading_path)), word)
+                                            for c in store.chunks([i for i, _ in hits]))
 
     def chunk_filter(self, collection: str, rights=None) -> "ChunkFilter":
         """What searches of this collection leave out: chunks labelled at ingest with

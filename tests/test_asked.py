@@ -103,3 +103,13 @@ def test_an_answer_about_adding_when_asked_about_removing_is_withdrawn(make_answ
     assert asked.abstained and asked.abstain_reason == "off_question"
     assert "apt install" not in asked.text.split("closest passages")[0]
     assert not make_answerer(gen, answer={"judge_answerable": 0.0}).ask("How do I install docent on Linux?").abstained
+
+
+def test_the_name_lookup_holds_under_concurrent_questions(make_answerer):
+    # A server asks from several threads at once: each lookup reads the store on its own.
+    from concurrent.futures import ThreadPoolExecutor
+    answerer = make_answerer(FakeGenerator(lambda m: "Double-click the MSI package [1]."))
+    questions = ["How do I install docent with Chocolatey?", "How do I install docent on Windows?"] * 8
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        reasons = list(pool.map(lambda q: answerer.ask(q).abstain_reason, questions))
+    assert reasons == ["unnamed", None] * 8

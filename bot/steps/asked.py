@@ -136,6 +136,6 @@ def names(question: str) -> list[str]:
 
 
 def unnamed(question: str, mentions: Callable[[str], bool]) -> list[str]:
-    """The question's names that the documents never mention (`mentions(word)`: whether the
-    collection holds it, as its keyword index spells it)."""
+    """The question's names that the documents never mention (`mentions(word)`: whether
+    they hold it)."""
     return [name for name in names(question) if not mentions(name)]
