@@ -23,6 +23,7 @@ content word with its question does not answer it.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from answer import EVAL, docent_home, score_rows
@@ -40,6 +41,12 @@ def _baseline(question: str, answer: str) -> bool:
     return bool(words) and share_found(content_words(question), words) == 0.0
 
 
+def _gate(retriever, collection: str):
+    """The gate's name check, as the answer step makes it."""
+    from bot.steps.gate import Gate
+    return Gate(0.0, 0.0, lambda word: retriever.mentions(word, collection))
+
+
 def _verdicts(question: str, answer: str) -> dict:
     from bot.steps.asked import asks_quantity, gives_quantity, opposite_answered
     return {"number": asks_quantity(question) and not gives_quantity(answer),
@@ -53,22 +60,24 @@ def _rate(flags: list[bool]) -> dict:
 
 def _references(retriever) -> dict:
     """False alarms on reference answers; the gate on SQuAD's questions."""
-    from bot.steps.asked import unnamed
     out: dict = {}
     squad = [json.loads(line) for line in SQUAD.open(encoding="utf-8")]
     answerable = [r for r in squad if not r["is_impossible"] and r["answers"]]
     for check in ("number", "opposite", "baseline"):
         out.setdefault("squad_references", {})[check] = _rate(
             [_verdicts(r["question"], r["answers"][0])[check] for r in answerable])
-    examples = []
+    examples, started = [], time.perf_counter()
     for kind, rows in (("answerable", answerable), ("unanswerable", [r for r in squad if r["is_impossible"]])):
         fired = []
         for r in rows:
-            missing = unnamed(r["question"], lambda word: retriever.mentions(word, "squad"))
+            missing = _gate(retriever, "squad").names_missing(r["question"],
+                                                              retriever.retrieve(r["question"], "squad").passages)
             fired.append(bool(missing))
-            if missing and len(examples) < 40:
+            if missing and len(examples) < 80:
                 examples.append({"kind": kind, "question": r["question"], "unnamed": missing})
         out.setdefault("squad_gate", {})[kind] = _rate(fired)
+    # Retrieval included (the gate reads its passages first).
+    out["squad_gate"]["ms_per_question"] = round((time.perf_counter() - started) * 1000 / len(squad), 2)
     out["squad_gate"]["examples"] = examples
     halu = [json.loads(line) for line in HALUEVAL.open(encoding="utf-8")]
     for check in ("number", "opposite", "baseline"):
@@ -80,7 +89,7 @@ def _references(retriever) -> dict:
 
 def _docent(work: Path, settings, retriever) -> dict:
     """docs_qa and its rewordings, before and after the checks."""
-    from bot.steps.asked import mismatch, unnamed
+    from bot.steps.asked import mismatch
     recorded = AnswerCache(work / "rewordings-answers.jsonl")
     again = AnswerCache(work / "asked-answers.jsonl")
     answerer = None
@@ -101,10 +110,10 @@ def _docent(work: Path, settings, retriever) -> dict:
             before.append(row)
             baseline.append(_abstained(row) if not row["abstained"] and _baseline(item["question"], row["answer"])
                             else row)
-            missing = unnamed(item["question"], lambda word: retriever.mentions(word, "docs"))
+            missing = _gate(retriever, "docs").names_missing(item["question"], passages)
             why = None if row["abstained"] else mismatch(item["question"], row["answer"])
-            if missing:
-                new = {**_abstained(row), "abstain_reason": "unnamed"}
+            if missing:     # an abstention already stays one (whichever step said it first)
+                new = row if row["abstained"] else {**_abstained(row), "abstain_reason": "unnamed"}
             elif why:
                 if answerer is None:
                     answerer = _answerer(work, settings, retriever)
@@ -162,7 +171,7 @@ def _squad_live(work: Path, settings, retriever, limit: int) -> dict:
     docent with the checks off (before) and, where they find the answer lacking, again with
     them on (after); the gate on each. Right: a reference contained, or token F1 >= 0.5."""
     from answer import all_items
-    from bot.steps.asked import asks_quantity, mismatch, unnamed
+    from bot.steps.asked import asks_quantity, mismatch
     items = [i for i in all_items("squad2").values() if asks_quantity(i["question"])][:limit]
     folder = EVAL / "squad2" / "docs"
     off = settings.with_values("answer", answers_asked=False, unnamed=False)
@@ -171,9 +180,10 @@ def _squad_live(work: Path, settings, retriever, limit: int) -> dict:
     before, after, changed = [], [], []
     for n, item in enumerate(items, 1):
         row = recorded.answer(_answerer(work, off, retriever), item)
-        missing = unnamed(item["question"], lambda word: retriever.mentions(word, "squad"))
+        missing = _gate(retriever, "squad").names_missing(
+            item["question"], retriever.retrieve(item["question"], "squad").passages)
         why = None if row["abstained"] else mismatch(item["question"], row["answer"])
-        new = ({**_abstained(row), "abstain_reason": "unnamed"} if missing
+        new = ((row if row["abstained"] else {**_abstained(row), "abstain_reason": "unnamed"}) if missing
                else again.answer(_answerer(work, settings, retriever), item) if why else row)
         before.append(row)
         after.append(new)
@@ -223,6 +233,7 @@ def _print(out: dict) -> None:
     for kind in ("answerable", "unanswerable"):
         g = r["squad_gate"][kind]
         print(f"SQuAD gate (unnamed) on {kind} questions: {g['fired']} of {g['n']}")
+    print(f"  {r['squad_gate']['ms_per_question']} ms a question")
     for check, rates in r["halueval"].items():
         print(f"HaluEval {check}: right answers flagged {rates['right_flagged']['fired']} of {rates['right_flagged']['n']}, "
               f"hallucinated {rates['hallucinated_flagged']['fired']} of {rates['hallucinated_flagged']['n']}")

@@ -34,10 +34,15 @@ class Gate:
         if self.min_coverage and question_coverage(question, passages) < self.min_coverage:
             return "coverage"
         if self.mentions is not None:
-            # The passages at hand first: they find "PostgreSQL" for "Postgres", which the
-            # keyword index, by stems, may not.
-            text = "\n".join(f"{p.text}\n{p.heading}" for p in passages)
-            self.unnamed = unnamed(question, lambda word: holds_word(text, word) or self.mentions(word))
+            self.unnamed = self.names_missing(question, passages)
             if self.unnamed:
                 return "unnamed"
         return None
+
+    def names_missing(self, question: str, passages: Sequence[Passage]) -> list[str]:
+        """The question's names that neither the passages nor the documents mention. The
+        passages at hand first: they find "PostgreSQL" for "Postgres", which the keyword
+        index, by stems, may not."""
+        text = "\n".join(f"{p.text}\n{p.heading}" for p in passages)
+        return unnamed(question, lambda word: holds_word(text, word) or (self.mentions is not None
+                                                                         and self.mentions(word)))
