@@ -113,3 +113,11 @@ def test_the_name_lookup_holds_under_concurrent_questions(make_answerer):
     with ThreadPoolExecutor(max_workers=8) as pool:
         reasons = list(pool.map(lambda q: answerer.ask(q).abstain_reason, questions))
     assert reasons == ["unnamed", None] * 8
+
+
+def test_days_months_and_generic_acronyms_are_not_names_to_look_up():
+    # "Monday" is the value asked about (the documents may say Tuesdays); "REST API" is how
+    # a person names what the documents may call the web API.
+    assert names("Do deploys go out on Monday?") == []
+    assert names("How do I call the REST API over HTTPS?") == []
+    assert names("Does the Kafka connector speak JSON?") == ["Kafka"]

@@ -119,7 +119,13 @@ def mismatch(question: str, answer: str) -> str | None:
 # A name: a word with a capital after its first letter (MySQL, LFS, iOS), or a capitalised
 # word that does not start the question or a sentence of it (Chocolatey, Kafka).
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[.+#-][A-Za-z0-9]+)*")
-_NOT_NAMES = frozenset("i i'm i've i'd ok".split())
+# Capitalised, but a value asked about ("do deploys go out on Monday?" is answered by a
+# document that says Tuesdays) or a generic technical term a person uses where the
+# documents may say it otherwise ("the REST API" for "the web API"): not a subject.
+_NOT_NAMES = frozenset("""i i'm i've i'd ok monday tuesday wednesday thursday friday saturday sunday january february
+march april may june july august september october november december api apis rest http https url urls uri json
+yaml xml csv html cli gui ui ux os pdf sql id ids faq utc gmt tls ssl ssh dns ip ipv4 ipv6 tcp udp cpu gpu ram
+db vm vms usb pr ci cd am pm""".split())
 
 
 def names(question: str) -> list[str]:
