@@ -19,6 +19,9 @@ from conftest import FakeGenerator
     ("How long does a checkpoint take?", False),                  # "until the WAL is synced" answers it
     ("What is the name of the law which imposed the speed limit?", False),
     ("Which port-forwarding tool does the guide recommend?", False),
+    ("What causes the population of ctenophora to grow at an explosive rate?", False),
+    ("What does the size of the WAL depend on?", False),
+    ("What was the population in 2010?", True),
 ])
 def test_which_questions_ask_for_a_number(question, asks):
     assert asks_quantity(question) is asks
@@ -30,6 +33,7 @@ def test_an_answer_without_the_number_asked_for_is_caught():
     assert mismatch(question, "The Pushgateway listens on port 9091 [1].") is None
     assert mismatch("How many core metric types are there?", "There are four core metric types [1].") is None
     assert mismatch("How many replicas are allowed?", "Any number of replicas may follow a primary [2].") is None
+    assert mismatch("How many clicks does it take?", "Double-click the package [1].")     # "double-click": no count
 
 
 def test_an_answer_about_adding_when_asked_about_removing_is_caught():
@@ -121,3 +125,17 @@ def test_days_months_and_generic_acronyms_are_not_names_to_look_up():
     assert names("Do deploys go out on Monday?") == []
     assert names("How do I call the REST API over HTTPS?") == []
     assert names("Does the Kafka connector speak JSON?") == ["Kafka"]
+
+
+def test_a_misspelt_or_inflected_name_is_not_taken_for_one_the_documents_lack(make_answerer):
+    gen = FakeGenerator(lambda m: "Double-click the MSI package and follow the wizard [1].")
+    answer = make_answerer(gen).ask("How do I install docent on Windoes?")
+    assert answer.abstain_reason != "unnamed" and not answer.abstained
+
+
+def test_an_answer_the_guard_flags_whose_passages_lack_the_number_asked_abstains(make_answerer):
+    # The model's number is not the passage's; the passages' own sentences give none either.
+    gen = FakeGenerator(lambda m: "Double-click the MSI package 3 times and follow the wizard [1].")
+    answer = make_answerer(gen).ask("How many times do I double-click the MSI package on Windows?")
+    assert answer.abstained and answer.abstain_reason == "unsupported", answer.text
+    assert "3 times" not in answer.text and answer.citations == []

@@ -29,18 +29,21 @@ from bot.guard.lexical import stem
 _HOW = re.compile(r"\bhow\s+(?:many|much)\b", re.I)
 # What / which + a noun naming a quantity, that noun the head ("what port", "which version
 # of X", "what is the maximum number of ..."), not a modifier ("what version control
-# system"): after it comes a verb, a preposition or the end.
+# system"), nor the object of another verb ("what causes the population to grow", "what
+# does the size depend on"): no article or auxiliary before it, and after it comes a verb,
+# a preposition or the end.
 _QUANTITY_NOUNS = ("number|numbers|port|version|year|percentage|percent|price|cost|population|temperature|"
                    "amount|size|limit|length|timeout|interval|age")
 _WHAT = re.compile(r"(?:^|[,;:]\s*|\b(?:in|at|on|by|for|from|of|to)\s+)(?:what|which)\s+(?:(?:is|are|was|were|'s)\s+)?"
-                   r"(?:(?:the|a|an|its|their|our|my|your)\s+)?(?:[\w-]+\s+){0,2}?(" + _QUANTITY_NOUNS + r")"
+                   r"(?:(?:the|a|an|its|their|our|my|your)\s+)?(?:(?!(?:the|a|an|its|their|our|my|your|do|does|did|"
+                   r"is|are|was|were|has|have|had|can|will|would|should)\b)[\w-]+\s+){0,2}?(" + _QUANTITY_NOUNS + r")"
                    r"(?=\s*(?:[?.!]|$|\b(?:of|is|are|was|were|does|do|did|has|have|will|would|can|could|should|"
                    r"for|in|on|at|to|by|from|that|when|if)\b))", re.I)
 # A number in any spelling, or the words that answer "how many" without one.
 _NUMBER = re.compile(r"\d|\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|"
                      r"fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|"
                      r"seventy|eighty|ninety|hundreds?|thousands?|millions?|billions?|dozens?|once|twice|"
-                     r"half|single|double|none|no|unlimited|infinite|any|several|few|many|multiple|"
+                     r"half|single|none|no|unlimited|infinite|any|several|few|many|multiple|"
                      r"first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|latest|current|"
                      r"ii|iii|iv|vi|vii|viii|ix|xi|xii)\b", re.I)
 
@@ -123,7 +126,8 @@ _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[.+#-][A-Za-z0-9]+)*")
 # document that says Tuesdays) or a generic technical term a person uses where the
 # documents may say it otherwise ("the REST API" for "the web API"): not a subject.
 _NOT_NAMES = frozenset("""i i'm i've i'd ok monday tuesday wednesday thursday friday saturday sunday january february
-march april may june july august september october november december api apis rest http https url urls uri json
+march april may june july august september october november december mon tue tues wed thu thur thurs fri sat sun
+jan feb mar apr jun jul aug sep sept oct nov dec api apis rest http https url urls uri json
 yaml xml csv html cli gui ui ux os pdf sql id ids faq utc gmt tls ssl ssh dns ip ipv4 ipv6 tcp udp cpu gpu ram
 db vm vms usb pr ci cd am pm""".split())
 
@@ -139,6 +143,32 @@ def names(question: str) -> list[str]:
             if any(c.isupper() for c in word[1:]) or (i > 0 and word[0].isupper()):
                 found[word] = None
     return list(found)
+
+
+def spelled_near(word: str, words: Iterable[str]) -> bool:
+    """One of `words` is `word` misspelt or inflected: the same first letter and at most
+    one edit away (two for words of 8 letters or more): "Intercolleiate" for
+    "Intercollegiate", "Buddhist" for "Buddhism". Words under 5 letters must match exactly
+    ("LFS" is not "LDS")."""
+    word = word.lower()
+    if len(word) < 5:
+        return False
+    limit = 1 if len(word) < 8 else 2
+    return any(w[:1] == word[:1] and abs(len(w) - len(word)) <= limit and _edits(word, w, limit) <= limit
+               for w in words)
+
+
+def _edits(a: str, b: str, limit: int) -> int:
+    """Levenshtein distance, given up once every path is over `limit`."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            row.append(min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        if min(row) > limit:
+            return limit + 1
+        previous = row
+    return previous[-1]
 
 
 def unnamed(question: str, mentions: Callable[[str], bool]) -> list[str]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Sequence
 
 from bot.guard.lexical import content_words, share_found
 from bot.retrieval import Passage, holds_word
-from bot.steps.asked import unnamed
+from bot.steps.asked import spelled_near, unnamed
 from docent.words import QUESTION_STOP
 
 
@@ -42,7 +43,9 @@ class Gate:
     def names_missing(self, question: str, passages: Sequence[Passage]) -> list[str]:
         """The question's names that neither the passages nor the documents mention. The
         passages at hand first: they find "PostgreSQL" for "Postgres", which the keyword
-        index, by stems, may not."""
+        index, by stems, may not, and the name misspelt or inflected ("Intercolleiate",
+        "Buddhist" where they say "Buddhism"): a typo is not a subject the documents lack."""
         text = "\n".join(f"{p.text}\n{p.heading}" for p in passages)
-        return unnamed(question, lambda word: holds_word(text, word) or (self.mentions is not None
-                                                                         and self.mentions(word)))
+        words = frozenset(re.findall(r"[^\W\d_]{5,}", text.lower()))
+        return unnamed(question, lambda word: holds_word(text, word) or spelled_near(word, words)
+                       or (self.mentions is not None and self.mentions(word)))

@@ -1,7 +1,8 @@
 """Step 7: every sentence checked against the passages it cites (bot/guard/groundedness.py).
 Findings go into the answer's flags; sentences the guard is sure of are cut when the
 policy says drop; an answer whose every sentence it flags is replaced by the passages'
-own best sentences (fallback auto or extractive)."""
+own best sentences (fallback auto or extractive), or, when they lack what was asked
+(bot/steps/asked.py), by an abstention."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bot.steps.abstain import Abstainer
 from bot.guard.findings import Finding
 from bot.guard.sentences import split_claims
 from bot.guard.spans import replace_spans, shift_span
+from bot.steps.asked import mismatch
 from bot.steps.finish import Extractor, cite
 from bot.steps.result import Answer
 from docent.settings import AnswerSettings
@@ -95,6 +97,12 @@ class GroundednessStep:
                 and self.config.fallback in ("auto", "extractive") and answer.fallback is None:
             # The guard is sure no sentence is backed: the passages' own sentences instead.
             replacement, cited = self.extractor.run(standalone, answer.passages)
+            if replacement and self.config.answers_asked and mismatch(standalone, replacement):
+                # They lack what was asked too (the number, the action): the documents don't say.
+                answer.flags = [f for f in answer.flags if f["kind"] not in ("unsupported", "contradicted")]
+                answer.abstained, answer.abstain_reason, answer.cited, answer.fallback = True, "unsupported", [], "abstain"
+                self.abstainer.apply(answer)
+                return
             if replacement:
                 answer.text, answer.cited, answer.fallback = replacement, cited, "extractive"
                 answer.flags = [f for f in answer.flags if f["kind"] not in ("unsupported", "contradicted")]
