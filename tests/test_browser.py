@@ -33,7 +33,7 @@ def _scripted(messages) -> str:
     if "backups" in question:
         return ("Backups run nightly at 02:00 and are kept for 30 days [1]. "
                 "Each backup is also mailed to the auditors in Geneva on a USB stick [1].")
-    if "vpn" in question:
+    if "office network" in question:
         from bot.generators import GeneratorError
         raise GeneratorError("cannot reach the model server at http://127.0.0.1:9 (connection refused)")
     if "proxy" in question:
@@ -271,7 +271,7 @@ def test_bad_questions_show_a_message_and_the_app_keeps_going(page):
 
 
 def test_model_server_down_is_reported_and_the_app_keeps_going(page):
-    answer = _ask(page, "How do I connect to the VPN?")
+    answer = _ask(page, "How do I connect to the office network?")
     assert "cannot reach the model server" in answer.locator(".docent-error").inner_text()
     _shot(page, "10-model-down")
     assert "press Rotate" in _ask(page, "How do I rotate the API keys?").inner_text()

@@ -149,7 +149,14 @@ def test_ask_with_the_tiny_model_end_to_end(run):
 
 
 def test_withdrawn_answer_is_labelled(run, scripted):
-    scripted(lambda m: "The Kafka brokers need a 6 GB heap [1].")
-    result = run("ask", "What heap size do the Kafka brokers need for rotating API keys?")
+    scripted(lambda m: "The message brokers need a 6 GB heap [1].")
+    result = run("ask", "What heap size do the message brokers need for rotating API keys?")
     assert result.exit_code == 0
     assert "withdrawn" in result.output and "documents don't say" in result.output
+
+
+def test_a_question_about_what_no_document_names_says_which_name(run, scripted):
+    scripted(lambda m: "Run choco install docent [1].")
+    data = json.loads(run("ask", "How do I rotate API keys with Chocolatey?", "--json").output)
+    assert data["abstained"] and data["abstain_reason"] == "unnamed"
+    assert data["answer"].startswith("The documents never mention “Chocolatey”") and "choco install" not in data["answer"]
