@@ -47,6 +47,8 @@ def test_an_answer_about_adding_when_asked_about_removing_is_caught():
     assert opposite_answered("How do I disable the cache?", "Set cache_enabled to false [1].") is None
     assert opposite_answered("What is the default heap size?", "The maximum heap size is 4 GB [1].") == ("default", "maximum")
     assert opposite_answered("What is the maximum heap size?", "The heap defaults to 1 GB [1].") is None
+    assert opposite_answered("How do I stop the server?", "Send SIGTERM to the process you started [1].") is None
+    assert opposite_answered("How do I stop the server?", "Run docent serve to start it [1].") == ("stop", "start")
 
 
 def test_names_are_the_questions_proper_nouns_and_acronyms():

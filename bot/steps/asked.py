@@ -55,7 +55,9 @@ _OPPOSITE_ACTIONS = [
     ({"uninstall", "remove", "purge"}, {"install"}),
     ({"delete", "drop", "remove", "destroy"}, {"create"}),
     ({"disable", "deactivate", "off"}, {"enable", "activate"}),
-    ({"stop", "halt", "kill", "shutdown", "terminate"}, {"start", "launch", "restart"}),
+    # Stopping is told in many words ("Ctrl-C", "send SIGTERM to the process started with ...").
+    ({"stop", "halt", "kill", "shutdown", "shut", "terminate", "quit", "exit", "interrupt", "ctrl", "sigterm",
+      "sigint", "sighup"}, {"start", "launch", "restart"}),
     ({"export", "dump"}, {"import", "restore", "load"}),
     ({"decrypt"}, {"encrypt"}),
     ({"download"}, {"upload"}),
