@@ -14,8 +14,9 @@ a name no document mentions. Two kinds of figures:
   (948 answerable questions: the first reference, as a right answer), the gate on all
   2,000 questions against the squad collection (the 1,052 unanswerable ones: what it
   catches), and HaluEval QA's right and hallucinated answers (1,000 each). The rules were
-  written from docs_qa's failures; their first run was the first time they met these
-  sets, and what was changed after it was read from SQuAD (benchmarks/README.md, "Does
+  written from docs_qa's failures (scratch scripts had looked at these sets' questions and
+  reference answers); their first run was the first time docent's answers to these sets
+  met them, and what was changed after it was read from SQuAD (benchmarks/README.md, "Does
   the answer give what was asked?": both runs' figures).
 
 Baseline in the same run, the simplest check of the kind: an answer that shares no
