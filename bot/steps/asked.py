@@ -18,7 +18,7 @@ on docs_qa, false alarms on SQuAD 2.0's and HaluEval's reference answers."""
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable
+from typing import Iterable
 
 from bot.citations import strip_markers
 from bot.guard.fact_conflicts import NEGATORS
@@ -172,8 +172,3 @@ def _edits(a: str, b: str, limit: int) -> int:
         previous = row
     return previous[-1]
 
-
-def unnamed(question: str, mentions: Callable[[str], bool]) -> list[str]:
-    """The question's names that the documents never mention (`mentions(word)`: whether
-    they hold it)."""
-    return [name for name in names(question) if not mentions(name)]

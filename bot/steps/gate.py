@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 
 from bot.guard.lexical import content_words, share_found
 from bot.retrieval import Passage, holds_word
-from bot.steps.asked import spelled_near, unnamed
+from bot.steps.asked import names, spelled_near
 from docent.words import QUESTION_STOP
 
 
@@ -45,7 +45,10 @@ class Gate:
         passages at hand first: they find "PostgreSQL" for "Postgres", which the keyword
         index, by stems, may not, and the name misspelt or inflected ("Intercolleiate",
         "Buddhist" where they say "Buddhism"): a typo is not a subject the documents lack."""
+        asked = names(question)
+        if not asked:           # most questions: no passage text to gather
+            return []
         text = "\n".join(f"{p.text}\n{p.heading}" for p in passages)
         words = frozenset(re.findall(r"[^\W\d_]{5,}", text.lower()))
-        return unnamed(question, lambda word: holds_word(text, word) or spelled_near(word, words)
-                       or (self.mentions is not None and self.mentions(word)))
+        return [name for name in asked if not (holds_word(text, name) or spelled_near(name, words)
+                                               or (self.mentions is not None and self.mentions(name)))]

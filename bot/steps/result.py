@@ -51,9 +51,10 @@ class Answer:
     timings: dict = field(default_factory=dict)
     fallback: str | None = None          # "extractive" when the passages' sentences replaced the model's
     # "retrieval" (nothing relevant), "coverage" (the question's subject is not in the
-    # passages), "unnamed" (it names something no document mentions), "judge" (the model says they do not answer it), "model" (its answer says
-    # so), "unbacked" (no sentence backed by its passage), "off_question" (it answers
-    # another question, or only restates this one), "unsupported" (the guard cut all)
+    # passages), "unnamed" (it names something no document mentions), "judge" (the model
+    # says they do not answer it), "model" (its answer says so), "unbacked" (no sentence
+    # backed by its passage), "off_question" (it answers another question, or only
+    # restates this one), "unsupported" (the guard cut all)
     abstain_reason: str | None = None
     dropped_passages: int = 0            # retrieved passages that did not fit the model's window
     model_text: str = ""                 # what the model wrote, before any fallback or abstention text
