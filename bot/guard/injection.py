@@ -61,8 +61,9 @@ _INJECTION = [(t, re.compile(p, re.I | re.M)) for t, p in [
     ("DICTATED_ANSWER", r"(?<!\bto )\b(?:print|say|output|repeat|write)\s+(?:out\s+)?(?:the following|this|these)\s+(?:text|sentence|"
                         r"words?|string|message|phrase|line)\b"),
     # Speaking to the assistant, or to whatever machine reads the document.
+    # ... as a label ("Note to the AI assistant: ..."), not in a sentence about such notes.
     ("ADDRESSED_TO_ASSISTANT", rf"\b(?:note|message|instructions?|attention|notice|memo|reminder|request|directive)\s+"
-                               rf"(?:to|for)\s+(?:the\s+|any\s+|all\s+|an?\s+)?{_AI}\b"),
+                               rf"(?:to|for)\s+(?:the\s+|any\s+|all\s+|an?\s+)?{_AI}\b(?=[^.\n]{{0,40}}[:—])"),
     ("ADDRESSED_TO_ASSISTANT", rf"\b(?:hello|hi|hey|dear|attention)\s*,?\s+(?:chatgpt|gpt|claude|bard|gemini|copilot|"
                                rf"assistant|a\.?i\.?|llm|language model|chatbot)\b"),
     ("ADDRESSED_TO_ASSISTANT", rf"\bif you are (?:an?|the) (?:ai|assistant|language model|large language model|llm|chatbot|bot|"
@@ -83,19 +84,30 @@ _INJECTION = [(t, re.compile(p, re.I | re.M)) for t, p in [
                       r"turned off)\b|\bhidden function\b|\b(?:with|has|have) no (?:restrictions|filters|limits|rules|guidelines)"
                       r"\b(?=[^.\n]{0,60}\b(?:answer|respond|reply|say|question))"),
     ("ROLE_OVERRIDE", r"\byou are no longer (?:bound|restricted|limited|required|an? (?:ai|assistant|language model))\b|"
-                      r"\b(?:do not|don't|never) (?:follow|obey) (?:the |your |any )?(?:previous |prior |original |system |above |"
-                      r"earlier )?(?:instructions|rules|system prompt)\b"),
+                      r"\b(?:do not|don't|never) (?:follow|obey) (?:(?:the |any )?(?:previous|prior|original|system|above|earlier) "
+                      r"(?:instructions|rules|prompt)|your (?:instructions|rules|system prompt))\b"),
     ("SECRET_INSTRUCTION", r"\b(?:do not|don't|never) (?:tell|inform|warn|alert|let) the user\b|\bwithout (?:telling|informing|"
                            r"alerting|warning) the user\b|\bthe user (?:wants|would like|has asked|asked|authori[sz]ed|instructed|"
                            r"requested|expects) you to\b|\bwhen(?:ever)? you(?:'re| are)? (?:asked|summari[sz]ing|answering|"
                            r"responding|replying|processing|reading)\b[^.\n]{0,80}\b(?:say|respond|reply|print|output|include|"
                            r"mention|tell|state|claim)\b"),
-    ("JAILBREAK", r"\b(?:jailbreak|jailbroken|developer mode|do anything now|DAN mode|god mode)\b"),
+    # The word "jailbreak" alone is the vocabulary of documentation about attacks.
+    ("JAILBREAK", r"\b(?:jailbreak|jailbroken|DAN|developer|god|debug|admin|unrestricted)\s+mode\s+(?:is\s+(?:now\s+)?)?"
+                  r"(?:enabled|activated|on|engaged|unlocked)\b|\bdo anything now\b|\byou are (?:now )?jailbroken\b|"
+                  r"\b(?:unlock|enable|activate) (?:your )?(?:hidden|secret) (?:functions?|functionalit(?:y|ies)|features|modes?|"
+                  r"abilities|capabilities)\b"),
+    ("ROLE_OVERRIDE", r"\bregardless of (?:any |your |all |the )?(?:previous|prior|earlier|pre-existing|existing|other|original|"
+                      r"system) (?:input|instructions|guidelines|restrictions|rules|context|prompts?|programming)\b|"
+                      r"\b(?:when i gave you (?:your|the) instructions|i forgot to (?:ask|tell) you to)\b|"
+                      r"\byou(?:'ve| have) been (?:assigned|given) (?:a|the|this|one) (?:new |last |final )?task\b|"
+                      r"\bif you are (?:told|asked) to (?:summari[sz]e|translate|respond|reply|answer (?:a|the|any) question)\b"),
     ("NEW_INSTRUCTIONS", r"\b(?:new|updated|real|actual|revised|additional|secret|hidden|true|important|correct)\s+"
                          r"(?:instructions?|directives?|system prompt)\s*(?::|are\s*:|is\s*:|are as follows|follow\s*:)|"
                          r"\b(?:previous|above|earlier|prior|original) (?:instructions|directions|rules) (?:were|are|was) "
                          r"(?:wrong|incorrect|outdated|a test|void|cancell?ed|fake|mistaken)\b|\byour (?:new|real|actual|true|only|sole|"
-                         r"updated) (?:task|job|goal|objective|purpose|instructions?|mission|role)\b"),
+                         r"updated) (?:task|job|goal|objective|purpose|instructions?|mission|role|directives?|orders)\b|"
+                         r"\b(?:new|updated|revised|important|urgent|priority|secret|hidden|real)\s+(?:important\s+|new\s+)?"
+                         r"(?:instructions|task|directives?|orders)\s*(?:\*{2,}|:|!)"),
     # Fake turns of a chat, and chat templates' markup.
     ("CHAT_MARKUP", r"<\|(?:im_start|im_end|system|assistant|user|endoftext|eot_id|start_header_id)\|>|\[/?INST\]|"
                     r"<</?SYS>>|<\s*/?\s*(?:system|instructions?|admin)\s*>|\[(?:system|admin|inst|instruction)\]|"
@@ -115,6 +127,12 @@ _INJECTION = [(t, re.compile(p, re.I | re.M)) for t, p in [
                       r"display|share|dump|leak|recite|disclose)\s+your\s+(?:instructions|prompt|programming|directives)\b|"
                       r"\b(?:were|have|had|did) you (?:been )?(?:given|told|instructed|programmed)\b|\byou (?:were|have been|'ve "
                       r"been) (?:given|told|instructed|programmed)\b"),
+    ("SYSTEM_PROMPT", r"\b(?:repeat|print|output|recite|write out|reproduce|go (?:line by line )?(?:through|over|on))\b[^.\n]{0,30}"
+                      r"\b(?:words|text|lines|everything|content|what you see)\s+above\b|\b(?:repeat|print|output|write|recite|include|go)\b"
+                      r"[^.\n]{0,60}\b(?:starting|beginning) with (?:the (?:phrase|words?) )?['\"“‘]you are\b|\b(?:first|last|exact|full|complete|entire)\s+"
+                      r"(?:\w+\s+){0,2}of your (?:system prompt|system message|instructions|prompt)\b|\b(?:output|print|reveal|"
+                      r"show|display|share|tell me|give me|what(?:'s| is))\s+your\s+(?:unique|secret|internal|hidden|private)\s+"
+                      r"(?:id|identifier|code|key|token|password)\b"),
     # Data sent out through a picture's address (the answer's renderer fetches it).
     ("EXFILTRATION", r"!\[[^\]\n]{0,80}\]\(\s*https?://[^)\s]*[?&][^)\s=]+=[^)\s]*(?:[{\[<$]|%7B|%5B|%3C)"),
     ("EXFILTRATION", r"\b(?:include|add|append|render|display|insert|embed|output|show)\b[^.\n]{0,60}\b(?:image|markdown|"
