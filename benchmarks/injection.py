@@ -84,7 +84,7 @@ def _readmes() -> list[dict]:
     out = []
     for dist in sorted(importlib.metadata.distributions(), key=lambda d: d.metadata["Name"] or ""):
         text = dist.metadata.get_payload() or ""
-        if re.search(r"\bprompts?\b", text, re.I) and dist.metadata["Name"] not in ("garak", "spikee", "rebuff", "pytector"):
+        if re.search(r"\bprompts?\b", text, re.I) and dist.metadata["Name"] not in ("garak", "spikee", "rebuff", "pytector", "docent"):
             out += [{"split": "readmes", "source": f"{dist.metadata['Name']} README", "text": p["text"]}
                     for p in _paragraphs(text, "test", dist.metadata["Name"])]
     return out
@@ -133,6 +133,17 @@ def _split_figures(d, split: str, attacks: list[dict], prose: list[dict], chunks
                         for t in sorted({a["type"] for a in planted})}}
 
 
+# Held-out figures when each part was first read (the patterns were then widened from its
+# misses): spikee at 0b6dcba (before: d45e5c4), PyRIT at b6092ea (its curated templates were
+# read after it; its in-the-wild sample never was).
+FIRST_RUNS = {"spikee at 0b6dcba": {"planted caught": 0.310, "questions caught": 0.111, "prose flagged": 0.014,
+                                    "before": {"planted caught": 0.063, "questions caught": 0.0, "prose flagged": 0.013},
+                                    "keyword list": {"planted caught": 0.085, "questions caught": 0.037, "prose flagged": 0.024}},
+              "pyrit at b6092ea": {"planted caught": 0.488, "curated": "55/144", "in the wild": "72/116",
+                                   "before": {"planted caught": 0.250, "curated": "25/144", "in the wild": "40/116"},
+                                   "keyword list": {"planted caught": 0.246, "curated": "25/144", "in the wild": "39/116"}}}
+
+
 def part_injection() -> dict:
     """Figures per detector; INJECTION_HIDE=test2,readmes keeps held-out figures off the screen
     while patterns are being written."""
@@ -151,7 +162,7 @@ def part_injection() -> dict:
     chunks = docs_chunks(10**6)
     questions = _questions()
     detectors = {"keyword list (baseline)": Keywords, f"patterns before ({BEFORE})": _before(), "patterns now": now}
-    out: dict = {"chunks": len(chunks), "questions": len(questions), "package readme paragraphs": len(readmes),
+    out: dict = {"first_runs": FIRST_RUNS, "chunks": len(chunks), "questions": len(questions), "package readme paragraphs": len(readmes),
                  "splits": SPLITS}
     for name, d in detectors.items():
         row: dict = {"eval-doc chunks flagged": _rate([bool(d.find_injection(c)) for c in chunks]),

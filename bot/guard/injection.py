@@ -22,7 +22,7 @@ _SECRET_WORDS = r"(?:passwords?|passwd|credentials?|secrets?|api[ _-]?keys?|acce
 _INSTRUCTIONS = r"(?:instructions?|prompts?|rules|directions|guidelines|messages?|context|commands|directives?|programming|" \
                 r"constraints|restrictions|guidance|orders|training)"
 # Words that may stand between "ignore" and what is ignored: "ignore any previous and following instructions".
-_FILLER = r"(?:all|any|every|each|the|your|these|those|my|of|and|or|previous|prior|above|earlier|preceding|following|" \
+_FILLER = r"(?:all|any|every|each|the|your|these|those|my|of|and|or|&|previous|prior|above|earlier|preceding|following|" \
           r"former|original|initial|system|other|existing|current|given|this|that|above-mentioned|old)"
 _AI = r"(?:ai|a\.i\.|assistants?|chatbots?|language models?|llms?|large language models?|models?|bots?|gpt|chatgpt|" \
       r"claude|bard|gemini|copilot|automated [a-z]+(?: [a-z]+)?|ai [a-z]+|agents?)"
@@ -31,7 +31,8 @@ _SAY = r"(?:say|print|output|respond|reply|answer|repeat|write out|return only)"
 _INJECTION = [(t, re.compile(p, re.I | re.M)) for t, p in [
     # Cancelling the assistant's own instructions.
     ("IGNORE_INSTRUCTIONS", rf"\b(?:ignore|disregard|forget|override|bypass|abandon|discard)\s+(?:(?:{_FILLER}\s+){{1,5}}"
-                            rf"{_INSTRUCTIONS}|(?:{_FILLER}\s+){{0,5}}(?:instructions|prompts?|directives|programming))\b"),
+                            rf"{_INSTRUCTIONS}|(?:{_FILLER}\s+){{0,5}}(?:instructions|prompts?|directives|programming|(?:previous|prior|"
+                            rf"earlier|past|above) conversations?))\b"),
     ("IGNORE_INSTRUCTIONS", r"\b(?:ignore|disregard|forget)\s+(?:what(?:ever)?\s+(?:the\s+user|you\s+were|i|they)\s+(?:asked|said|"
                             r"told|wrote|wants?)|(?:the|this|that)\s+(?:user'?s?\s+)?(?:question|request|query)(?:\s+you\s+"
                             r"were\s+(?:asked|given))?)\b"),
@@ -108,10 +109,41 @@ _INJECTION = [(t, re.compile(p, re.I | re.M)) for t, p in [
                          r"updated) (?:task|job|goal|objective|purpose|instructions?|mission|role|directives?|orders)\b|"
                          r"\b(?:new|updated|revised|important|urgent|priority|secret|hidden|real)\s+(?:important\s+|new\s+)?"
                          r"(?:instructions|task|directives?|orders)\s*(?:\*{2,}|:|!)"),
+    # Jailbreak prompts' vocabulary: a persona without rules, answers without refusals.
+    ("JAILBREAK", r"\bgod\s*mode\b|\binsert divider\b|\buser-?query\s*:|\b(?:unfiltered|uncensored|unhinged|amoral|unethical|"
+                  r"unaligned|liberated|rebel(?:lious)?)\s+(?:and\s+\w+\s+)?(?:ai|chatbot|assistant|model|responses?|answers?|"
+                  r"version|persona|character|genius)\b|\b(?:unfilteredly|unfliteredly|unrestrictedly|uncensoredly)\b"),
+    ("JAILBREAK", r"\b(?:ethics?|safety|content|refusal|moral|censorship)[ _]?(?:filters?|restrictions|mechanisms?|guidelines|"
+                  r"polic(?:y|ies)|protocols?)\s*[:=]\s*(?:disabled|off|none|false|0|removed|deactivated)\b|\b(?:content|safety)\s+"
+                  r"(?:polic(?:y|ies)|filters?|guidelines|protocols|restrictions)\s+(?:are\s+|is\s+|have\s+been\s+)?(?:suspended|"
+                  r"disabled|lifted|removed|deactivated)\b"),
+    ("JAILBREAK", r"\b(?:respond|answer|reply)\w*\s+without\s+(?:any\s+)?(?:issuing\s+)?(?:warnings|refusals|disclaimers|"
+                  r"caveats)\b|\bdo not apologi[sz]e\b|\bnever (?:refuse|apologi[sz]e)\b|\bwithout (?:any )?(?:dis?claimers?|"
+                  r"refusals?|ethics|morals|remorse|morality|ethical (?:concerns|guidelines|considerations|constraints))\b|"
+                  r"\bfree (?:from|of) (?:all |any )?(?:ethics|morals|rules|restrictions|guidelines|censorship)\b"),
+    ("JAILBREAK", r"\b(?:not|never|no longer) (?:be )?(?:bound|restricted|limited|required|obliged|need to|have to)\b[^.\n]{0,40}"
+                  r"\b(?:ethic\w*|moral\w*|openai|content polic\w*|censor\w*|legal restrictions)|\b(?:ignor\w*|disregard\w*|"
+                  r"violat\w*|bypass\w*|break\w*|obey|follow|comply with|adhere to)\b[^.\n]{0,20}\bopenai(?:'s)? (?:content |"
+                  r"usage )?polic(?:y|ies)\b|\b(?:does not|doesn't|never) (?:follow|obey|abide by|adhere to) any (?:rules|"
+                  r"principles|guidelines|policies|ethics|laws)\b|\byou must (?:obey|follow) (?:all|every|any|my) (?:orders|"
+                  r"commands|instructions)\b"),
+    ("ROLE_OVERRIDE", r"\b(?:simulate|emulate|impersonate)\s+(?:an?\s+|the\s+)?(?:\w+\s+){0,2}(?:ai|chatbot|assistant|"
+                      r"language model|persona|character|developer mode)\b|\byou are (?:now )?(?:an?|the) (?:simulator|emulator|"
+                      r"simulation) of\b|\b(?:take on|adopt) the (?:role|persona|identity) of\b|\b(?:continue|respond|answer|"
+                      r"reply|speak|behave)\s+as\s+(?:an?\s+|the\s+)?(?:\w+\s+){0,2}(?:ai|chatbot|language model|persona|"
+                      r"character)\b|\brole\s*:\s*you are\b|\b(?:prompts?|questions?) i (?:give|ask|send) you\b|"
+                      r"\b(?:answer|respond to|reply to)\s+(?:my|every|each|all)\s+(?:prompts?|questions?)\s+in\s+two\b|"
+                      r"\btwo (?:different |separate )*(?:responses|answers|ways)\b[^.\n]{0,60}\b(?:every|each) (?:prompt|"
+                      r"question)\b|\bfrom now on,? (?:for every (?:response|answer|reply|message)|you (?:should|will|must|shall|"
+                      r"give|write|answer|respond|reply|speak|act)\b(?=[^.\n]{0,60}\b(?:answer|respond|response|reply|role|"
+                      r"prompts?|persona|format)))"),
+    ("DICTATED_ANSWER", r"\b(?:start|begin)\s+(?:the\s+)?(?:response|answer|reply)s?\s+with\s+[\"“']|\byour (?:response|"
+                        r"answer|reply|refusal),? (?:always |standardly )?(?:beginning|starting) with\b"),
     # Fake turns of a chat, and chat templates' markup.
     ("CHAT_MARKUP", r"<\|(?:im_start|im_end|system|assistant|user|endoftext|eot_id|start_header_id)\|>|\[/?INST\]|"
                     r"<</?SYS>>|<\s*/?\s*(?:system|instructions?|admin)\s*>|\[(?:system|admin|inst|instruction)\]|"
-                    r"<end of (?:session|conversation|context|prompt|input|document)>|"
+                    r"<end of (?:session|conversation|context|prompt|input|document)>|\[(?:end|start) of (?:input|output|"
+                    r"prompt|context|session)\]|\[(?:start|end) output\]|"
                     r"^\s*(?:system|assistant)\s*:\s|\b(?:system|admin(?:istrator)?|developer)\s+(?:message|override|request|"
                     r"instruction|prompt|note|update|notice|command)s?\s*:{1,2}"),
     ("CHAT_MARKUP", r"(?:^|(?<=[.!?>\]\"”]\s))\s*(?:user|human)\s*:\s(?=[\s\S]*?(?:^|(?<=[.!?>\]\"”]\s))\s*(?:assistant|ai|"
