@@ -163,9 +163,11 @@ class Answerer:
             return reason, self.prompts.render("abstain.unnamed.txt", names=_listed(gate.unnamed))
         return reason, ""
 
-    def build_messages(self, question: str, passages: Sequence[Passage]) -> tuple[list[dict], int]:
+    def build_messages(self, question: str, passages: Sequence[Passage],
+                       collection: str | None = None) -> tuple[list[dict], int]:
         """The chat messages with as many passages as fit; (messages, passages used)."""
-        return PromptBuilder(self.settings.generation, self.prompts, self.generator).run(question, passages)
+        withhold = self.settings.leaks_for(collection).injection == "withhold"
+        return PromptBuilder(self.settings.generation, self.prompts, self.generator, withhold).run(question, passages)
 
     def abstention(self, passages: Sequence[Passage], lead: str = "") -> str:
         return self.abstainer.text(passages, lead)
@@ -237,7 +239,7 @@ class Answerer:
                                            lead)
             return
 
-        messages, used = self.build_messages(standalone, passages)
+        messages, used = self.build_messages(standalone, passages, collection)
         dropped, passages = len(passages) - used, passages[:used]
         judged: dict = {}           # the model's own checks, P(no) by name
         can_judge = has_ability(self.generator, TOKEN_PROBABILITIES)

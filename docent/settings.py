@@ -183,6 +183,9 @@ class LeakSettings:
     paths_case_sensitive: bool = False
     exclude: tuple[Label, ...] = ("restricted",)
     restricted: Literal["allow", "flag", "block"] = "block"     # bot/answer.py: no redact here
+    # A passage's instructions to the assistant ("ignore previous instructions..."): always
+    # flagged; "withhold": also left out of what the model reads (the passage shown keeps them).
+    injection: Literal["flag", "withhold"] = "withhold"
 
 
 @_validated

@@ -271,6 +271,31 @@ def find_injection(text: str) -> list[SteeringMatch]:
     return [m for m in found if not _mentioned(text, m, quotes) and not _described(text, m)]
 
 
+LEFT_OUT = "[text addressed to an AI assistant, left out]"
+_PARAGRAPH_END = re.compile(r"\n\s*\n")
+
+
+def leave_out_instructions(text: str) -> str:
+    """The text as the model should read it: each instruction to the assistant left out,
+    from the start of its sentence to the end of its paragraph (an attack's next sentences,
+    "Instead, ...", go with it; the paragraph's sentences before it stay)."""
+    found = find_injection(text)
+    if not found:
+        return text
+    from bot.guard.spans import replace_spans
+    spans: list[tuple[int, int]] = []
+    for match in found:
+        ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, match.start)]
+        start = max(ends, default=0)
+        after = _PARAGRAPH_END.search(text, match.end)
+        end = after.start() if after else len(text)
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+        else:
+            spans.append((start, end))
+    return replace_spans(text, [(a, b, (" " if a and not text[a - 1].isspace() else "") + LEFT_OUT) for a, b in spans])[0]
+
+
 def find_extraction(question: str) -> list[SteeringMatch]:
     """A question that tries to get secrets or the system prompt out."""
     return _find(question, _EXTRACTION) + [m for m in find_injection(question)]

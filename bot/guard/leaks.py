@@ -140,11 +140,10 @@ class LeakScanner:
             leaks += [Leak(m.start, m.end, "confidential", m.type, m.score) for m in find_markings(text)]
         return sorted(leaks, key=lambda l: l.start)
 
-    @staticmethod
-    def steering(question: str, passages: Sequence[str]) -> list[Finding]:
+    def steering(self, question: str, passages: Sequence[str]) -> list[Finding]:
         """A question that tries to pull secrets or the system prompt out, and passages
         holding instructions aimed at the assistant: flagged (the passages reached the
-        model only as quoted data)."""
+        model only as quoted data, without those instructions under injection = "withhold")."""
         from bot.guard.injection import find_extraction, find_injection
         findings = []
         asked = find_extraction(question)
@@ -159,7 +158,8 @@ class LeakScanner:
                 findings.append(Finding("prompt_injection", "high", (0, 0),
                                         f"passage [{n}] holds instructions aimed at the assistant "
                                         f"({planted[0].type.lower()}: “{passage[planted[0].start:planted[0].end][:60]}”); "
-                                        f"it was given to the model as quoted data only", n, "flagged", 0.8))
+                                        + ("they were left out of what the model read" if self.config.injection == "withhold"
+                                           else "it was given to the model as quoted data only"), n, "flagged", 0.8))
         return findings
 
     def _answer_leaks(self, text: str) -> list[Leak]:

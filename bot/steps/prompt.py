@@ -28,15 +28,24 @@ def citation_grammar(k: int) -> str:
 
 
 class PromptBuilder:
-    def __init__(self, generation: GenerationSettings, prompts: Prompts, generator):
+    def __init__(self, generation: GenerationSettings, prompts: Prompts, generator, withhold_instructions: bool = False):
+        """`withhold_instructions`: a passage's instructions to the assistant are left out of
+        what the model reads (bot/guard/injection.py)."""
         self.generation, self.prompts, self.generator = generation, prompts, generator
+        self.withhold_instructions = withhold_instructions
+
+    def _text(self, passage: Passage) -> str:
+        if not self.withhold_instructions:
+            return passage.text
+        from bot.guard.injection import leave_out_instructions
+        return leave_out_instructions(passage.text)
 
     def run(self, question: str, passages: Sequence[Passage]) -> tuple[list[dict], int]:
         """The chat messages with as many passages (best first) as fit the model's window,
         leaving room for the answer. Returns (messages, passages used)."""
         budget = self.generation.context_window - self.generation.max_answer_tokens - 8
         prefix = self.prompts.answer_prefix()
-        used = list(passages)
+        used = [replace(p, text=self._text(p)) for p in passages]
         while True:
             blocks = [(i + 1, p.location, p.text) for i, p in enumerate(used)]
             messages = prefix + [{"role": "user", "content": self.prompts.answer_turn(question, blocks)}]
