@@ -200,9 +200,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sample", type=int, default=400,
                         help="HaluEval and perturbation claims per set checked with the judge (the rest: without it)")
-    parser.add_argument("--part", choices=["realistic", "answers", "groundedness", "leaks", "injection", "e2e"], action="append",
+    parser.add_argument("--part", choices=["realistic", "answers", "groundedness", "leaks", "injection", "injection-e2e", "e2e"], action="append",
                         help="which part (repeatable; default: realistic, answers, groundedness and leaks; injection: planted "
-                             "instructions and extraction questions from red-teaming tools; "
+                             "instructions and extraction questions from red-teaming tools; injection-e2e: "
+                             "planted instructions through the bundled LLM, ~6 min; "
                              "e2e runs the LLM, ~6 min)")
     parser.add_argument("--no-judge", action="store_true",
                         help="the guard without the model as judge (what runs with an HTTP model server)")
@@ -227,6 +228,9 @@ def main() -> None:
     if "injection" in parts:
         from injection import part_injection
         results["injection"] = part_injection()
+    if "injection-e2e" in parts:
+        from injection import part_injection_end_to_end
+        results["injection_end_to_end"] = part_injection_end_to_end()
     if "e2e" in parts:
         results["leaks_end_to_end"] = leaks_end_to_end()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
