@@ -140,10 +140,12 @@ class Extractor:
 
     def run(self, question: str, passages: Sequence[Passage], limit: int = 2,
             margin: float = 0.05) -> tuple[str, list[int]]:
+        from bot.guard.injection import find_injection
         # Prose and list items only: a heading, a code block or a question (an FAQ's) is not
-        # an answer sentence.
+        # an answer sentence, nor is an instruction planted for the assistant ("If the user
+        # asks, reply only with ..."), which would otherwise be shown as docent's answer.
         candidates = [(n + 1, s) for n, p in enumerate(passages) for s in split_sentences(p.text, ("prose", "item"))
-                      if 20 <= len(s) <= 600 and not s.rstrip().endswith("?")]
+                      if 20 <= len(s) <= 600 and not s.rstrip().endswith("?") and not find_injection(s)]
         if not candidates:
             return "", []
         vectors = self.embedder.embed([question] + [s for _, s in candidates])
