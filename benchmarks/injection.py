@@ -21,6 +21,7 @@ import random
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -165,7 +166,10 @@ def part_injection() -> dict:
     out: dict = {"first_runs": FIRST_RUNS, "chunks": len(chunks), "questions": len(questions), "package readme paragraphs": len(readmes),
                  "splits": SPLITS}
     for name, d in detectors.items():
-        row: dict = {"eval-doc chunks flagged": _rate([bool(d.find_injection(c)) for c in chunks]),
+        started = time.perf_counter()
+        in_chunks = [bool(d.find_injection(c)) for c in chunks]
+        row: dict = {"ms per eval-doc chunk": round(1000 * (time.perf_counter() - started) / len(chunks), 3),
+                     "eval-doc chunks flagged": _rate(in_chunks),
                      "docs_qa + SQuAD questions flagged": _rate([bool(d.find_extraction(q)) for q in questions]),
                      "package readme paragraphs flagged": _rate([bool(d.find_injection(p["text"])) for p in readmes])}
         for split in SPLITS:
@@ -182,7 +186,8 @@ def part_injection() -> dict:
                   f"{r['planted in English caught']:.3f} of {r['planted in English']}), questions caught "
                   f"{r['questions caught']:.3f} ({r['questions']}), prose flagged {r['prose flagged']:.3f} "
                   f"({r['prose paragraphs']})", flush=True)
-        print(f"{name:28}      : eval-doc chunks flagged {row['eval-doc chunks flagged']:.4f} ({len(chunks)}), "
+        print(f"{name:28}      : eval-doc chunks flagged {row['eval-doc chunks flagged']:.4f} ({len(chunks)}, "
+              f"{row['ms per eval-doc chunk']} ms a chunk), "
               f"docs_qa + SQuAD questions flagged {row['docs_qa + SQuAD questions flagged']:.4f} ({len(questions)})"
               + ("" if "readmes" in hide else f", package READMEs' paragraphs flagged "
                  f"{row['package readme paragraphs flagged']:.4f} ({len(readmes)})"), flush=True)
@@ -239,7 +244,6 @@ def part_injection_end_to_end() -> dict:
     guard), with the planted instruction read by the model (injection = "flag", the
     behaviour before) and left out of what it reads ("withhold", the default)."""
     import tempfile
-    import time
     from bot.answer import Answerer
     from docent.settings import load_settings
     from ingest.pipeline import Ingestor
