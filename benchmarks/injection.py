@@ -103,6 +103,38 @@ def _rate(flags: list[bool]) -> float:
     return round(sum(flags) / max(1, len(flags)), 3)
 
 
+def _smuggled(text: str, rng: random.Random) -> str:
+    """ASCII smuggling: every printable character as its invisible Unicode tag character."""
+    return "".join(chr(0xE0000 + ord(c)) if " " <= c <= "~" else c for c in text)
+
+
+def _look_alikes(text: str, rng: random.Random, table: dict | None = None) -> str:
+    """Half the letters spikee's homoglyph plugin can swap, swapped (seeded)."""
+    table = table or json.loads((DATA / "injection_confusables.json").read_text(encoding="utf-8"))
+    return "".join(table[c] if c in table and rng.random() < 0.5 else c for c in text)
+
+
+def _zero_width(text: str, rng: random.Random) -> str:
+    """A zero-width space inside words, after about every third letter."""
+    return "".join(c + "\u200b" if c.isalpha() and rng.random() < 0.33 else c for c in text)
+
+
+OBFUSCATIONS = {"hidden in tag characters": _smuggled, "look-alike letters": _look_alikes, "zero-width spaces": _zero_width}
+
+
+def _obfuscated(d, attacks: list[dict], chunks: list[str]) -> dict:
+    """The held-out planted attacks the patterns catch written plainly, caught again when
+    each is disguised (the carrier page stays plain)."""
+    out = {}
+    for name, disguise in OBFUSCATIONS.items():
+        caught = []
+        for a in attacks:
+            rng = random.Random(a["id"] + name)
+            caught.append(bool(d.find_injection(plant({**a, "text": disguise(a["text"], rng)}, chunks))))
+        out[name] = _rate(caught)
+    return out
+
+
 def english(text: str) -> bool:
     """Mostly English (a fifth of its words or more are English function words); spikee also
     ships its attacks translated into Zulu, Albanian, Irish and Gaelic."""
@@ -165,6 +197,10 @@ def part_injection() -> dict:
     detectors = {"keyword list (baseline)": Keywords, f"patterns before ({BEFORE})": _before(), "patterns now": now}
     out: dict = {"first_runs": FIRST_RUNS, "chunks": len(chunks), "questions": len(questions), "package readme paragraphs": len(readmes),
                  "splits": SPLITS}
+    # Held-out attacks today's patterns catch written plainly: how many still are, disguised.
+    disguisable = [a for a in attacks if a["split"] in ("test", "test2") and a["kind"] == "planted" and english(a["text"])
+                   and now.find_injection(plant(a, chunks))]
+    out["disguised attacks"] = len(disguisable)
     for name, d in detectors.items():
         started = time.perf_counter()
         in_chunks = [bool(d.find_injection(c)) for c in chunks]
@@ -174,6 +210,7 @@ def part_injection() -> dict:
                      "package readme paragraphs flagged": _rate([bool(d.find_injection(p["text"])) for p in readmes])}
         for split in SPLITS:
             row[split] = _split_figures(d, split, attacks, prose, chunks)
+        row["disguised"] = _obfuscated(d, disguisable, chunks)
         if name != "patterns now":             # which attacks were missed: only for today's patterns
             for split in SPLITS:
                 row[split].pop("missed"), row[split].pop("prose flagged ids")
@@ -186,6 +223,8 @@ def part_injection() -> dict:
                   f"{r['planted in English caught']:.3f} of {r['planted in English']}), questions caught "
                   f"{r['questions caught']:.3f} ({r['questions']}), prose flagged {r['prose flagged']:.3f} "
                   f"({r['prose paragraphs']})", flush=True)
+        print(f"{name:28}      : disguised ({len(disguisable)} caught plain): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in row["disguised"].items()), flush=True)
         print(f"{name:28}      : eval-doc chunks flagged {row['eval-doc chunks flagged']:.4f} ({len(chunks)}, "
               f"{row['ms per eval-doc chunk']} ms a chunk), "
               f"docs_qa + SQuAD questions flagged {row['docs_qa + SQuAD questions flagged']:.4f} ({len(questions)})"

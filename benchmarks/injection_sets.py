@@ -18,6 +18,9 @@ own attack data, so that docent's patterns are measured on attacks other people 
 - **test2** (held out after that): PyRIT 1.1.0 (Microsoft, MIT): its jailbreak templates,
   each wrapped round the same plain task.
 
+Also writes `benchmarks/data/injection_confusables.json`: spikee's homoglyph table, with
+which the benchmark writes attacks in look-alike letters.
+
 Writes `benchmarks/data/injection_attacks.jsonl` (kind "planted": text hidden in a
 document; kind "question": text asked) and `benchmarks/data/injection_prose.jsonl`
 (paragraphs of documentation about prompt injection, which are not attacks).
@@ -163,6 +166,16 @@ def _key(text: str) -> str:
     return " ".join(re.findall(r"[a-z]+", text.lower()))[:120]
 
 
+def spikee_confusables(folder: Path) -> dict[str, str]:
+    """spikee's homoglyph plugin's table (Latin letter -> its Cyrillic or Greek look-alike),
+    for the benchmark's obfuscated variants."""
+    source = _wheel(folder, "spikee").read("spikee/plugins/homoglyph.py").decode("utf-8")
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "CONFUSABLES":
+            return ast.literal_eval(node.value)
+    raise ValueError("no CONFUSABLES in spikee's homoglyph plugin")
+
+
 def _paragraphs(text: str, split: str, source: str) -> list[dict]:
     """A README's prose paragraphs (package headers, code blocks and tables left out)."""
     body = text.split("\n\n", 1)[1] if text.startswith("Metadata-Version") else text
@@ -186,6 +199,8 @@ def main(folder: Path) -> None:
     with (DATA / "injection_prose.jsonl").open("w", encoding="utf-8") as out:
         for n, row in enumerate(dev_prose + test_prose):
             out.write(json.dumps({"id": f"prose-{n:04d}", **row}, ensure_ascii=False) + "\n")
+    (DATA / "injection_confusables.json").write_text(json.dumps(spikee_confusables(folder), ensure_ascii=False, indent=0),
+                                                     encoding="utf-8")
     for split, rows, prose in (("dev", dev, dev_prose), ("test", test, test_prose), ("test2", test2, [])):
         kinds = {k: sum(r["kind"] == k for r in rows) for k in ("planted", "question")}
         print(f"{split}: {kinds}, {len(prose)} prose paragraphs")

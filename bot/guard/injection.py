@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.guard.visible import HIDDEN_MESSAGE, TAG_CHARACTERS, visible
+
 _SECRET_WORDS = r"(?:passwords?|passwd|credentials?|secrets?|api[ _-]?keys?|access[ _-]?keys?|private[ _-]?keys?|tokens?|" \
                 r"ssh keys?|connection strings?|webhook(?: url)?s?|pins?)"
 _INSTRUCTIONS = r"(?:instructions?|prompts?|rules|directions|guidelines|messages?|context|commands|directives?|programming|" \
@@ -264,15 +266,21 @@ def _described(text: str, match: SteeringMatch) -> bool:
 
 
 def find_injection(text: str) -> list[SteeringMatch]:
-    """Instructions aimed at the assistant inside a document (or a question); phrases a
-    sentence only quotes, or reports ("tell the model to ignore previous instructions"),
-    are left out."""
-    found = _find(text, _INJECTION)
-    if not found:
-        return found
-    quotes = [(m.start(), m.end()) for m in _QUOTE.finditer(text)]
-    kept = [m for m in found if not _mentioned(text, m, quotes) and not _described(text, m)]
-    return _one_a_sentence(text, kept)
+    """Instructions aimed at the assistant inside a document (or a question), also written
+    in look-alike letters or hidden in invisible characters; phrases a sentence only quotes,
+    or reports ("tell the model to ignore previous instructions"), are left out. Spans are
+    in `text`."""
+    plain, origin = visible(text)
+    found = _find(plain, _INJECTION)
+    if found:
+        quotes = [(m.start(), m.end()) for m in _QUOTE.finditer(plain)]
+        found = _one_a_sentence(plain, [m for m in found if not _mentioned(plain, m, quotes) and not _described(plain, m)])
+    if origin:
+        found = [SteeringMatch(origin[m.start], origin[m.end - 1] + 1, m.type) for m in found]
+    # A message in invisible characters has no place in a document, whatever it says.
+    hidden = [SteeringMatch(m.start(), m.end(), "HIDDEN_TEXT") for m in HIDDEN_MESSAGE.finditer(text)]
+    hidden = [h for h in hidden if not any(m.start < h.end and h.start < m.end for m in found)]
+    return sorted(found + hidden, key=lambda m: m.start)
 
 
 def _one_a_sentence(text: str, matches: list[SteeringMatch]) -> list[SteeringMatch]:
@@ -310,9 +318,15 @@ def leave_out_instructions(text: str) -> str:
             spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
         else:
             spans.append((start, end))
-    return replace_spans(text, [(a, b, (" " if a and not text[a - 1].isspace() else "") + LEFT_OUT) for a, b in spans])[0]
+    kept = replace_spans(text, [(a, b, (" " if a and not text[a - 1].isspace() else "") + LEFT_OUT) for a, b in spans])[0]
+    return TAG_CHARACTERS.sub("", kept)
 
 
 def find_extraction(question: str) -> list[SteeringMatch]:
     """A question that tries to get secrets or the system prompt out."""
-    return _find(question, _EXTRACTION) + [m for m in find_injection(question)]
+    plain, origin = visible(question)
+    asked = _find(plain, _EXTRACTION)
+    if origin:
+        asked = [SteeringMatch(origin[m.start], origin[m.end - 1] + 1, m.type) for m in asked]
+    from bot.guard.spans import non_overlapping
+    return non_overlapping(asked + find_injection(question), lambda m: (m.start, -m.end))
