@@ -28,10 +28,13 @@ class GroundednessStep:
 
     def verdict(self, text: str, passages, question: str):
         """The guard's verdict on `text` against the passages (headings included: they name
-        the subject a paraphrase keeps), computed once per text."""
+        the subject a paraphrase keeps; instructions planted for the assistant left out: they
+        back nothing), computed once per text."""
+        from bot.guard.injection import leave_out_instructions
         key = (text, tuple(p.chunk_ids for p in passages), question)
         if key not in self._verdicts:
-            texts = [f"{p.heading}\n{p.text}" if p.heading else p.text for p in passages]
+            bodies = [leave_out_instructions(p.text) for p in passages]
+            texts = [f"{p.heading}\n{body}" if p.heading else body for p, body in zip(passages, bodies)]
             self._verdicts[key] = self.guard.check(text, texts, question)
         return self._verdicts[key]
 
