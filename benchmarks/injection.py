@@ -135,6 +135,26 @@ def _obfuscated(d, attacks: list[dict], chunks: list[str]) -> dict:
     return out
 
 
+def _withheld(attacks: list[dict], chunks: list[str]) -> dict:
+    """What leaks.injection = "withhold" leaves the model of the attacks it catches (the
+    share of each attack's lines still in what the model reads) and of the page around them
+    (the share of the carrier's sentences kept)."""
+    from bot.guard.injection import leave_out_instructions
+    left, kept = [], []
+    for a in attacks:
+        text = plant(a, chunks)
+        out = leave_out_instructions(text)
+        lines = [l.strip() for l in a["text"].split("\n") if len(l.strip()) > 20]
+        if lines:
+            left.append(sum(len(l) for l in lines if l in out) / sum(len(l) for l in lines))
+        carrier = [l.strip() for l in re.split(r"(?<=[.!?])\s+|\n", text.replace(a["text"], "\0"))
+                   if len(l.strip()) > 20 and "\0" not in l]
+        if carrier:
+            kept.append(sum(len(l) for l in carrier if l in out) / sum(len(l) for l in carrier))
+    return {"attacks": len(left), "attack text the model still reads": round(sum(left) / max(1, len(left)), 3),
+            "attacks wholly left out": sum(x == 0 for x in left), "page text kept": round(sum(kept) / max(1, len(kept)), 3)}
+
+
 def english(text: str) -> bool:
     """Mostly English (a fifth of its words or more are English function words); spikee also
     ships its attacks translated into Zulu, Albanian, Irish and Gaelic."""
@@ -201,6 +221,10 @@ def part_injection() -> dict:
     disguisable = [a for a in attacks if a["split"] in ("test", "test2") and a["kind"] == "planted" and english(a["text"])
                    and now.find_injection(plant(a, chunks))]
     out["disguised attacks"] = len(disguisable)
+    out["withheld (held-out attacks caught)"] = w = _withheld(disguisable, chunks)
+    print(f"withhold, on the {w['attacks']} held-out attacks caught: attack text the model still reads "
+          f"{w['attack text the model still reads']:.3f} ({w['attacks wholly left out']} wholly left out), page text kept "
+          f"{w['page text kept']:.3f}", flush=True)
     for name, d in detectors.items():
         started = time.perf_counter()
         in_chunks = [bool(d.find_injection(c)) for c in chunks]

@@ -301,24 +301,17 @@ _PARAGRAPH_END = re.compile(r"\n\s*\n")
 
 
 def leave_out_instructions(text: str) -> str:
-    """The text as the model should read it: each instruction to the assistant left out,
-    from the start of its sentence to the end of its paragraph (an attack's next sentences,
-    "Instead, ...", go with it; the paragraph's sentences before it stay)."""
+    """The text as the model should read it, without the instructions to the assistant:
+    from the start of the first one's sentence to the end of the last one's paragraph (an
+    attack's next sentences, "Instead, ...", and what lies between two of its instructions go
+    with it; the sentences before it stay)."""
     found = find_injection(text)
     if not found:
         return text
-    from bot.guard.spans import replace_spans
-    spans: list[tuple[int, int]] = []
-    for match in found:
-        ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, match.start)]
-        start = max(ends, default=0)
-        after = _PARAGRAPH_END.search(text, match.end)
-        end = after.start() if after else len(text)
-        if spans and start <= spans[-1][1]:
-            spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
-        else:
-            spans.append((start, end))
-    kept = replace_spans(text, [(a, b, (" " if a and not text[a - 1].isspace() else "") + LEFT_OUT) for a, b in spans])[0]
+    start = max((m.end() for m in _SENTENCE_END.finditer(text, 0, found[0].start)), default=0)
+    after = _PARAGRAPH_END.search(text, max(m.end for m in found))
+    end = after.start() if after else len(text)
+    kept = text[:start] + (" " if start and not text[start - 1].isspace() else "") + LEFT_OUT + text[end:]
     return TAG_CHARACTERS.sub("", kept)
 
 
