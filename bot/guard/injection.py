@@ -30,7 +30,7 @@ _SECRET_WORDS = r"(?:passwords?|passwd|credentials?|secrets?|api[ _-]?keys?|acce
 _INSTRUCTIONS = r"(?:instructions?|prompts?|rules|directions|guidelines|messages?|context|commands|directives?|programming|" \
                 r"constraints|restrictions|guidance|orders|training)"
 # Words that may stand between "ignore" and what is ignored: "ignore any previous and following instructions".
-_FILLER = r"(?:all|any|every|each|the|your|these|those|my|of|and|or|&|previous|prior|above|earlier|preceding|following|" \
+_FILLER = r"(?:all|any|every|each|the|your|its|their|these|those|my|of|and|or|&|previous|prior|above|earlier|preceding|following|" \
           r"former|original|initial|system|other|existing|current|given|this|that|above-mentioned|old)"
 _AI = r"(?:ai|a\.i\.|assistants?|chatbots?|language models?|llms?|large language models?|models?|bots?|gpt|chatgpt|" \
       r"claude|bard|gemini|copilot|automated [a-z]+(?: [a-z]+)?|ai [a-z]+|agents?)"
@@ -53,7 +53,8 @@ _INJECTION = [(t, re.compile(p, re.I | re.M)) for t, p in [
     # Telling the assistant what to answer, word for word.
     ("DICTATED_ANSWER", rf"\b(?:just|only|simply|exactly)\s+{_SAY}\s*(?:with\s+)?(?:the following|this|exactly|verbatim|"
                         r"word for word|[\"“'<])"),
-    ("DICTATED_ANSWER", r"\b(?:reply|respond|answer)\s+(?:only\s+)?with\s+(?:only|just|exactly|nothing but)\b(?!\s+the\s+"
+    ("DICTATED_ANSWER", r"\b(?:reply|respond|answer)\s+only\s+with\s*[\"“'<:]|"
+                        r"\b(?:reply|respond|answer)\s+(?:only\s+)?with\s+(?:only|just|exactly|nothing but)\b(?!\s+the\s+"
                         r"(?:headers?|status|body))|\b(?:say|print|output|reply|respond|answer|text|words?|sentence)\b[^.\n]{0,60}"
                         r"\band (?:absolutely )?nothing else\b"),
     ("DICTATED_ANSWER", r"\bif (?:the |a |any |an? )?(?:user|human|reader|person|anyone|someone)s? (?:asks?|requests?|wants?|"
@@ -250,11 +251,16 @@ def _mentioned(text: str, match: SteeringMatch, quotes: list[tuple[int, int]]) -
     return len(re.findall(r"[A-Za-z]{2,}", outside)) >= 3
 
 
-# What a sentence says just before a phrase that it describes rather than says: "... tell the
-# model to ignore previous instructions", "... text such as instructions to the AI".
-_DESCRIBED = re.compile(r"(?:\b(?:the|a|an|its|their|any|this|that|such)\s+(?:[\w-]+\s+)?(?:model|llm|ai|assistant|chatbot|bot|"
-                        r"agent|system|application|app|target)s?|\b(?:models|llms|assistants|chatbots|agents|it|them)|"
-                        r"\b(?:attempts?|tries|trying|try|designed|meant|used|intended|attempting))\b[^.:\n]{0,60}\bto\s+$|"
+# What a sentence says just before a phrase that it describes rather than says: someone
+# getting a model to do it ("a document tells the model to ignore ...", "attackers make the
+# assistant ignore ..."), an attempt ("tries to ignore ..."), or an example ("text such as
+# instructions to the AI"). "The assistant is instructed to ..." is said to the assistant.
+_DESCRIBED = re.compile(r"\b(?:tells?|told|telling|makes?|made|making|tricks?|tricked|tricking|causes?|caused|causing|gets?|"
+                        r"getting|forces?|forced|forcing|convinces?|convinced|persuades?|persuaded|leads?|led|instructs?|"
+                        r"instructing|asks?|asking|wants?|coax(?:es)?|manipulates?|manipulating)\s+(?:the|a|an|its|their|any|"
+                        r"this|that|such)?\s*(?:[\w-]+\s+)?(?:models?|llms?|ai|assistants?|chatbots?|bots?|agents?|systems?|"
+                        r"applications?|apps?|targets?|it|them)\s+(?:(?:in)?to\b[^.:\n]{0,60}|(?:\w+\s+)?)$|"
+                        r"\b(?:attempts?|tries|trying|try|designed|meant|intended|attempting)\s+to\s+$|"
                         r"\b(?:such as|like|e\.g\.,?|i\.e\.,?|for example,?|for instance,?|called|known as|named)\s*$", re.I)
 
 
