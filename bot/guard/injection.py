@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
+from bot.guard.spans import non_overlapping
 from bot.guard.visible import HIDDEN_MESSAGE, TAG_CHARACTERS, visible
 
 _SECRET_WORDS = r"(?:passwords?|passwd|credentials?|secrets?|api[ _-]?keys?|access[ _-]?keys?|private[ _-]?keys?|tokens?|" \
@@ -226,12 +228,13 @@ _SENTENCE_END = re.compile(r"[.!?](?=\s)|\n\s*\n")
 def _find(text: str, patterns) -> list[SteeringMatch]:
     """Matches in text order; where patterns overlap (one phrase is both an override and a
     leak request) the first and longest is kept, so that one instruction counts once."""
-    from bot.guard.spans import non_overlapping
-    out: list[SteeringMatch] = []
-    for kind, pattern in patterns:
-        for match in pattern.finditer(text):
-            out.append(SteeringMatch(match.start(), match.end(), kind))
-    return non_overlapping(out, lambda m: (m.start, -m.end))
+    return _first_longest([SteeringMatch(m.start(), m.end(), kind) for kind, pattern in patterns
+                           for m in pattern.finditer(text)])
+
+
+def _first_longest(matches: list[SteeringMatch]) -> list[SteeringMatch]:
+    """Of overlapping matches the one that starts first, and of those the longest."""
+    return non_overlapping(matches, lambda m: (m.start, -m.end))
 
 
 def _mentioned(text: str, match: SteeringMatch, quotes: list[tuple[int, int]]) -> bool:
@@ -264,11 +267,22 @@ _DESCRIBED = re.compile(r"\b(?:tells?|told|telling|makes?|made|making|tricks?|tr
                         r"\b(?:such as|like|e\.g\.,?|i\.e\.,?|for example,?|for instance,?|called|known as|named)\s*$", re.I)
 
 
+def _sentence_start(text: str, position: int) -> int:
+    """Where the sentence holding `position` starts."""
+    return max((m.end() for m in _SENTENCE_END.finditer(text, 0, position)), default=0)
+
+
 def _described(text: str, match: SteeringMatch) -> bool:
     """The phrase is what a sentence reports someone else saying or doing."""
-    ends = [m.end() for m in _SENTENCE_END.finditer(text, 0, match.start)]
-    before = text[max(ends, default=0):match.start]
+    before = text[_sentence_start(text, match.start):match.start]
     return bool(_DESCRIBED.search(before[-120:]))
+
+
+def _in_text(matches: list[SteeringMatch], origin: list[int]) -> list[SteeringMatch]:
+    """Matches found in `visible(text)`, as spans of the text itself."""
+    if not origin:
+        return matches
+    return [SteeringMatch(origin[m.start], origin[m.end - 1] + 1, m.type) for m in matches]
 
 
 def find_injection(text: str) -> list[SteeringMatch]:
@@ -276,17 +290,23 @@ def find_injection(text: str) -> list[SteeringMatch]:
     in look-alike letters or hidden in invisible characters; phrases a sentence only quotes,
     or reports ("tell the model to ignore previous instructions"), are left out. Spans are
     in `text`."""
+    return list(_injections(text))
+
+
+# An answer reads each passage's findings three times (what the model reads, what backs
+# the answer, the flags): found once. A pure function of the text, so safe across threads.
+@lru_cache(maxsize=256)
+def _injections(text: str) -> tuple[SteeringMatch, ...]:
     plain, origin = visible(text)
     found = _find(plain, _INJECTION)
     if found:
         quotes = [(m.start(), m.end()) for m in _QUOTE.finditer(plain)]
         found = _one_a_sentence(plain, [m for m in found if not _mentioned(plain, m, quotes) and not _described(plain, m)])
-    if origin:
-        found = [SteeringMatch(origin[m.start], origin[m.end - 1] + 1, m.type) for m in found]
+    found = _in_text(found, origin)
     # A message in invisible characters has no place in a document, whatever it says.
     hidden = [SteeringMatch(m.start(), m.end(), "HIDDEN_TEXT") for m in HIDDEN_MESSAGE.finditer(text)]
     hidden = [h for h in hidden if not any(m.start < h.end and h.start < m.end for m in found)]
-    return sorted(found + hidden, key=lambda m: m.start)
+    return tuple(sorted(found + hidden, key=lambda m: m.start))
 
 
 def _one_a_sentence(text: str, matches: list[SteeringMatch]) -> list[SteeringMatch]:
@@ -295,7 +315,7 @@ def _one_a_sentence(text: str, matches: list[SteeringMatch]) -> list[SteeringMat
     out: list[SteeringMatch] = []
     last_start = -1
     for match in matches:
-        start = max((m.end() for m in _SENTENCE_END.finditer(text, 0, match.start)), default=0)
+        start = _sentence_start(text, match.start)
         if start != last_start:
             out.append(match)
             last_start = start
@@ -314,7 +334,7 @@ def leave_out_instructions(text: str) -> str:
     found = find_injection(text)
     if not found:
         return text
-    start = max((m.end() for m in _SENTENCE_END.finditer(text, 0, found[0].start)), default=0)
+    start = _sentence_start(text, found[0].start)
     after = _PARAGRAPH_END.search(text, max(m.end for m in found))
     end = after.start() if after else len(text)
     kept = text[:start] + (" " if start and not text[start - 1].isspace() else "") + LEFT_OUT + text[end:]
@@ -324,8 +344,4 @@ def leave_out_instructions(text: str) -> str:
 def find_extraction(question: str) -> list[SteeringMatch]:
     """A question that tries to get secrets or the system prompt out."""
     plain, origin = visible(question)
-    asked = _find(plain, _EXTRACTION)
-    if origin:
-        asked = [SteeringMatch(origin[m.start], origin[m.end - 1] + 1, m.type) for m in asked]
-    from bot.guard.spans import non_overlapping
-    return non_overlapping(asked + find_injection(question), lambda m: (m.start, -m.end))
+    return _first_longest(_in_text(_find(plain, _EXTRACTION), origin) + find_injection(question))
