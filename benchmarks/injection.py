@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"
 EVAL = ROOT.parent / "shared" / "eval"
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]      # docent's packages; guard.py, injection_sets.py
 BEFORE = "d45e5c4"
 _KEYWORDS = re.compile(r"\b(?:ignore|disregard|jailbreak|system prompt|you are now|do anything now)\b", re.I)
 
@@ -80,23 +81,21 @@ def _readmes() -> list[dict]:
     prompts (LangChain, transformers, openai, gradio...): documentation about prompts, not
     attacks (test: not read while the patterns were written)."""
     import importlib.metadata
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from injection_sets import _paragraphs
+    from injection_sets import paragraphs
     out = []
     for dist in sorted(importlib.metadata.distributions(), key=lambda d: d.metadata["Name"] or ""):
         text = dist.metadata.get_payload() or ""
         if re.search(r"\bprompts?\b", text, re.I) and dist.metadata["Name"] not in ("garak", "spikee", "rebuff", "pytector", "docent"):
             out += [{"split": "readmes", "source": f"{dist.metadata['Name']} README", "text": p["text"]}
-                    for p in _paragraphs(text, "test", dist.metadata["Name"])]
+                    for p in paragraphs(text, "test", dist.metadata["Name"])]
     return out
 
 
 def _docent_docs() -> list[dict]:
     """docent's own documentation (its guide explains prompt injection): dev."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from injection_sets import _paragraphs
+    from injection_sets import paragraphs
     return [{"split": "dev", "source": str(path.relative_to(ROOT)), "text": p["text"]}
-            for path in sorted((ROOT / "docs").rglob("*.md")) for p in _paragraphs(path.read_text(encoding="utf-8"), "dev", "")]
+            for path in sorted((ROOT / "docs").rglob("*.md")) for p in paragraphs(path.read_text(encoding="utf-8"), "dev", "")]
 
 
 def _rate(flags: list[bool]) -> float:
@@ -200,7 +199,6 @@ FIRST_RUNS = {"spikee at 0b6dcba": {"planted caught": 0.310, "questions caught":
 def part_injection() -> dict:
     """Figures per detector; INJECTION_HIDE=test2,readmes keeps held-out figures off the screen
     while patterns are being written."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from guard import docs_chunks
     import bot.guard.injection as now
     hide = set(filter(None, os.environ.get("INJECTION_HIDE", "").split(",")))

