@@ -389,7 +389,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=0, help="answer part: N questions per set (0: all); cold part: N questions (0: 5)")
     parser.add_argument("--configs", default="langchain-tutorial,docent,docent-grammar",
                         help="answer part: which pipelines to run (figures of others are kept from the last run)")
-    parser.add_argument("--sets", default="docs_qa,squad2", help="answer part: which question sets")
+    parser.add_argument("--sets", default="docs_qa,squad2", help="answer part: which question sets (docs_qa, squad2, docs_qa_reworded: the tuning rewordings, docs_qa_reworded_heldout)")
     parser.add_argument("--answer-sets", default="held-out",
                         help="rewordings part: which sets (tuning, held-out) to answer live besides the retrieval figures ('' for none)")
     parser.add_argument("--squad-live", type=int, default=0,
@@ -493,7 +493,8 @@ def _answer_sets(limit: int, squad_n: int) -> dict:
     sq = _sample(sq_yes, limit - half if limit else 40) + _sample(sq_no, half if limit else 20)
     keys = answer_keys()
     return {"docs_qa": [_docs_item(q, keys) for q in docs], "squad2": [_squad_item(q) for q in sq],
-            "docs_qa_reworded": reworded_items(keys)}
+            "docs_qa_reworded": reworded_items(keys),
+            "docs_qa_reworded_heldout": reworded_items(keys, REWORDED_HELDOUT)}
 
 
 REWORDED = ROOT / "benchmarks" / "data" / "docs_qa_paraphrased.jsonl"
