@@ -337,6 +337,25 @@ def test_wrong_citation_is_pointed_at_the_passage_holding_the_words(make_answere
     assert not _source_of(kept, kept.cited[0]).endswith("faq.txt") and kept.flags == []
 
 
+def test_a_document_is_known_by_its_name_though_its_pages_never_write_it(make_answerer):
+    """"According to the FHS, ..." cites a page of fhs-3.0.pdf that never writes "FHS": the
+    guard reads each passage under its document's name. The same page in a file of another
+    name does not back the name."""
+    from bot.retrieval import Passage
+    page = "3.13.1. Purpose\n/opt is reserved for the installation of add-on application software packages."
+    question = "According to the FHS, what is /opt for?"
+    raw = "According to the FHS, /opt is reserved for the installation of add-on application software packages [1]."
+
+    def finalize(source):
+        return make_answerer().finalize(question, question, raw, [Passage((1,), source, 19, 21, (), page, 1.0)])
+    kept = finalize("standards/fhs-3.0.pdf")
+    assert kept.text == raw and kept.fallback is None
+    assert not [f for f in kept.flags if f["kind"] in ("unsupported", "contradicted")]
+    # Not backed there: the page's own sentence is shown instead of the model's.
+    other = finalize("standards/layout.pdf")
+    assert other.fallback == "extractive" and "FHS" not in other.text and "/opt is reserved" in other.text
+
+
 def _faq_number(messages) -> int:
     """The faq passage's number in the answer prompt."""
     return next(int(m.group(1)) for m in re.finditer(r"^\[(\d+)\] \((\S+?)[,)]", messages[-1]["content"], re.M)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import PurePosixPath
 
 from bot.citations import cited_numbers
 from bot.steps.abstain import Abstainer
@@ -27,14 +28,16 @@ class GroundednessStep:
         self._verdicts: dict = {}     # one step per answer: a text judged once, by whoever asks first
 
     def verdict(self, text: str, passages, question: str):
-        """The guard's verdict on `text` against the passages (headings included: they name
-        the subject a paraphrase keeps; instructions planted for the assistant left out: they
-        back nothing), computed once per text."""
+        """The guard's verdict on `text` against the passages, each under its document's
+        name and its headings (they name the subject a paraphrase keeps: "According to the
+        FHS, /opt is ..." from fhs-3.0.pdf, whose pages never write "FHS"), instructions
+        planted for the assistant left out (they back nothing); computed once per text."""
         from bot.guard.injection import leave_out_instructions
         key = (text, tuple(p.chunk_ids for p in passages), question)
         if key not in self._verdicts:
             bodies = [leave_out_instructions(p.text) for p in passages]
-            texts = [f"{p.heading}\n{body}" if p.heading else body for p, body in zip(passages, bodies)]
+            texts = [" > ".join(filter(None, (document_name(p.source), p.heading))) + "\n" + body
+                     for p, body in zip(passages, bodies)]
             self._verdicts[key] = self.guard.check(text, texts, question)
         return self._verdicts[key]
 
@@ -110,6 +113,11 @@ class GroundednessStep:
                 answer.text, answer.cited, answer.fallback = replacement, cited, "extractive"
                 answer.flags = [f for f in answer.flags if f["kind"] not in ("unsupported", "contradicted")]
                 self.check(answer)
+
+
+def document_name(source: str) -> str:
+    """A file's name without its folders and extension ("fhs-3.0" for .../fhs-3.0.pdf)."""
+    return PurePosixPath(source.replace("\\", "/")).stem
 
 
 def _citing(text: str, sentences) -> list[tuple[int, int, str]]:
