@@ -382,7 +382,7 @@ def part_replay(work: Path, settings) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold", "fallback", "citations", "yes_no", "rewordings", "asked"],
+    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold", "fallback", "citations", "yes_no", "rules", "rewordings", "asked"],
                         help="which part to run (repeatable; default: all but cold)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work", help="where indexes are kept")
     parser.add_argument("--squad", type=int, default=400, help="SQuAD questions sampled (answerable ones are used for retrieval)")
@@ -439,6 +439,9 @@ def main() -> None:
     if "yes_no" in parts:
         from fallback import YES_NO_VARIANTS, part_fallback
         results["yes_no"] = part_fallback(args.work, settings, YES_NO_VARIANTS)
+    if "rules" in parts:
+        from fallback import part_rules
+        results["rules"] = part_rules(args.work, settings)
     if "rewordings" in parts:
         from rewordings import part_rewordings
         results["rewordings"] = part_rewordings(args.work, settings, [s for s in args.answer_sets.split(",") if s])

@@ -6,6 +6,7 @@ questions), so every row reads the same answers and the difference is the rule a
     .venv/bin/python benchmarks/answer.py --part fallback     # who decides that an answer is unbacked
     .venv/bin/python benchmarks/answer.py --part citations    # uncited backed sentences cite their passage
     .venv/bin/python benchmarks/answer.py --part yes_no       # a bare yes / no gives way to the passages
+    .venv/bin/python benchmarks/answer.py --part rules        # today's rules against the answers as recorded
 
 Who decides that an answer is unbacked: the words alone, or the guard with the model as
 its judge?
@@ -24,8 +25,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from answer import (agreement, all_items, answer_keys, answer_row, cached_guard, key_correct, latest_records,
-                    recorded_answers, reworded_items, score_rows, trace_passages)
+from answer import (REWORDED_HELDOUT, agreement, all_items, answer_keys, answer_row, cached_guard, key_correct,
+                    latest_records, recorded_answers, reworded_items, score_rows, trace_passages)
 
 # The [answer] settings each variant sets (later rules off, as they were when it was measured).
 LATER = dict(cite_uncited=False, restated_yes_no=False)
@@ -150,4 +151,77 @@ def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
         print(f"  {label}: rewordings agree {w['agreement']:.3f} on {w['pairs']} pairs, right by key "
               f"{w['rewordings_right_by_key']}; entailment {w['entailment']:.3f} on the {w['both_answered']} "
               f"both answered, same cited files {w['same_citations']:.3f}")
+    return out
+
+
+def part_rules(work: Path, settings) -> dict:
+    """Each recorded answer as it was given live, beside the same model output finished by
+    today's code (citations, fallback, guard): what the rules changed since the recording,
+    answer by answer. Sets: docs_qa and whichever rewordings were recorded (record them with
+    `--part answer --configs docent --sets docs_qa,docs_qa_reworded,docs_qa_reworded_heldout`)."""
+    from bot.answer import BEFORE_MODEL, Answerer
+    from bot.generators import make_generator
+    from bot.retrieval import Retriever
+    from ingest.embedder import make_embedder
+    keys = answer_keys()
+    items = {**all_items("docs_qa"), **{i["question"]: i for i in reworded_items(keys)},
+             **{i["question"]: i for i in reworded_items(keys, REWORDED_HELDOUT)}}
+    records = recorded_answers(work)
+    sets = {name: latest_records(records, name) for name in ("docs_qa", "docs_qa_reworded", "docs_qa_reworded_heldout")}
+    sets = {name: rows for name, rows in sets.items() if rows}
+    if "docs_qa" not in sets:
+        raise SystemExit(f"no recorded docs_qa answers in {work / 'answers.jsonl'}: run --part answer first "
+                         "(see this module's help)")
+    generator = make_generator(settings.generation)
+    generator.warm_up()
+    guard = cached_guard(work, settings, generator)
+    answerer = Answerer(settings, retriever=Retriever(settings, make_embedder(settings.embedding)), generator=generator,
+                        guard=guard)
+    rows: dict[str, dict[str, dict]] = {"recorded": {}, "today": {}}
+    out: dict = {"recorded": {name: len(latest) for name, latest in sets.items()}, "changed": []}
+    for set_name, latest in sets.items():
+        for question, r in latest.items():
+            item, t = items[question], r["trace"]
+            r = {**r, "warned": any(kind in ("unsupported", "contradicted") and confidence == "high"
+                                    for kind, confidence in t.get("flags", []))}
+            if t["abstain_reason"] in BEFORE_MODEL:
+                now = {**r}
+            else:
+                a = answerer.finalize(question, question, t["model_text"], trace_passages(t), judged=t.get("judged"))
+                now = answer_row(item, a.text, a.abstained, [t["passages"][n - 1] for n in a.cited], r, a.fallback)
+                now["warned"] = _warned(a)
+            rows["recorded"][question], rows["today"][question] = r, now
+            # (Abstentions list the closest passages by path: the replay's paths are shorter.)
+            if _outcome(r) != _outcome(now) or (r["answer"] != now["answer"] and not (r["abstained"] and now["abstained"])):
+                out["changed"].append({"set": set_name, "question": question, "answerable": item["answerable"],
+                                       "before": _outcome(r), "after": _outcome(now),
+                                       "answer_before": r["answer"][:300], "answer_after": now["answer"][:300]})
+    for label, answers in rows.items():
+        figures = {name: score_rows([answers[q] for q in latest]) for name, latest in sets.items()}
+        for name in [n for n in sets if n != "docs_qa"]:
+            pairs = [(answers[items[q]["original"]], answers[q]) for q in sets[name] if items[q]["original"] in answers]
+            figures[name + " agreement"] = {**agreement(pairs, guard),
+                                            "rewordings_right_by_key": sum(bool(r.get("key_correct")) for _, r in pairs)}
+        # Warnings a reader sees: on answers right by the key (false alarms) and on the
+        # other answers shown to answerable questions (catches).
+        shown = [r for r in answers.values() if r["answerable"] and not r["abstained"]]
+        figures["warned"] = {"right": sum(r["warned"] for r in shown if r.get("key_correct")),
+                             "right_shown": sum(1 for r in shown if r.get("key_correct")),
+                             "wrong": sum(r["warned"] for r in shown if not r.get("key_correct")),
+                             "wrong_shown": sum(1 for r in shown if not r.get("key_correct"))}
+        out[label] = figures
+    keys_shown = ["key_correct_with_citation", "key_correct", "abstain_precision", "abstain_recall", "abstain_f1",
+                  "citation_precision"]
+    print("  " + f"{'answers / set':44}" + "".join(f"{k[:14]:>15}" for k in keys_shown))
+    for label in rows:
+        for name in sets:
+            print("  " + f"{label + ' / ' + name:44}" + "".join(f"{out[label][name][k]:15.3f}" for k in keys_shown))
+        for name in [n for n in sets if n != "docs_qa"]:
+            w = out[label][name + " agreement"]
+            print(f"  {label} / {name}: agree {w['agreement']:.3f} on {w['pairs']} pairs, entailment "
+                  f"{w['entailment']:.3f} ({w['both_answered']} both answered), same cited files {w['same_citations']:.3f}")
+        print(f"  {label}: warnings on right answers {out[label]['warned']['right']} of {out[label]['warned']['right_shown']}, "
+              f"on wrong ones {out[label]['warned']['wrong']} of {out[label]['warned']['wrong_shown']}")
+    for c in out["changed"]:
+        print(f"    {c['set'][:10]:10} {'A' if c['answerable'] else 'U'} {c['before']:>9} -> {c['after']:<9} {c['question'][:70]}")
     return out
