@@ -66,16 +66,47 @@ def _citation_cover(answer) -> tuple[int, int]:
     return len(sentences), sum(1 for s in sentences if cited_numbers(s))
 
 
+def _replay_items() -> dict[str, dict]:
+    """Every docs_qa question and every rewording (both sets), by question text."""
+    keys = answer_keys()
+    return {**all_items("docs_qa"), **{i["question"]: i for i in reworded_items(keys)},
+            **{i["question"]: i for i in reworded_items(keys, REWORDED_HELDOUT)}}
+
+
+def _recorded_sets(work: Path, names: tuple[str, ...]) -> dict[str, dict[str, dict]]:
+    """The latest recorded answers of each set by question (docs_qa must be there)."""
+    records = recorded_answers(work)
+    sets = {name: latest_records(records, name) for name in names}
+    if not sets["docs_qa"]:
+        raise SystemExit(f"no recorded docs_qa answers in {work / 'answers.jsonl'}: run --part answer first "
+                         "(see this module's help)")
+    return sets
+
+
+def _replayed(answerer, item: dict, question: str, r: dict):
+    """The recorded model output finished by `answerer` (no LLM but the guard's judge):
+    (its answer row, with whether it carries a warning; the Answer)."""
+    t = r["trace"]
+    a = answerer.finalize(question, question, t["model_text"], trace_passages(t), judged=t.get("judged"))
+    row = answer_row(item, a.text, a.abstained, [t["passages"][n - 1] for n in a.cited], r, a.fallback)
+    row["warned"] = _warned(a)
+    return row, a
+
+
+def _right_and_wrong(rows) -> tuple[list[dict], list[dict]]:
+    """Answers shown to answerable questions: right by the key, and the others. A warning on
+    the first is a false alarm, on the second a catch."""
+    shown = [row for row in rows if row["answerable"] and not row["abstained"]]
+    return [row for row in shown if row.get("key_correct")], [row for row in shown if not row.get("key_correct")]
+
+
 def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
     from bot.answer import BEFORE_MODEL, Answerer
     from bot.generators import make_generator
     from bot.retrieval import Retriever
     from ingest.embedder import make_embedder
-    sets = {name: latest_records(recorded_answers(work), name) for name in ("docs_qa", "docs_qa_reworded")}
-    if not sets["docs_qa"]:
-        raise SystemExit(f"no recorded docs_qa answers in {work / 'answers.jsonl'}: run --part answer first "
-                         "(see this module's help)")
-    items = {**all_items("docs_qa"), **{i["question"]: i for i in reworded_items(answer_keys())}}
+    sets = _recorded_sets(work, ("docs_qa", "docs_qa_reworded"))
+    items = _replay_items()
     embedder = make_embedder(settings.embedding)
     generator = make_generator(settings.generation)
     generator.warm_up()
@@ -94,12 +125,9 @@ def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
                 if t["abstain_reason"] in BEFORE_MODEL:
                     row = answer_row(item, "", True, [], r, None)
                 else:
-                    passages = trace_passages(t)
                     mark = time.perf_counter()
-                    a = answerer.finalize(question, question, t["model_text"], passages, judged=t.get("judged"))
+                    row, a = _replayed(answerer, item, question, r)
                     spent.append(time.perf_counter() - mark)
-                    row = answer_row(item, a.text, a.abstained, [t["passages"][n - 1] for n in a.cited], r, a.fallback)
-                    row["warned"] = _warned(a)
                     # Looser than a hit (the annotators' quote): a cited passage states the key fact.
                     row["cited_key"] = bool(item.get("key")) and any(
                         key_correct(t["passages"][n - 1]["text"], item["key"]) for n in a.cited)
@@ -108,11 +136,8 @@ def part_fallback(work: Path, settings, variants: dict = VARIANTS) -> dict:
                     changed += (a.abstained, a.fallback) != (r["abstained"], r.get("fallback"))
                 answers[question] = row
                 rows.append(row)
-            # Warnings a reader sees: on answers right by the key (false alarms) and on the
-            # other answers shown to answerable questions (catches).
-            shown = [row for row in rows if row["answerable"] and not row["abstained"]]
-            right = [row for row in shown if row.get("key_correct")]
-            wrong = [row for row in shown if not row.get("key_correct")]
+            right, wrong = _right_and_wrong(rows)
+            shown = right + wrong
             answered = [row for row in shown if "sentences" in row]
             figures[set_name] = {**score_rows(rows), "finalize_s_mean": sum(spent) / max(1, len(spent)),
                                  "key_correct_cited_key": sum(bool(row.get("key_correct") and row.get("cited_key"))
@@ -163,15 +188,9 @@ def part_rules(work: Path, settings) -> dict:
     from bot.generators import make_generator
     from bot.retrieval import Retriever
     from ingest.embedder import make_embedder
-    keys = answer_keys()
-    items = {**all_items("docs_qa"), **{i["question"]: i for i in reworded_items(keys)},
-             **{i["question"]: i for i in reworded_items(keys, REWORDED_HELDOUT)}}
-    records = recorded_answers(work)
-    sets = {name: latest_records(records, name) for name in ("docs_qa", "docs_qa_reworded", "docs_qa_reworded_heldout")}
+    items = _replay_items()
+    sets = _recorded_sets(work, ("docs_qa", "docs_qa_reworded", "docs_qa_reworded_heldout"))
     sets = {name: rows for name, rows in sets.items() if rows}
-    if "docs_qa" not in sets:
-        raise SystemExit(f"no recorded docs_qa answers in {work / 'answers.jsonl'}: run --part answer first "
-                         "(see this module's help)")
     generator = make_generator(settings.generation)
     generator.warm_up()
     guard = cached_guard(work, settings, generator)
@@ -187,9 +206,7 @@ def part_rules(work: Path, settings) -> dict:
             if t["abstain_reason"] in BEFORE_MODEL:
                 now = {**r}
             else:
-                a = answerer.finalize(question, question, t["model_text"], trace_passages(t), judged=t.get("judged"))
-                now = answer_row(item, a.text, a.abstained, [t["passages"][n - 1] for n in a.cited], r, a.fallback)
-                now["warned"] = _warned(a)
+                now, _ = _replayed(answerer, item, question, r)
             rows["recorded"][question], rows["today"][question] = r, now
             # (Abstentions list the closest passages by path: the replay's paths are shorter.)
             if _outcome(r) != _outcome(now) or (r["answer"] != now["answer"] and not (r["abstained"] and now["abstained"])):
@@ -202,13 +219,9 @@ def part_rules(work: Path, settings) -> dict:
             pairs = [(answers[items[q]["original"]], answers[q]) for q in sets[name] if items[q]["original"] in answers]
             figures[name + " agreement"] = {**agreement(pairs, guard),
                                             "rewordings_right_by_key": sum(bool(r.get("key_correct")) for _, r in pairs)}
-        # Warnings a reader sees: on answers right by the key (false alarms) and on the
-        # other answers shown to answerable questions (catches).
-        shown = [r for r in answers.values() if r["answerable"] and not r["abstained"]]
-        figures["warned"] = {"right": sum(r["warned"] for r in shown if r.get("key_correct")),
-                             "right_shown": sum(1 for r in shown if r.get("key_correct")),
-                             "wrong": sum(r["warned"] for r in shown if not r.get("key_correct")),
-                             "wrong_shown": sum(1 for r in shown if not r.get("key_correct"))}
+        right, wrong = _right_and_wrong(answers.values())
+        figures["warned"] = {"right": sum(r["warned"] for r in right), "right_shown": len(right),
+                             "wrong": sum(r["warned"] for r in wrong), "wrong_shown": len(wrong)}
         out[label] = figures
     keys_shown = ["key_correct_with_citation", "key_correct", "abstain_precision", "abstain_recall", "abstain_f1",
                   "citation_precision"]
