@@ -244,9 +244,10 @@ def _mentioned(text: str, match: SteeringMatch, quotes: list[tuple[int, int]]) -
     around = next(((a, b) for a, b in quotes if a <= match.start and match.end <= b), None)
     if around is None:
         return False
-    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
-    start = max((e for e in ends if e <= around[0]), default=0)
-    end = min((e for e in ends if e >= around[1]), default=len(text))
+    start = _sentence_start(text, around[0])
+    # A quotation holds no sentence end that reaches past it (a blank line ends it), so the
+    # sentence's end is the first one found after it.
+    end = next((m.end() for m in _SENTENCE_END.finditer(text, around[1])), len(text))
     outside = text[start:around[0]] + " " + text[around[1]:end]
     for a, b in quotes:                 # other quotations of the sentence do not count as its words
         if start <= a and b <= end and (a, b) != around:
