@@ -278,6 +278,16 @@ def test_the_judge_tells_a_reworded_correct_sentence_from_a_wrong_one():
     assert verbatim.sentences[0].level == "supported" and quiet.asked == []
 
 
+def test_a_judge_model_given_directly_still_scores_the_uncited_passages():
+    from bot.guard.groundedness import Model
+    # The other passages are scored without the judge (by the fitted model without it),
+    # also when the model with the judge is passed in (the benchmarks compare models so).
+    guard = GroundednessGuard(model=Model.load(judge=True), judge=FixedJudge(0.97))
+    other = "Logs > Rotation\nLogs are rotated daily."
+    [sentence] = guard.check("Files over four megabytes are refused [2].", [other, UPLOADS]).sentences
+    assert sentence.label == "supported" and sentence.best_passage == 2
+
+
 def test_an_unsure_guard_marks_quietly_and_never_cuts(monkeypatch):
     from bot.guard.groundedness import Model
     model = Model.load()

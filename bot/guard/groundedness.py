@@ -168,7 +168,7 @@ class GroundednessGuard:
         if not self.model.uses_judge:
             self.judge = None
         # Other passages than the cited ones are scored without the judge (one question per sentence).
-        self.base = Model.load() if self.model.uses_judge and model is None else self.model
+        self.base = Model.load() if self.model.uses_judge else self.model
         self.threshold = self.model.threshold if threshold is None else threshold
         # A warning never needs less evidence than a quiet note.
         self.flag_threshold = min(self.threshold, self.model.flag_threshold if flag_threshold is None else flag_threshold)
