@@ -226,17 +226,6 @@ def test_answers_carry_guard_flags_and_groundedness(make_answerer):
 UPLOADS = "Uploads > Limits\nThe largest file the window accepts is 4MB. Larger files are refused with a message."
 
 
-def test_a_short_answer_with_a_word_its_passage_lacks_is_flagged(guard):
-    passage = "Backups > Schedule\nBackups run every night and are kept for two weeks on the backup server."
-    # Three of its four words are the passage's, but a short answer has no room to reword:
-    # "offsite" is most of what it says.
-    assert guard.check("Nightly backups are kept offsite [1].", [passage]).sentences[0].level == "flagged"
-    assert guard.check("Nightly backups are kept for two weeks [1].", [passage]).sentences[0].level == "supported"
-    # A long rewording leaves more of the passage's words out and is not warned about.
-    reworded = "Every night a backup runs, and each one is retained on the backup server for a fortnight [1]."
-    assert guard.check(reworded, [passage]).sentences[0].level != "flagged"
-
-
 def test_a_paraphrase_with_its_unit_rewritten_is_not_flagged(guard):
     verdict = guard.check("The window accepts files of up to four megabytes [1].", [UPLOADS]).sentences[0]
     assert verdict.level != "flagged", verdict
@@ -344,7 +333,7 @@ def test_training_runs_end_to_end_on_a_tiny_sample(tmp_path):
     assert main(["--eval-dir", str(tmp_path), "--out", str(out), "--realistic", str(realistic),
                  "--squad-passages", "6", "--max-false-alarms", "0.1"]) == 0
     model = json.loads(out.read_text())
-    assert set(model["weights"]) == {"bias", "lexical", "has_missing", "missing_share", "conflict", "short_missing"}
+    assert set(model["weights"]) == {"bias", "lexical", "has_missing", "missing_share", "conflict"}
     assert model["data"]["realistic claims (train part)"] == 24          # the test part is never read
     assert model["train_balanced_accuracy"] > 0.8 and model["data"]["examples"] > 36
     # Precision first: warnings need a lower score than a quiet note, and fall on few correct claims.

@@ -13,11 +13,7 @@ probability that the passage backs the sentence (weights and threshold fitted by
 - exact: numbers, versions, names, identifiers, paths and quoted strings of the
   sentence that the passage lacks;
 - conflict: the passage sentence it restates says otherwise (another number, a
-  negation, an antonym);
-- short_missing: the sentence has at most SHORT content words and one of them is
-  absent. A reworded sentence leaves words of its passage out, but an answer of a few
-  words ("Washington, D.C.", "The default is 5432.") has no room to reword: one absent
-  word there is most of what it says.
+  negation, an antonym).
 A sentence without a citation is checked against every passage.
 
 Two cuts on that score give three levels (precision first: a warning on a correct
@@ -46,8 +42,7 @@ from bot.guard.spans import Edit, replace_spans
 
 LABELS = ("supported", "unsupported", "contradicted", "wrong_citation")
 MODEL_FILE = Path(__file__).with_name("groundedness.json")
-FEATURES = ("bias", "lexical", "has_missing", "missing_share", "conflict", "short_missing")
-SHORT = 4                    # content words: a sentence this short is an answer fragment, not a rewording
+FEATURES = ("bias", "lexical", "has_missing", "missing_share", "conflict")
 ENCODER = "encoder"          # the optional cross-encoder's probability (bot/guard/claim_encoder.py)
 JUDGE = "judge"              # the model judge's P(yes) (bot/guard/judge.py), when the generator gives one
 
@@ -146,11 +141,9 @@ def features(sentence: str, passages: Sequence[str], encoder: Sequence[float] | 
     sentence, passages = normalise(sentence), [normalise(p) for p in passages]
     joined = "\n".join(passages)
     result = exact.check(sentence, list(passages))
-    lexical = support(sentence, joined)
-    short_missing = lexical < 1.0 and len(content_words(strip_markers(sentence))) <= SHORT
-    values = {"bias": 1.0, "lexical": lexical, "has_missing": float(bool(result.missing)),
+    values = {"bias": 1.0, "lexical": support(sentence, joined), "has_missing": float(bool(result.missing)),
               "missing_share": len(result.missing) / len(result.facts) if result.facts else 0.0,
-              "conflict": float(bool(result.conflicts)), "short_missing": float(short_missing)}
+              "conflict": float(bool(result.conflicts))}
     if encoder is not None:
         values[ENCODER] = max(encoder, default=0.0)
     if judge is not None:
