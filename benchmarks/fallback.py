@@ -190,7 +190,7 @@ def part_rules(work: Path, settings) -> dict:
     from ingest.embedder import make_embedder
     items = _replay_items()
     sets = _recorded_sets(work, ("docs_qa", "docs_qa_reworded", "docs_qa_reworded_heldout"))
-    sets = {name: rows for name, rows in sets.items() if rows}
+    sets = {name: latest for name, latest in sets.items() if latest}
     generator = make_generator(settings.generation)
     generator.warm_up()
     guard = cached_guard(work, settings, generator)
