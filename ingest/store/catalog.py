@@ -75,6 +75,11 @@ class Catalog:
         return [stored_chunk(r) for r in self.conn.execute(
             "SELECT * FROM chunks WHERE path = ? ORDER BY ord", (path,))]
 
+    def chunks_between(self, path: str, first: int, last: int) -> list[StoredChunk]:
+        """A file's chunks with `first` <= ord <= `last`, in file order."""
+        return [stored_chunk(r) for r in self.conn.execute(
+            "SELECT * FROM chunks WHERE path = ? AND ord BETWEEN ? AND ? ORDER BY ord", (path, first, last))]
+
     def known_vectors(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         """Vectors already stored for these chunk hashes (renamed or unchanged passages)."""
         hashes = list(dict.fromkeys(hashes))

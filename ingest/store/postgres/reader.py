@@ -65,6 +65,11 @@ class PgCatalog(Catalog):
         return [stored_chunk(r) for r in self.conn.execute(
             f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE path = ? ORDER BY ord", (path,))]
 
+    def chunks_between(self, path: str, first: int, last: int) -> list[StoredChunk]:
+        return [stored_chunk(r) for r in self.conn.execute(
+            f"SELECT {CHUNK_COLUMNS} FROM chunks WHERE path = ? AND ord BETWEEN ? AND ? ORDER BY ord",
+            (path, first, last))]
+
     def known_vectors(self, hashes: Iterable[str]) -> dict[str, np.ndarray]:
         """Stored vectors by chunk hash, for chunks whose text is already embedded."""
         hashes = list(dict.fromkeys(hashes))
