@@ -311,7 +311,7 @@ class Retriever:
             timings["rerank_ms"] = _ms(mark)
             mark = time.perf_counter()
 
-        from bot.merge import merge_neighbours
+        from bot.merge import merge_neighbours, widen_short
 
         def single(chunks_scored: list[tuple["StoredChunk", float]]) -> list[Passage]:
             return [Passage((c.id,), c.path, c.page, c.page_end, c.heading_path, c.text, score,
@@ -339,6 +339,8 @@ class Retriever:
             # Every further candidate would only merge (one long page): the best of them,
             # each its own passage, keep LangChain's contract of k documents.
             merged += single(neighbours[:k - len(merged)])
+        if self.config.widen_chars:
+            merged = widen_short(merged, store, self.config.widen_chars, store.excluded_ids(rule))
         passages = with_origins(merged, store)
         timings["select_ms"] = _ms(mark)
         timings["retrieve_ms"] = _ms(started)

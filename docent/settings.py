@@ -127,6 +127,7 @@ class RetrievalSettings:
     rerank_candidates: Count = 12
     dedupe_overlap: Share = 0.8
     merge_neighbours: bool = True
+    widen_chars: NonNegative = 0                                # bot/merge.py widen_short; 0: off
     # A cosine, but above 1 is allowed: tests use 2.0 for "nothing is relevant enough".
     min_score: Annotated[float, Field(ge=-1)] = 0.4
 

@@ -179,3 +179,49 @@ def test_a_deleted_files_words_leave_the_keyword_search(collection, fake_embedde
     Ingestor(collection, embedder=fake_embedder).ingest([docs])
     passages = retriever.retrieve("docent-restore", k=3, mode="keyword").passages
     assert not any("docent-restore" in p.text for p in passages)
+
+
+def _sectioned(tmp_path, middle: str):
+    """A section whose last chunk is a short line (the kind a search finds alone), then a
+    sibling section."""
+    folder = tmp_path / "sections"
+    folder.mkdir()
+    (folder / "backup.md").write_text(
+        "# Backups\n\n## Schedule\n\n"
+        "The nightly backup starts at 02:00 and copies every volume of the cluster to the vault "
+        "in the second region, where it is checked the next morning.\n\n"
+        f"{middle}\n\n"
+        "Questions about the vault go to the ops channel.\n\n"
+        "## Retention\n\n"
+        "Backups are kept for thirty days in the vault and are then removed by the cleanup "
+        "job that runs every Sunday.\n")
+    return folder
+
+
+def _tail_passage(settings, fake_embedder, folder, widen: int):
+    s = settings.with_values("chunking", max_tokens=30, min_tokens=4, overlap_tokens=0).with_values(
+        "leaks", exclude=("restricted", "secret"))
+    from bot.guard.labels import ChunkLabeller
+    Ingestor(s, embedder=fake_embedder, labeller=ChunkLabeller(s.leaks)).ingest([folder], collection="sections")
+    s = s.with_values("retrieval", widen_chars=widen)
+    return Retriever(s, fake_embedder).retrieve("ops channel questions", "sections", k=1, mode="keyword").passages[0]
+
+
+def test_a_short_passage_is_widened_within_its_section(settings, fake_embedder, tmp_path):
+    folder = _sectioned(tmp_path, "Each copy is encrypted before it leaves the cluster, with a key that only "
+                                  "the backup service account can read.")
+    alone = _tail_passage(settings, fake_embedder, folder, widen=0)
+    assert alone.text == "Questions about the vault go to the ops channel."
+    wide = _tail_passage(settings, fake_embedder, folder, widen=400)
+    # The section's opening is read with it, in file order; the next section is not.
+    assert wide.text.index("02:00") < wide.text.index("encrypted") < wide.text.index("ops channel")
+    assert "thirty days" not in wide.text and "Retention" not in wide.text
+    assert wide.heading_path == ("Backups", "Schedule")
+
+
+def test_widening_never_takes_in_a_chunk_a_search_leaves_out(settings, fake_embedder, tmp_path):
+    folder = _sectioned(tmp_path, "The vault is opened with the access key AKIAZ7Q3M5R2X9W4K6TB, which the backup job reads "
+                                  "from its own configuration file.")
+    wide = _tail_passage(settings, fake_embedder, folder, widen=400)
+    assert "AKIA" not in wide.text and "02:00" not in wide.text
+    assert wide.text == "Questions about the vault go to the ops channel."
