@@ -20,6 +20,7 @@ file + JSON (no pickle). Figures are printed and merged into benchmarks/results/
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import platform
@@ -382,7 +383,7 @@ def part_replay(work: Path, settings) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold", "fallback", "citations", "yes_no", "rules", "rewordings", "asked"],
+    parser.add_argument("--part", action="append", choices=["retrieval", "calibrate", "answer", "latency", "ttft", "replay", "cold", "fallback", "citations", "yes_no", "rules", "rewordings", "asked", "widen"],
                         help="which part to run (repeatable; default: all but cold)")
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".work", help="where indexes are kept")
     parser.add_argument("--squad", type=int, default=400, help="SQuAD questions sampled (answerable ones are used for retrieval)")
@@ -394,6 +395,9 @@ def main() -> None:
                         help="rewordings part: which sets (tuning, held-out) to answer live besides the retrieval figures ('' for none)")
     parser.add_argument("--squad-live", type=int, default=0,
                         help="asked part: also answer live this many SQuAD 2.0 questions that ask for a number (241 in all)")
+    parser.add_argument("--only-changed", action="store_true",
+                        help="answer part: ask only the questions whose passages differ from their latest recorded answer's "
+                             "(after a retrieval change; score all with --part rules)")
     parser.add_argument("--verbose", action="store_true", help="cold part: each cold answer's stages")
     parser.add_argument("--fresh-state", action="store_true",
                         help="cold part: delete the saved prompt states first (the first answer saves them)")
@@ -425,7 +429,7 @@ def main() -> None:
         results["latency"] = part_latency(args.work, settings)
     if "answer" in parts:
         results["answer"] = part_answer(args.work, settings, args.questions, args.squad, args.configs.split(","),
-                                        results.get("answer", {}), args.sets.split(","))
+                                        results.get("answer", {}), args.sets.split(","), args.only_changed)
     if "ttft" in parts:
         results["ttft"] = part_ttft(args.work, settings)
     if "replay" in parts:
@@ -445,6 +449,9 @@ def main() -> None:
     if "rewordings" in parts:
         from rewordings import part_rewordings
         results["rewordings"] = part_rewordings(args.work, settings, [s for s in args.answer_sets.split(",") if s])
+    if "widen" in parts:
+        from widen import part_widen
+        results["widen"] = part_widen(args.work, settings)
     if "asked" in parts:
         from asked import part_asked
         results["asked"] = part_asked(args.work, settings, args.squad_live)
@@ -569,7 +576,7 @@ def score_rows(rows: list[dict]) -> dict:
 
 
 def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str], previous: dict,
-                sets_wanted: list[str] = ("docs_qa", "squad2")) -> dict:
+                sets_wanted: list[str] = ("docs_qa", "squad2"), only_changed: bool = False) -> dict:
     from bot.answer import BEFORE_MODEL, Answerer
     from bot.retrieval import Retriever
     from ingest.embedder import make_embedder
@@ -591,8 +598,14 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
     # fallback): what the post-processing adds is the difference.
     raw_settings = settings.with_values("answer", repoint_citations=False, fallback="none")
     out: dict = {**previous, "model": settings.generation.model, "load_s": load_s}
+    recorded = recorded_answers(work) if only_changed else []
     log = (work / "answers.jsonl").open("a", encoding="utf-8")
     for set_name, items in sets.items():
+        if only_changed:
+            # At temperature 0 the same prompt gives the same text: a question whose
+            # passages are as recorded keeps its recording (`--part rules` scores them all).
+            latest, retriever = latest_records(recorded, set_name), Retriever(settings, embedder, home=home)
+            items = [item for item in items if _passages_changed(item, latest.get(item["question"]), retriever, set_name)]
         collection, folder = ("docs", EVAL / "docs") if set_name.startswith("docs_qa") else ("squad", EVAL / "squad2" / "docs")
         # Keep the baseline's figures from the last run when it is not rerun.
         figures = {k: v for k, v in previous.get(set_name, {}).items() if k == "langchain-tutorial" and k not in wanted}
@@ -650,6 +663,20 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
             print("  " + f"{name:28}" + "".join(f"{f[k]:15.3f}" if f[k] < 100 else f"{f[k]:15.0f}" for k in keys))
     out["peak_rss_mb"] = _peak_rss_mb()
     return out
+
+
+def _passages_changed(item: dict, record: dict | None, retriever, set_name: str) -> bool:
+    """Would the question's passages differ from those its latest recorded answer read?"""
+    if not record or "trace" not in record:
+        return True
+    collection, folder = ("docs", EVAL / "docs") if set_name.startswith("docs_qa") else ("squad", EVAL / "squad2" / "docs")
+    now = as_dicts(retriever.retrieve(item["question"], collection).passages, folder)
+    then = record["trace"]["passages"]
+    # The answerer leaves out the passages past the prompt's budget (the recording may hold
+    # fewer), and the recording shows secrets masked (a few characters differ).
+    return len(now) < len(then) or any(
+        a["source"] != b["source"] or difflib.SequenceMatcher(None, a["text"], b["text"], autojunk=False).ratio() < 0.98
+        for a, b in zip(now, then))
 
 
 def _cited(text: str, k: int) -> list[int]:
