@@ -601,12 +601,13 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
     recorded = recorded_answers(work) if only_changed else []
     log = (work / "answers.jsonl").open("a", encoding="utf-8")
     for set_name, items in sets.items():
+        collection, folder = ("docs", EVAL / "docs") if set_name.startswith("docs_qa") else ("squad", EVAL / "squad2" / "docs")
         if only_changed:
             # At temperature 0 the same prompt gives the same text: a question whose
             # passages are as recorded keeps its recording (`--part rules` scores them all).
             latest, retriever = latest_records(recorded, set_name), Retriever(settings, embedder, home=home)
-            items = [item for item in items if _passages_changed(item, latest.get(item["question"]), retriever, set_name)]
-        collection, folder = ("docs", EVAL / "docs") if set_name.startswith("docs_qa") else ("squad", EVAL / "squad2" / "docs")
+            items = [item for item in items if _passages_changed(
+                latest.get(item["question"]), retriever.retrieve(item["question"], collection).passages, folder)]
         # Keep the baseline's figures from the last run when it is not rerun.
         figures = {k: v for k, v in previous.get(set_name, {}).items() if k == "langchain-tutorial" and k not in wanted}
         for config, s in configs.items():
@@ -665,12 +666,11 @@ def part_answer(work: Path, settings, limit: int, squad_n: int, wanted: list[str
     return out
 
 
-def _passages_changed(item: dict, record: dict | None, retriever, set_name: str) -> bool:
-    """Would the question's passages differ from those its latest recorded answer read?"""
+def _passages_changed(record: dict | None, passages, folder: Path) -> bool:
+    """Do today's passages differ from those the question's latest recorded answer read?"""
     if not record or "trace" not in record:
         return True
-    collection, folder = ("docs", EVAL / "docs") if set_name.startswith("docs_qa") else ("squad", EVAL / "squad2" / "docs")
-    now = as_dicts(retriever.retrieve(item["question"], collection).passages, folder)
+    now = as_dicts(passages, folder)
     then = record["trace"]["passages"]
     # The answerer leaves out the passages past the prompt's budget (the recording may hold
     # fewer), and the recording shows secrets masked (a few characters differ).

@@ -49,15 +49,16 @@ def joined(parts: list["StoredChunk"]) -> str:
     return text
 
 
-def widen_short(passages: list[Passage], store, min_chars: int, hidden: Collection[int] = (),
-                reach: int = 4) -> list[Passage]:
+def widen_short(passages: list[Passage], chunks: dict[int, "StoredChunk"], store, min_chars: int,
+                hidden: Collection[int] = (), reach: int = 4) -> list[Passage]:
     """Each passage shorter than `min_chars` takes in its file's neighbouring chunks of the
     same section until it is long enough: first the chunks after it, so that what the search
     matched stays at the top (the bundled model reads a passage's start most), then those
     before it (a short chunk is often a section's tail, and the section opens with what it
     is about). A chunk that another passage holds, that a search must leave out (`hidden`), or
     that belongs to another section stops the widening on that side. At most `reach`
-    chunks a side."""
+    chunks a side. `chunks` holds the passages' own chunks (retrieval has read them); the
+    store gives those around them."""
     if min_chars <= 0:
         return passages
     taken = {i for p in passages for i in p.chunk_ids}
@@ -66,10 +67,7 @@ def widen_short(passages: list[Passage], store, min_chars: int, hidden: Collecti
         if len(passage.text) >= min_chars:
             out.append(passage)
             continue
-        own = sorted(store.chunks(list(passage.chunk_ids)), key=lambda c: c.ord)
-        if not own:
-            out.append(passage)
-            continue
+        own = sorted((chunks[i] for i in passage.chunk_ids), key=lambda c: c.ord)
         section = own[0].heading_path
         near = {c.ord: c for c in store.chunks_between(passage.source, own[0].ord - reach, own[-1].ord + reach)}
         parts, length = list(own), len(passage.text)

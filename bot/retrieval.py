@@ -340,7 +340,7 @@ class Retriever:
             # each its own passage, keep LangChain's contract of k documents.
             merged += single(neighbours[:k - len(merged)])
         if self.config.widen_chars:
-            merged = widen_short(merged, store, self.config.widen_chars, store.excluded_ids(rule))
+            merged = widen_short(merged, chunks, store, self.config.widen_chars, store.excluded_ids(rule))
         passages = with_origins(merged, store)
         timings["select_ms"] = _ms(mark)
         timings["retrieve_ms"] = _ms(started)
